@@ -1,0 +1,1 @@
+"""A self-contained demo of pgmigrate: ``python -m demo`` (or ``make demo``)."""

@@ -1,0 +1,100 @@
+"""Settings of pgmigrate: one validated accessor per setting.
+
+Each accessor reads its ``PGMIGRATE_*`` setting, applies the default and raises
+``ImproperlyConfigured`` with a clear message when the value is unusable. The system
+checks in ``pgmigrate.checks`` call them to turn bad values into check errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from pgmigrate import actions
+
+#: Default for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
+DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
+#: Bounds accepted for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
+MIN_INTERVAL, MAX_INTERVAL = 0.001, 60.0
+#: Smallest lock timeout PostgreSQL can express (it counts milliseconds).
+MIN_LOCK_TIMEOUT = 0.001
+
+_UNSET: Any = object()
+
+
+def _seconds(name: str, value: object) -> float:
+    """Convert a number of seconds or a ``timedelta`` to float seconds, or fail clearly."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ImproperlyConfigured(
+        f"{name} must be a number of seconds or a datetime.timedelta, not {value!r}."
+    )
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = getattr(settings, name, default)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}.")
+    return value
+
+
+def blocking_action() -> actions.BlockingAction | None:
+    """``PGMIGRATE_BLOCKING_ACTION``: what to do with sessions that block a migration.
+
+    A ``BlockingAction`` subclass, an instance of one, a dotted path to either, or ``None``.
+    Defaults to ``pgmigrate.Terminate``.
+    """
+    value = getattr(settings, "PGMIGRATE_BLOCKING_ACTION", actions.Terminate)
+    return actions.resolve(value, setting="PGMIGRATE_BLOCKING_ACTION")
+
+
+def blocking_action_interval() -> float:
+    """``PGMIGRATE_BLOCKING_ACTION_INTERVAL``: seconds between looks at the migrating backend.
+
+    The watcher first looks half an interval after a statement starts, then at growing gaps
+    while the statement runs; once the backend waits on a lock it acts at once.
+    """
+    name = "PGMIGRATE_BLOCKING_ACTION_INTERVAL"
+    value = getattr(settings, name, DEFAULT_BLOCKING_ACTION_INTERVAL)
+    seconds = _seconds(name, value)
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise ImproperlyConfigured(
+            f"{name} must be between {MIN_INTERVAL} and {MAX_INTERVAL:g} seconds, not {value!r}."
+        )
+    return seconds
+
+
+def lock_timeout() -> float | None:
+    """``PGMIGRATE_LOCK_TIMEOUT``: PostgreSQL ``lock_timeout`` of the migrating connection.
+
+    Seconds or a ``timedelta``; ``None`` (the default) leaves the server's setting alone.
+    """
+    name = "PGMIGRATE_LOCK_TIMEOUT"
+    value = getattr(settings, name, None)
+    if value is None:
+        return None
+    seconds = _seconds(name, value)
+    if seconds < MIN_LOCK_TIMEOUT:
+        raise ImproperlyConfigured(
+            f"{name} must be at least 1 millisecond, or None for no lock timeout, not {value!r}."
+        )
+    return seconds
+
+
+def patch_migrate() -> bool:
+    """``PGMIGRATE_PATCH_MIGRATE``: make ``manage.py migrate`` run pgmigrate (default True)."""
+    return _bool("PGMIGRATE_PATCH_MIGRATE", True)
+
+
+def atomic() -> bool:
+    """``PGMIGRATE_ATOMIC``: run each migration in one transaction, as Django does.
+
+    Defaults to False: pgmigrate runs schema statements one by one, each committing on its
+    own, so that no lock is held longer than its statement needs.
+    """
+    return _bool("PGMIGRATE_ATOMIC", False)

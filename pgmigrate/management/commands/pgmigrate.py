@@ -1,0 +1,7 @@
+"""``manage.py pgmigrate``: pgmigrate's ``migrate``, whether or not ``migrate`` is patched."""
+
+from pgmigrate.command import MigrateCommand
+
+
+class Command(MigrateCommand):
+    pass

@@ -1,0 +1,207 @@
+"""The watcher: a thread that finds and handles the sessions blocking the migrating backend.
+
+The migrating connection tells the watcher when each statement starts and ends (through a
+Django ``execute_wrapper``), so the watcher costs nothing between statements and nothing
+for statements that finish quickly. While a statement runs, the watcher takes a light look
+at the backend in ``pg_stat_activity`` (via django-pgactivity): first half an interval after
+the statement starts, then at gaps that double up to ten intervals. Only when the backend
+waits on a lock does it query the lock graph (``pg_blocking_pids``/``pg_locks`` via
+django-pglock) and run the blocking action.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, connections
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from pgmigrate.actions import BlockingAction
+    from pgmigrate.command import MigrateCommand
+
+#: ``application_name`` prefix of pgmigrate's own connections.
+APPLICATION_NAME = "pgmigrate"
+#: The gap between looks at a running, unblocked statement grows up to this many intervals.
+RUNNING_GAP_INTERVALS = 10
+#: While a wait persists after acting, the gap grows up to this many intervals.
+WAITING_GAP_INTERVALS = 100
+#: How long ``stop()`` waits for the thread to finish, in seconds.
+STOP_TIMEOUT = 5.0
+
+
+class _Statement:
+    """A statement running on the migrating connection."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+
+class Watcher:
+    """Watches one migrating backend from a thread with a connection of its own."""
+
+    def __init__(
+        self,
+        command: MigrateCommand,
+        *,
+        using: str,
+        backend_pid: int,
+        action: BlockingAction | None,
+        interval: float,
+    ) -> None:
+        self.command = command
+        self.using = using
+        self.backend_pid = backend_pid
+        self.action = copy.deepcopy(action)
+        self.interval = interval
+        #: pids never to act on: the migrating backend and the watcher's own connection.
+        self.own_pids: set[int] = {backend_pid}
+        self.checks = 0
+        self.actions_run = 0
+        self._statement: _Statement | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reported_errors: set[str] = set()
+        self._settings_dict = self._watcher_settings(connections[using].settings_dict)
+        self._thread = threading.Thread(
+            target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
+        )
+
+    @staticmethod
+    def _watcher_settings(settings_dict: dict[str, Any]) -> dict[str, Any]:
+        options = {
+            key: value for key, value in settings_dict.get("OPTIONS", {}).items() if key != "pool"
+        }
+        options["application_name"] = f"{APPLICATION_NAME} watcher"
+        return {**settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}
+
+    # Called from the migrating thread -------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and close its connection; safe to call more than once."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(STOP_TIMEOUT)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def execute_wrapper(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Django ``execute_wrapper`` for the migrating connection: marks statement bounds."""
+        statement = self._statement = _Statement()
+        self._wake.set()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            if self._statement is statement:
+                self._statement = None
+
+    # The watcher thread ---------------------------------------------------------------
+
+    def _connect(self) -> BaseDatabaseWrapper:
+        main = connections[self.using]
+        connection = type(main)(self._settings_dict, self.using)
+        connections[self.using] = connection
+        import pgactivity
+
+        self.own_pids.add(pgactivity.pid(using=self.using))
+        return connection
+
+    def _run(self) -> None:
+        connection = None
+        try:
+            connection = self._connect()
+            while not self._stop.is_set():
+                self._wake.wait()
+                self._wake.clear()
+                statement = self._statement
+                if statement is not None and not self._stop.is_set():
+                    self._watch(statement)
+        except Exception as exc:  # never let the thread die silently
+            self._report_error("the watcher stopped", exc)
+        finally:
+            if connection is not None:
+                connection.close()
+                del connections[self.using]
+
+    def _watch(self, statement: _Statement) -> None:
+        """Look at the backend while ``statement`` runs, acting whenever it waits on a lock."""
+        due = statement.started + self.interval / 2
+        gap = self.interval
+        was_waiting = False
+        while True:
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            if self._statement is not statement:
+                return
+            waiting = self._safely(self._is_waiting_on_lock, "looking at the backend")
+            if waiting:
+                self._safely(self._act, "running the blocking action")
+                if not was_waiting:
+                    gap = self.interval
+                gap_limit = self.interval * WAITING_GAP_INTERVALS
+            else:
+                gap_limit = self.interval * RUNNING_GAP_INTERVALS
+            was_waiting = bool(waiting)
+            due = time.monotonic() + gap
+            gap = min(gap * 2, gap_limit)
+
+    def _is_waiting_on_lock(self) -> bool:
+        """The light, frequent check: one backend's row of ``pg_stat_activity``."""
+        from pgactivity.models import PGActivity
+
+        self.checks += 1
+        wait_event_type = (
+            PGActivity.objects.using(self.using)
+            .pid(self.backend_pid)
+            .values_list("wait_event_type", flat=True)
+            .first()
+        )
+        return wait_event_type == "LOCK"
+
+    def blocked_locks(self) -> Any:
+        """The migrating backend's locks joined to the sessions that block it."""
+        from pglock.models import BlockedPGLock
+
+        return (
+            BlockedPGLock.objects.using(self.using)
+            .pid(self.backend_pid)
+            .filter(activity_id=self.backend_pid)
+            .exclude(blocking_activity_id__in=self.own_pids)
+        )
+
+    def _act(self) -> None:
+        if self.action is None:
+            return
+        self.actions_run += 1
+        self.action(self.command, self.blocked_locks())
+
+    def _safely(self, func: Callable[[], Any], doing: str) -> Any:
+        """Run ``func``; report an error once and go on, reconnecting if the link broke."""
+        try:
+            return func()
+        except Exception as exc:
+            self._report_error(f"error while {doing}", exc)
+            if isinstance(exc, DatabaseError):
+                connections[self.using].close()
+            return None
+
+    def _report_error(self, what: str, exc: BaseException) -> None:
+        message = f"pgmigrate: {what}: {type(exc).__name__}: {str(exc).strip()}"
+        if message not in self._reported_errors:
+            self._reported_errors.add(message)
+            self.command.notice(message, warning=True)

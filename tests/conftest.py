@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
+from django.test import override_settings
+
+from tests.helpers import query
+
+POSTGRES_ALIASES = ("default", "other")
+
+
+def _reset_tests_app(using: str) -> None:
+    """Drop the tables of the ``tests`` app and forget its migrations."""
+    tables = query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        " AND tablename LIKE 'tests\\_%%'",
+        using=using,
+    )
+    for (table,) in tables:
+        query(f'DROP TABLE IF EXISTS "{table}" CASCADE', using=using)
+    recorder = MigrationRecorder(connections[using])
+    recorder.ensure_schema()
+    recorder.migration_qs.filter(app="tests").delete()
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[str]:
+    """Use the migrations of ``tests/scenarios/<name>`` for the ``tests`` app.
+
+    Parametrize indirectly or mark the test with ``@pytest.mark.scenario("name")``.
+    """
+    marker = request.node.get_closest_marker("scenario")
+    name = marker.args[0] if marker else getattr(request, "param", "basic")
+    for using in POSTGRES_ALIASES:
+        _reset_tests_app(using)
+    with override_settings(MIGRATION_MODULES={"tests": f"tests.scenarios.{name}"}):
+        yield name
+    for using in POSTGRES_ALIASES:
+        _reset_tests_app(using)
+
+
+@pytest.fixture
+def sessions() -> Iterator[list]:
+    """Collects test-made sessions and closes them all at the end of the test."""
+    opened: list = []
+    yield opened
+    for session in opened:
+        session.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario(name): migrations scenario for the tests app")
+
+
+@pytest.fixture(autouse=True)
+def _close_connections() -> Iterator[None]:
+    yield
+    for using in POSTGRES_ALIASES:
+        connections[using].close()

@@ -1,0 +1,198 @@
+"""Helpers for tests: independent database sessions, waiting on conditions, running migrate."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections
+
+#: How long a test waits for a condition before failing (a safety net, not a speed target).
+WAIT_TIMEOUT = 30.0
+POLL_EVERY = 0.005
+
+
+def wait_until(predicate: Callable[[], Any], *, what: str, timeout: float = WAIT_TIMEOUT) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(POLL_EVERY)
+
+
+def query(sql: str, params: Any = None, *, using: str = "default") -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the test's own connection for ``using`` and return all rows."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+class Session:
+    """A database session of its own (like another app server), independent of Django's."""
+
+    def __init__(self, using: str = "default", *, application_name: str = "test-session"):
+        settings_dict = dict(connections[using].settings_dict)
+        settings_dict["OPTIONS"] = {
+            **settings_dict.get("OPTIONS", {}),
+            "application_name": application_name,
+        }
+        self.using = using
+        self.connection = type(connections[using])(settings_dict, using)
+        self.connection.inc_thread_sharing()  # tests may use it from a helper thread
+        self.connection.ensure_connection()
+        self.pid = self.execute("SELECT pg_backend_pid()")[0][0]
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def hold(self, table: str, mode: str = "ACCESS SHARE") -> Session:
+        """Open a transaction holding a lock on ``table`` and stay idle in it."""
+        self.connection.set_autocommit(False)
+        self.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        return self
+
+    def release(self) -> None:
+        """End the open transaction (releasing its locks)."""
+        self.connection.rollback()
+        self.connection.set_autocommit(True)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # already terminated by the server
+            self.connection.close()
+
+
+def is_alive(pid: int, using: str = "default") -> bool:
+    return bool(query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid], using=using))
+
+
+def is_waiting_on_lock(pid: int, using: str = "default") -> bool:
+    return bool(query("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [pid], using=using))
+
+
+def waited_at_least(pid: int, seconds: float, using: str = "default") -> bool:
+    """True when ``pid`` has been waiting on a lock for ``seconds`` (server clock)."""
+    return bool(
+        query(
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted"
+            " AND now() - waitstart >= make_interval(secs => %s)",
+            [pid, seconds],
+            using=using,
+        )
+    )
+
+
+def locked_tables(pid: int, using: str = "default") -> set[str]:
+    """Tables on which ``pid`` holds a granted lock."""
+    rows = query(
+        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE l.pid = %s AND l.granted AND c.relkind = 'r'",
+        [pid],
+        using=using,
+    )
+    return {name for (name,) in rows}
+
+
+def columns(table: str, using: str = "default") -> set[str]:
+    rows = query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+        [table],
+        using=using,
+    )
+    return {name for (name,) in rows}
+
+
+def applied(using: str = "default", app: str = "tests") -> list[str]:
+    rows = query(
+        "SELECT name FROM django_migrations WHERE app = %s ORDER BY name", [app], using=using
+    )
+    return [name for (name,) in rows]
+
+
+def pgmigrate_sessions(using: str = "default") -> list[tuple[int, str]]:
+    return query(
+        "SELECT pid, application_name FROM pg_stat_activity"
+        " WHERE application_name LIKE 'pgmigrate%%' AND pid <> pg_backend_pid()",
+        using=using,
+    )
+
+
+def watcher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pgmigrate-watcher")]
+
+
+def migrate(*args: Any, **options: Any) -> str:
+    """``call_command("migrate", ...)`` returning what it printed."""
+    out = io.StringIO()
+    options.setdefault("verbosity", 1)
+    call_command("migrate", *args, stdout=out, stderr=out, no_color=True, **options)
+    return out.getvalue()
+
+
+class MigrateThread(threading.Thread):
+    """Runs ``migrate`` in a thread of its own so the test can watch and intervene."""
+
+    def __init__(self, *args: Any, command: str = "migrate", **options: Any) -> None:
+        super().__init__(name="test-migrate", daemon=True)
+        self.args, self.options, self.command = args, options, command
+        self.output = _SafeStringIO()
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.options.setdefault("verbosity", 1)
+            call_command(
+                self.command,
+                *self.args,
+                stdout=self.output,
+                stderr=self.output,
+                no_color=True,
+                **self.options,
+            )
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    @property
+    def backend_pid(self) -> int:
+        """The migrating backend's pid, as printed by pgmigrate."""
+        match = wait_until(
+            lambda: re.search(r"backend pid (\d+)", self.output.getvalue()),
+            what="migrate printed its backend pid",
+        )
+        return int(match.group(1))
+
+    def finish(self) -> str:
+        """Wait for the command to end; re-raise its error; return its output."""
+        self.join(WAIT_TIMEOUT)
+        assert not self.is_alive(), "migrate did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.output.getvalue()
+
+
+class _SafeStringIO(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return super().write(text)
+
+    def getvalue(self) -> str:
+        with self._lock:
+            return super().getvalue()

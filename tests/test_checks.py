@@ -1,0 +1,54 @@
+"""System checks: bad settings give errors with stable ids, not tracebacks."""
+
+import datetime as dt
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+
+def ids(**settings):
+    with override_settings(**settings):
+        return {message.id: message.msg for message in checks.run_checks()}
+
+
+def test_clean_settings_pass():
+    assert not [i for i in ids() if i.startswith("pgmigrate")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id", "text"),
+    [
+        ("PGMIGRATE_BLOCKING_ACTION", "no.such.Action", "pgmigrate.E003", "cannot import"),
+        ("PGMIGRATE_BLOCKING_ACTION", "datetime.timedelta", "pgmigrate.E003", "BlockingAction"),
+        ("PGMIGRATE_BLOCKING_ACTION", 42, "pgmigrate.E003", "not 42"),
+        ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", "fast", "pgmigrate.E004", "number of seconds"),
+        ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 0, "pgmigrate.E004", "between 0.001 and 60"),
+        ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 61, "pgmigrate.E004", "between"),
+        ("PGMIGRATE_LOCK_TIMEOUT", "1s", "pgmigrate.E005", "number of seconds"),
+        ("PGMIGRATE_LOCK_TIMEOUT", dt.timedelta(0), "pgmigrate.E005", "at least 1 millisecond"),
+        ("PGMIGRATE_LOCK_TIMEOUT", True, "pgmigrate.E005", "number of seconds"),
+        ("PGMIGRATE_PATCH_MIGRATE", "yes", "pgmigrate.E006", "True or False"),
+        ("PGMIGRATE_ATOMIC", 1, "pgmigrate.E007", "True or False"),
+    ],
+)
+def test_bad_setting(setting, value, check_id, text):
+    found = ids(**{setting: value})
+    assert check_id in found, found
+    assert setting in found[check_id] or "BlockingAction" in found[check_id]
+    assert text in found[check_id]
+
+
+def test_bad_filter():
+    import pgmigrate
+
+    found = ids(PGMIGRATE_BLOCKING_ACTION=pgmigrate.Terminate(no_such_field=1))
+    assert "invalid filter" in found["pgmigrate.E003"]
+
+
+@pytest.mark.parametrize(("app", "check_id"), [("pgactivity", "E001"), ("pglock", "E002")])
+def test_missing_dependency_app(app, check_id):
+    apps = [a for a in ["pgactivity", "pglock", "pgmigrate", "tests"] if a != app]
+    found = ids(INSTALLED_APPS=apps)
+    assert f"pgmigrate.{check_id}" in found
+    assert app in found[f"pgmigrate.{check_id}"]

@@ -1,0 +1,73 @@
+"""``manage.py`` in a child process: exit status and messages, as a user sees them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.helpers import Session, applied, migrate
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args, **env):
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.subprocess_settings",
+        "PGMIGRATE_TEST_DB_NAME": connection.settings_dict["NAME"],
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_lock_timeout_exits_1_without_traceback(scenario, sessions):
+    migrate("tests", "0001")
+    blocker = Session().hold("tests_beta")
+    sessions.append(blocker)
+
+    result = manage("migrate", "tests", PGMIGRATE_LOCK_TIMEOUT="0.2", PGMIGRATE_TEST_ACTION="")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CommandError: pgmigrate: migration tests.0002_add_fields stopped" in result.stderr
+    assert "lock timeout (PGMIGRATE_LOCK_TIMEOUT = 0.2 s)" in result.stderr
+    assert "backend pid" in result.stdout
+    assert applied() == ["0001_initial"]
+
+
+@pytest.mark.scenario("partial")
+def test_partial_failure_exits_1_with_report(scenario):
+    result = manage("migrate", "tests", PGMIGRATE_TEST_SCENARIO="partial")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "stopped at operation 4 of 5" in result.stderr
+
+
+def test_manage_migrate_ends_blocker(scenario, sessions):
+    migrate("tests", "0001")
+    blocker = Session().hold("tests_beta")
+    sessions.append(blocker)
+    result = manage("migrate", "tests", PGMIGRATE_LOCK_TIMEOUT="30")
+    assert result.returncode == 0, result.stderr
+    assert f"terminated 1 session blocking the migration: pid {blocker.pid}" in result.stdout
+
+
+def test_patch_off_leaves_migrate_alone(scenario):
+    result = manage("migrate", "tests", PGMIGRATE_TEST_PATCH="off")
+    assert result.returncode == 0, result.stderr
+    assert "pgmigrate" not in result.stdout
+    result = manage("pgmigrate", "tests", "zero", PGMIGRATE_TEST_PATCH="off")
+    assert result.returncode == 0, result.stderr
+    assert "backend pid" in result.stdout
