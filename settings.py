@@ -23,6 +23,8 @@ pgserver.ensure_database(_url, _other["NAME"])  # so `migrate --database other` 
 DATABASES = {
     "default": _default,
     "other": _other,
+    # A role without superuser rights, created by the test suite (tests/test_privileges.py).
+    "migrator": {**copy.deepcopy(_default), "USER": "pgm_migrator", "TEST": {"MIRROR": "default"}},
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.path.join(tempfile.gettempdir(), "django-pgmigrate.sqlite3"),

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pgactivity
 from django.core.exceptions import FieldError, ImproperlyConfigured
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
+
+from pgmigrate.errors import sqlstate
 
 if TYPE_CHECKING:
     from pglock.models import BlockedPGLockQuerySet
@@ -115,25 +117,54 @@ class BlockingAction:
         return hash((type(self), tuple(sorted(self.filters))))
 
 
+def signal_failure_hint(exc: BaseException, using: str) -> str:
+    """How to fix a failed ``pg_terminate_backend``/``pg_cancel_backend``."""
+    text = str(exc).lower()
+    if "superuser" in text:
+        return (
+            "only a superuser can end a superuser's session; set PGMIGRATE_LOCK_TIMEOUT so "
+            "that migrate gives up instead of queueing behind it"
+        )
+    if sqlstate(exc) == "42501" or "permission denied" in text or "must be a member" in text:
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            role = cursor.fetchone()[0]
+        return f'GRANT pg_signal_backend TO "{role}"; (run as a superuser)'
+    return "see the PostgreSQL server log"
+
+
 class _SignalBlockers(BlockingAction):
-    """Send a signal to every blocking session and say so once per session."""
+    """Send a signal to each blocking session; say once which were signalled or failed."""
 
     verb = "signalled"
+    function = "pg_signal_backend"
 
     def __init__(self, **filters: Any) -> None:
         super().__init__(**filters)
         self._announced: set[tuple[int, dt.datetime | None]] = set()
+        self._failed: set[tuple[int, dt.datetime | None]] = set()
 
-    def signal(self, pids: list[int], using: str) -> None:
+    def signal(self, pid: int, using: str) -> None:
         raise NotImplementedError
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
-        found = blockers(blocked_locks)
-        if not found:
-            return []
-        pids = [blocker.pid for blocker in found]
-        self.signal(pids, blocked_locks.db)
-        new = [blocker for blocker in found if blocker.key not in self._announced]
+        signalled: list[Blocker] = []
+        for blocker in blockers(blocked_locks):
+            if blocker.key in self._failed:
+                continue  # reported once; the lock timeout decides
+            try:
+                self.signal(blocker.pid, blocked_locks.db)
+            except DatabaseError as exc:
+                self._failed.add(blocker.key)
+                cmd.notice(
+                    f"pgmigrate: could not run {self.function}({blocker.pid}) on "
+                    f"{blocker.describe()}: {str(exc).strip()}\n"
+                    f"    remedy: {signal_failure_hint(exc, blocked_locks.db)}",
+                    warning=True,
+                )
+                continue
+            signalled.append(blocker)
+        new = [blocker for blocker in signalled if blocker.key not in self._announced]
         if new:
             self._announced.update(blocker.key for blocker in new)
             plural = "s" if len(new) > 1 else ""
@@ -142,16 +173,17 @@ class _SignalBlockers(BlockingAction):
                 + ", ".join(blocker.describe() for blocker in new),
                 warning=True,
             )
-        return pids
+        return [blocker.pid for blocker in signalled]
 
 
 class Terminate(_SignalBlockers):
     """End the blocking sessions with ``pg_terminate_backend`` (the default action)."""
 
     verb = "terminated"
+    function = "pg_terminate_backend"
 
-    def signal(self, pids: list[int], using: str) -> None:
-        pgactivity.terminate(*pids, using=using)
+    def signal(self, pid: int, using: str) -> None:
+        pgactivity.terminate(pid, using=using)
 
 
 class Cancel(_SignalBlockers):
@@ -162,9 +194,10 @@ class Cancel(_SignalBlockers):
     """
 
     verb = "cancelled the query of"
+    function = "pg_cancel_backend"
 
-    def signal(self, pids: list[int], using: str) -> None:
-        pgactivity.cancel(*pids, using=using)
+    def signal(self, pid: int, using: str) -> None:
+        pgactivity.cancel(pid, using=using)
 
 
 def _session_details(pids: list[int], using: str) -> dict[int, tuple[str, dt.timedelta | None]]:

@@ -18,7 +18,13 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
     ("pgmigrate.E005", config.lock_timeout),
     ("pgmigrate.E006", config.patch_migrate),
     ("pgmigrate.E007", config.atomic),
+    ("pgmigrate.E008", config.protected),
+    ("pgmigrate.E009", config.concurrent_migrate),
 ]
+
+#: Time the watcher needs to act once a statement waits, beyond its first look (measured in
+#: milliseconds by ``make bench``; this leaves a wide margin).
+ACT_MARGIN = 0.05
 
 
 def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -70,6 +76,66 @@ def check_migrate_owner(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
+def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMessage]:
+    """pgmigrate.W002: a lock timeout so short that blockers are never ended in time."""
+    try:
+        timeout, action = config.lock_timeout(), config.blocking_action()
+        interval = config.blocking_action_interval()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    needed = interval / 2 + ACT_MARGIN
+    if timeout is None or action is None or timeout >= needed:
+        return []
+    return [
+        checks.Warning(
+            f"PGMIGRATE_LOCK_TIMEOUT ({timeout:g} s) is shorter than the watcher needs to act "
+            f"on blockers (about {needed:g} s: half of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
+            f"{ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
+            hint=f"Use a lock timeout of at least {needed:g} s, or a shorter interval.",
+            id="pgmigrate.W002",
+        )
+    ]
+
+
+def check_signal_privilege(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """pgmigrate.W003: the migrating role cannot end other roles' sessions."""
+    from django.db import Error, connections
+
+    found: list[checks.CheckMessage] = []
+    for using in databases or []:
+        connection = connections[using]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_user, rolsuper OR pg_has_role(current_user, "
+                    "'pg_signal_backend', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
+                )
+                role, allowed = cursor.fetchone()
+        except Error:
+            continue  # no database to ask: nothing to say
+        if not allowed:
+            found.append(
+                checks.Warning(
+                    f"The role {role!r} of database {using!r} can only end sessions of roles "
+                    "it is a member of: pgmigrate will not be able to end other blockers.",
+                    hint=f'GRANT pg_signal_backend TO "{role}"; (as a superuser). Sessions '
+                    "of superusers can only be ended by a superuser.",
+                    id="pgmigrate.W003",
+                )
+            )
+    return found
+
+
 def register() -> None:
-    for check in (check_required_apps, check_settings, check_migrate_owner):
+    for check in (
+        check_required_apps,
+        check_settings,
+        check_migrate_owner,
+        check_lock_timeout_leaves_time_to_act,
+    ):
         checks.register(check)
+    checks.register(check_signal_privilege, checks.Tags.database)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -11,15 +13,40 @@ import pgactivity
 import pglock
 from django.core.management.base import CommandError
 from django.core.management.commands import migrate as django_migrate
-from django.db import connections
+from django.db import Error, connections
 
-from pgmigrate import config
-from pgmigrate.errors import PartialMigrationError, is_lock_timeout
+from pgmigrate import config, interrupts
+from pgmigrate.errors import (
+    PartialMigrationError,
+    is_cancelled_by_interrupt,
+    is_connection_lost,
+    is_lock_timeout,
+)
 from pgmigrate.executor import PGMigrateExecutor
+from pgmigrate.migrate_lock import migrate_lock
 from pgmigrate.watcher import Watcher
 
 #: Django's own ``migrate`` command, kept before pgmigrate patches it.
 DjangoMigrateCommand = django_migrate.Command
+
+
+@contextlib.contextmanager
+def _lock_timeout(seconds: float, using: str) -> Iterator[None]:
+    """``pglock.timeout`` that does not hide the original error if the connection broke."""
+    manager = pglock.timeout(seconds, using=using)
+    manager.__enter__()
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Error):
+            manager.__exit__(*sys.exc_info())
+        raise
+    manager.__exit__(None, None, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -63,45 +90,77 @@ class MigrateCommand(DjangoMigrateCommand):
         self.current_migration = None
         lock_timeout = config.lock_timeout()
         backend_pid = pgactivity.pid(using=using)
-        if options["verbosity"] >= 1:
-            self.stdout.write(
-                f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} "
-                f"(database {using!r})"
-            )
+        self.notice(
+            f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
+        )
         watcher = Watcher(
             self,
             using=using,
             backend_pid=backend_pid,
             action=config.blocking_action(),
             interval=config.blocking_action_interval(),
+            protected=config.protected(),
+            lock_timeout=lock_timeout,
         )
         executor_class = type(
             "PGMigrateExecutor",
             (PGMigrateExecutor,),
             {"statement_by_statement": not config.atomic()},
         )
-        watcher.start()
         try:
             with contextlib.ExitStack() as stack:
+                stack.enter_context(
+                    interrupts.interruptible(
+                        functools.partial(interrupts.cancel_backend, using, backend_pid)
+                    )
+                )
+                stack.enter_context(
+                    migrate_lock(
+                        using, wait=config.concurrent_migrate() == "wait", notice=self.notice
+                    )
+                )
+                watcher.start()
+                stack.callback(watcher.stop)
                 stack.enter_context(connections[using].execute_wrapper(watcher.execute_wrapper))
                 if lock_timeout is not None:
-                    stack.enter_context(pglock.timeout(lock_timeout, using=using))
+                    stack.enter_context(_lock_timeout(lock_timeout, using))
                 stack.enter_context(_executor_class(executor_class))
                 return super().handle(*args, **options)
-        except Exception as exc:
-            error = self._command_error(exc, lock_timeout)
+        except (Exception, KeyboardInterrupt) as exc:
+            error = self._command_error(exc, lock_timeout, using, backend_pid)
             if error is None:
+                raise
+            if isinstance(exc, KeyboardInterrupt) and not getattr(
+                self, "_called_from_command_line", False
+            ):
+                # call_command callers get the interrupt itself, as Python code expects.
+                self.stderr.write(str(error))
                 raise
             raise error from exc
         finally:
             watcher.stop()
 
-    def _command_error(self, exc: Exception, lock_timeout: float | None) -> CommandError | None:
-        """A clear ``CommandError`` for a lock timeout or a partly applied migration."""
+    def _command_error(
+        self,
+        exc: BaseException,
+        lock_timeout: float | None,
+        using: str,
+        backend_pid: int,
+    ) -> CommandError | None:
+        """A clear ``CommandError`` for a lock timeout, a lost connection, an interrupt, or a
+        partly applied migration; ``None`` for other errors (raised as they are)."""
         partial = exc if isinstance(exc, PartialMigrationError) else None
         migration = partial.migration if partial else self.current_migration
         where = f"migration {migration.app_label}.{migration.name}" if migration else "migrate"
-        if is_lock_timeout(exc):
+        returncode = 1
+        if isinstance(exc, KeyboardInterrupt) or is_cancelled_by_interrupt(exc):
+            name = "SIGTERM" if isinstance(exc, interrupts.Terminated) else "SIGINT (Ctrl-C)"
+            returncode = 143 if isinstance(exc, interrupts.Terminated) else 130
+            message = (
+                f"pgmigrate: {where} interrupted by {name}. The running statement was "
+                "cancelled; migrations applied before it stay applied."
+            )
+        elif is_lock_timeout(exc):
             setting = (
                 f"PGMIGRATE_LOCK_TIMEOUT = {_seconds_text(lock_timeout)}"
                 if lock_timeout is not None
@@ -112,13 +171,21 @@ class MigrateCommand(DjangoMigrateCommand):
                 f"lock timeout ({setting}). Migrations applied before it stay applied; run "
                 "migrate again once the blocking sessions are gone."
             )
+        elif is_connection_lost(exc, using):
+            message = (
+                f"pgmigrate: {where} stopped: the migrating connection (backend pid "
+                f"{backend_pid}) was lost: {_first_line(exc)}. Migrations applied before it "
+                "stay applied; check the database, then run migrate again."
+            )
+            with contextlib.suppress(Error):
+                connections[using].close()
         elif partial is not None:
             message = "pgmigrate: a migration failed part of the way through."
         else:
             return None
         if partial is not None:
             message += "\n" + partial.report()
-        return CommandError(message)
+        return CommandError(message, returncode=returncode)
 
     def migration_progress_callback(
         self, action: str, migration: Any = None, fake: bool = False

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from pgmigrate import actions
+from pgmigrate import actions, protection
 
 #: Default for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
@@ -98,3 +98,48 @@ def atomic() -> bool:
     own, so that no lock is held longer than its statement needs.
     """
     return _bool("PGMIGRATE_ATOMIC", False)
+
+
+def protected() -> dict[str, list[str]]:
+    """``PGMIGRATE_PROTECTED``: sessions never to be ended, as ``pg_stat_activity`` column
+    names mapped to lists of shell-style patterns, e.g. ``{"application_name": ["pg_dump"]}``.
+
+    Replication senders and autovacuum are always protected. A protected blocker is shown
+    instead, and the lock timeout (if set) decides.
+    """
+    name = "PGMIGRATE_PROTECTED"
+    value = getattr(settings, name, {})
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"{name} must be a dict of pg_stat_activity column names to lists of patterns, "
+            f"not {value!r}."
+        )
+    rules: dict[str, list[str]] = {}
+    for column, patterns in value.items():
+        if column not in protection.ACTIVITY_COLUMNS:
+            raise ImproperlyConfigured(
+                f"{name}: {column!r} is not a column of pg_stat_activity (use one of "
+                f"{', '.join(sorted(protection.ACTIVITY_COLUMNS))})."
+            )
+        if isinstance(patterns, str) or not isinstance(patterns, (list, tuple)):
+            raise ImproperlyConfigured(
+                f"{name}[{column!r}] must be a list of patterns, not {patterns!r}."
+            )
+        if not all(isinstance(pattern, str) for pattern in patterns):
+            raise ImproperlyConfigured(f"{name}[{column!r}] must hold strings only.")
+        rules[column] = list(patterns)
+    return rules
+
+
+#: Values accepted by ``PGMIGRATE_CONCURRENT_MIGRATE``.
+CONCURRENT_MIGRATE_CHOICES = ("wait", "fail")
+
+
+def concurrent_migrate() -> str:
+    """``PGMIGRATE_CONCURRENT_MIGRATE``: what a ``migrate`` does while another one runs on
+    the same database: ``"wait"`` for it (the default) or ``"fail"`` at once."""
+    name = "PGMIGRATE_CONCURRENT_MIGRATE"
+    value = getattr(settings, name, "wait")
+    if value not in CONCURRENT_MIGRATE_CHOICES:
+        raise ImproperlyConfigured(f'{name} must be "wait" or "fail", not {value!r}.')
+    return value

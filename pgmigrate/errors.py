@@ -27,6 +27,40 @@ def is_lock_timeout(exc: BaseException | None) -> bool:
     return sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
+#: SQLSTATEs of a backend ended under the client (admin_shutdown, crash_shutdown, ...).
+CONNECTION_ENDED = {"57P01", "57P02", "57P03", "08000", "08003", "08006"}
+#: SQLSTATE of ``query_canceled``.
+QUERY_CANCELED = "57014"
+
+
+def is_connection_lost(exc: BaseException | None, using: str) -> bool:
+    """True when ``exc`` means the connection ``using`` is gone."""
+    from django.db import InterfaceError, connections
+
+    if sqlstate(exc) in CONNECTION_ENDED:
+        return True
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, InterfaceError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    from django.db import Error as DatabaseError
+
+    if not isinstance(exc, DatabaseError) and not isinstance(exc.__cause__, DatabaseError):
+        return False
+    return not connections[using].is_usable()
+
+
+def is_cancelled_by_interrupt(exc: BaseException | None) -> bool:
+    """True when a statement was cancelled and an interrupt is on its way (Ctrl-C/SIGTERM)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class PartialMigrationError(Exception):
     """A statement-by-statement migration stopped after some of its operations ran.
 

@@ -11,17 +11,19 @@ django-pglock) and run the blocking action.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections
+import pgactivity
+from django.db import Error, connections
+
+from pgmigrate import protection
 
 if TYPE_CHECKING:
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
     from pgmigrate.actions import BlockingAction
     from pgmigrate.command import MigrateCommand
 
@@ -55,12 +57,16 @@ class Watcher:
         backend_pid: int,
         action: BlockingAction | None,
         interval: float,
+        protected: protection.Rules | None = None,
+        lock_timeout: float | None = None,
     ) -> None:
         self.command = command
         self.using = using
         self.backend_pid = backend_pid
         self.action = copy.deepcopy(action)
         self.interval = interval
+        self.protected = protected or {}
+        self.lock_timeout = lock_timeout
         #: pids never to act on: the migrating backend and the watcher's own connection.
         self.own_pids: set[int] = {backend_pid}
         self.checks = 0
@@ -69,6 +75,8 @@ class Watcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reported_errors: set[str] = set()
+        self._protected_shown: set[int] = set()
+        self._connections = 0
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -112,19 +120,21 @@ class Watcher:
 
     # The watcher thread ---------------------------------------------------------------
 
-    def _connect(self) -> BaseDatabaseWrapper:
-        main = connections[self.using]
-        connection = type(main)(self._settings_dict, self.using)
-        connections[self.using] = connection
-        import pgactivity
-
+    def _ensure_connected(self) -> None:
+        """(Re)connect the watcher's own connection, remembering its pid as one of ours."""
+        if connections[self.using].connection is not None:
+            return
+        connections[self.using].ensure_connection()
+        self._connections += 1
         self.own_pids.add(pgactivity.pid(using=self.using))
-        return connection
+        if self._connections > 1:
+            self.command.notice("pgmigrate: the watcher reconnected to the database")
 
     def _run(self) -> None:
-        connection = None
+        connection = type(connections[self.using])(self._settings_dict, self.using)
+        connections[self.using] = connection
         try:
-            connection = self._connect()
+            self._safely(self._ensure_connected, "connecting")
             while not self._stop.is_set():
                 self._wake.wait()
                 self._wake.clear()
@@ -134,9 +144,9 @@ class Watcher:
         except Exception as exc:  # never let the thread die silently
             self._report_error("the watcher stopped", exc)
         finally:
-            if connection is not None:
+            with contextlib.suppress(Error):
                 connection.close()
-                del connections[self.using]
+            del connections[self.using]
 
     def _watch(self, statement: _Statement) -> None:
         """Look at the backend while ``statement`` runs, acting whenever it waits on a lock."""
@@ -164,6 +174,7 @@ class Watcher:
         """The light, frequent check: one backend's row of ``pg_stat_activity``."""
         from pgactivity.models import PGActivity
 
+        self._ensure_connected()
         self.checks += 1
         wait_event_type = (
             PGActivity.objects.using(self.using)
@@ -188,7 +199,29 @@ class Watcher:
         if self.action is None:
             return
         self.actions_run += 1
-        self.action(self.command, self.blocked_locks())
+        spared = protection.protected_blockers(self.backend_pid, self.using, self.protected)
+        for blocker in spared:
+            if blocker.pid not in self._protected_shown:
+                self._protected_shown.add(blocker.pid)
+                self.command.notice(self._protected_message(blocker), warning=True)
+        blocked_locks = self.blocked_locks()
+        if spared:
+            blocked_locks = blocked_locks.exclude(
+                blocking_activity_id__in=[blocker.pid for blocker in spared]
+            )
+        self.action(self.command, blocked_locks)
+
+    def _protected_message(self, blocker: protection.ProtectedBlocker) -> str:
+        if self.lock_timeout is None:
+            outcome = "migrate waits until it ends (set PGMIGRATE_LOCK_TIMEOUT to give up instead)"
+        else:
+            outcome = f"the lock timeout ({self.lock_timeout:g} s) decides"
+        return (
+            f"pgmigrate: session pid {blocker.pid} (user {blocker.usename!r}, application "
+            f"{blocker.application_name!r}) blocks the migration but is protected "
+            f"({blocker.reason}); it is left alone and {outcome}.\n"
+            f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
 
     def _safely(self, func: Callable[[], Any], doing: str) -> Any:
         """Run ``func``; report an error once and go on, reconnecting if the link broke."""
@@ -196,8 +229,9 @@ class Watcher:
             return func()
         except Exception as exc:
             self._report_error(f"error while {doing}", exc)
-            if isinstance(exc, DatabaseError):
-                connections[self.using].close()
+            if isinstance(exc, Error):
+                with contextlib.suppress(Error):
+                    connections[self.using].close()
             return None
 
     def _report_error(self, what: str, exc: BaseException) -> None:

@@ -8,11 +8,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
 from django.db import connections
 
+#: The repository's root (where manage.py is).
+ROOT = Path(__file__).resolve().parent.parent
 #: How long a test waits for a condition before failing (a safety net, not a speed target).
 WAIT_TIMEOUT = 30.0
 POLL_EVERY = 0.005
@@ -40,8 +43,16 @@ def query(sql: str, params: Any = None, *, using: str = "default") -> list[tuple
 class Session:
     """A database session of its own (like another app server), independent of Django's."""
 
-    def __init__(self, using: str = "default", *, application_name: str = "test-session"):
+    def __init__(
+        self,
+        using: str = "default",
+        *,
+        application_name: str = "test-session",
+        user: str | None = None,
+    ):
         settings_dict = dict(connections[using].settings_dict)
+        if user is not None:
+            settings_dict["USER"] = user
         settings_dict["OPTIONS"] = {
             **settings_dict.get("OPTIONS", {}),
             "application_name": application_name,
@@ -196,3 +207,14 @@ class _SafeStringIO(io.StringIO):
     def getvalue(self) -> str:
         with self._lock:
             return super().getvalue()
+
+
+def blocked_migrate(sessions: list, table: str = "tests_beta", **options: Any) -> tuple:
+    """Apply 0001, block ``table`` from another session, then start migrating to 0002 and
+    wait until the migration waits on that lock. Returns ``(blocker, run)``."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session().hold(table)
+    sessions.append(blocker)
+    run = MigrateThread("tests", "0002", **options)
+    wait_until(lambda: is_waiting_on_lock(run.backend_pid), what=f"migrate waits on {table}")
+    return blocker, run

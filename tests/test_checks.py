@@ -52,3 +52,29 @@ def test_missing_dependency_app(app, check_id):
     found = ids(INSTALLED_APPS=apps)
     assert f"pgmigrate.{check_id}" in found
     assert app in found[f"pgmigrate.{check_id}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (["pg_dump"], "must be a dict"),
+        ({"app_name": ["x"]}, "'app_name' is not a column of pg_stat_activity"),
+        ({"application_name": "pg_dump"}, "must be a list of patterns"),
+        ({"application_name": [1]}, "must hold strings only"),
+    ],
+)
+def test_bad_protected_setting(value, text):
+    found = ids(PGMIGRATE_PROTECTED=value)
+    assert text in found["pgmigrate.E008"]
+
+
+def test_bad_concurrent_migrate_setting():
+    found = ids(PGMIGRATE_CONCURRENT_MIGRATE="queue")
+    assert 'must be "wait" or "fail"' in found["pgmigrate.E009"]
+
+
+def test_lock_timeout_too_short_for_the_watcher():
+    found = ids(PGMIGRATE_LOCK_TIMEOUT=0.01)
+    assert "shorter than the watcher needs to act" in found["pgmigrate.W002"]
+    assert "pgmigrate.W002" not in ids(PGMIGRATE_LOCK_TIMEOUT=0.01, PGMIGRATE_BLOCKING_ACTION=None)
+    assert "pgmigrate.W002" not in ids(PGMIGRATE_LOCK_TIMEOUT=0.5)

@@ -3,16 +3,13 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from tests.helpers import Session, applied, migrate
+from tests.helpers import ROOT, Session, applied, migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def manage(*args, **env):

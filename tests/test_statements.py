@@ -5,15 +5,13 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from tests.helpers import (
-    MigrateThread,
     Session,
     applied,
+    blocked_migrate,
     columns,
-    is_waiting_on_lock,
     locked_tables,
     migrate,
     query,
-    wait_until,
 )
 from tests.scenarios import RUNPYTHON_SEEN as SEEN
 
@@ -22,12 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "othe
 
 def _first_table_while_blocked_on_second(sessions):
     """Run 0002 (alpha, then beta) with beta blocked; return what is locked meanwhile."""
-    migrate("tests", "0001")
-    blocker = Session().hold("tests_beta")
-    sessions.append(blocker)
-    run = MigrateThread("tests", "0002")
+    blocker, run = blocked_migrate(sessions)
     pid = run.backend_pid
-    wait_until(lambda: is_waiting_on_lock(pid), what="the migration waits on tests_beta")
     held = locked_tables(pid)
     # Another session (the app) can read tests_alpha at once.
     reader = Session()

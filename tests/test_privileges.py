@@ -1,0 +1,115 @@
+"""A migrating role without superuser rights, as on managed PostgreSQL."""
+
+from collections.abc import Iterator
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from tests.helpers import (
+    MigrateThread,
+    Session,
+    applied,
+    is_alive,
+    is_waiting_on_lock,
+    query,
+    wait_until,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
+
+MIGRATOR, APP = "pgm_migrator", "pgm_app"
+
+
+def _create_role(name: str) -> None:
+    if not query("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]):
+        query(f"CREATE ROLE {name} LOGIN NOSUPERUSER")
+
+
+def _drop_role(name: str) -> None:
+    query(f"DROP OWNED BY {name} CASCADE")
+    query(f"DROP ROLE {name}")
+
+
+@pytest.fixture
+def roles(scenario) -> Iterator[None]:
+    """A migrating role (owner of the tests tables) and an app role, both non-superuser."""
+    for role in (MIGRATOR, APP):
+        _create_role(role)
+    query(f"GRANT CREATE ON SCHEMA public TO {MIGRATOR}")
+    query(f"GRANT ALL ON TABLE django_migrations TO {MIGRATOR}")
+    query(f"GRANT ALL ON SEQUENCE django_migrations_id_seq TO {MIGRATOR}")
+    query(f"ALTER DEFAULT PRIVILEGES FOR ROLE {MIGRATOR} GRANT SELECT ON TABLES TO {APP}")
+    yield
+    query("DELETE FROM django_migrations WHERE app = 'tests'")
+    for role in (MIGRATOR, APP):
+        _drop_role(role)
+
+
+def _migrate_as_migrator_blocked_by(*blockers):
+    run = MigrateThread("tests", "0002", database="migrator")
+    wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate waits")
+    return run
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+def test_permission_error_is_reported_once_with_the_remedy(roles, sessions):
+    MigrateThread("tests", "0001", database="migrator").finish()
+    app_session = Session(user=APP, application_name="app").hold("tests_beta")
+    superuser_session = Session(application_name="admin").hold("tests_beta")
+    sessions += [app_session, superuser_session]
+
+    run = _migrate_as_migrator_blocked_by(app_session, superuser_session)
+    wait_until(
+        lambda: run.output.getvalue().count("could not run pg_terminate_backend") == 2,
+        what="both failures reported",
+    )
+    # Let the watcher try again a few times: each failure is reported once only.
+    wait_until(
+        lambda: query(
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted"
+            " AND now() - waitstart > interval '300 ms'",
+            [run.backend_pid],
+        ),
+        what="migrate waited 0.3 s",
+    )
+    assert is_alive(app_session.pid) and is_alive(superuser_session.pid)
+    app_session.release()
+    superuser_session.release()
+    out = run.finish()  # the watcher's errors do not spoil the migration's outcome
+
+    assert out.count("could not run pg_terminate_backend") == 2
+    assert f'remedy: GRANT pg_signal_backend TO "{MIGRATOR}"' in out
+    assert "only a superuser can end a superuser's session" in out
+    assert applied("migrator") == ["0001_initial", "0002_add_fields"]
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+def test_other_blockers_are_still_ended(roles, sessions):
+    query(f"GRANT pg_signal_backend TO {MIGRATOR}")
+    MigrateThread("tests", "0001", database="migrator").finish()
+    app_session = Session(user=APP, application_name="app").hold("tests_beta")
+    superuser_session = Session(application_name="admin").hold("tests_beta")
+    sessions += [app_session, superuser_session]
+
+    run = _migrate_as_migrator_blocked_by(app_session, superuser_session)
+    wait_until(lambda: not is_alive(app_session.pid), what="the app session was ended")
+    wait_until(
+        lambda: "could not run pg_terminate_backend" in run.output.getvalue(),
+        what="the superuser failure reported",
+    )
+    assert is_alive(superuser_session.pid)
+    superuser_session.release()
+    out = run.finish()
+    assert f"terminated 1 session blocking the migration: pid {app_session.pid}" in out
+    assert applied("migrator") == ["0001_initial", "0002_add_fields"]
+
+
+def test_privilege_warning(roles):
+    found = checks.run_checks(databases=["migrator"])
+    warnings = [m for m in found if m.id == "pgmigrate.W003"]
+    assert len(warnings) == 1
+    assert f'GRANT pg_signal_backend TO "{MIGRATOR}"' in warnings[0].hint
+    query(f"GRANT pg_signal_backend TO {MIGRATOR}")
+    assert not [m for m in checks.run_checks(databases=["migrator"]) if m.id == "pgmigrate.W003"]
+    assert not [m for m in checks.run_checks(databases=["default"]) if m.id == "pgmigrate.W003"]
