@@ -133,6 +133,24 @@ def signal_failure_hint(exc: BaseException, using: str) -> str:
     return "see the PostgreSQL server log"
 
 
+def _event(
+    cmd: Any, event: str, message: str, blocker: Blocker, action: BlockingAction, **fields: Any
+) -> None:
+    """Emit a pgmigrate event about ``blocker`` (when ``cmd`` is a pgmigrate command)."""
+    emit = getattr(cmd, "event", None)
+    if emit is not None:
+        emit(
+            event,
+            message,
+            blocker_pid=blocker.pid,
+            application_name=blocker.application_name,
+            state=blocker.readable_state,
+            action=type(action).__name__,
+            query=blocker.query,
+            **fields,
+        )
+
+
 class _SignalBlockers(BlockingAction):
     """Send a signal to each blocking session; say once which were signalled or failed."""
 
@@ -156,14 +174,23 @@ class _SignalBlockers(BlockingAction):
                 self.signal(blocker.pid, blocked_locks.db)
             except DatabaseError as exc:
                 self._failed.add(blocker.key)
-                cmd.notice(
+                hint = signal_failure_hint(exc, blocked_locks.db)
+                message = (
                     f"pgmigrate: could not run {self.function}({blocker.pid}) on "
-                    f"{blocker.describe()}: {str(exc).strip()}\n"
-                    f"    remedy: {signal_failure_hint(exc, blocked_locks.db)}",
-                    warning=True,
+                    f"{blocker.describe()}: {str(exc).strip()}\n    remedy: {hint}"
                 )
+                cmd.notice(message, warning=True)
+                _event(cmd, "action_failed", message, blocker, self, error=str(exc), hint=hint)
                 continue
             signalled.append(blocker)
+            if blocker.key not in self._announced:
+                _event(
+                    cmd,
+                    "blocker_ended",
+                    f"pgmigrate: {self.verb} {blocker.describe()}",
+                    blocker,
+                    self,
+                )
         new = [blocker for blocker in signalled if blocker.key not in self._announced]
         if new:
             self._announced.update(blocker.key for blocker in new)
@@ -231,13 +258,22 @@ class Show(BlockingAction):
         for blocker in new:
             self._shown.add(blocker.key)
             user, age = details.get(blocker.pid, ("unknown", None))
-            cmd.notice(
+            message = (
                 f"pgmigrate: session pid {blocker.pid} blocks the migration\n"
                 f"    user: {user}  application: {blocker.application_name!r}  "
                 f"state: {blocker.readable_state}  transaction open: {_age(age)}\n"
                 f"    query: {blocker.query_preview}\n"
-                f"    to end it: SELECT pg_terminate_backend({blocker.pid});",
-                warning=True,
+                f"    to end it: SELECT pg_terminate_backend({blocker.pid});"
+            )
+            cmd.notice(message, warning=True)
+            _event(
+                cmd,
+                "blocker_shown",
+                f"pgmigrate: session pid {blocker.pid} blocks the migration",
+                blocker,
+                self,
+                usename=user,
+                transaction_age=age.total_seconds() if age is not None else None,
             )
         return [blocker.pid for blocker in new]
 

@@ -15,15 +15,18 @@ from django.core.management.base import CommandError
 from django.core.management.commands import migrate as django_migrate
 from django.db import Error, connections
 
-from pgmigrate import config, interrupts
+from pgmigrate import interrupts, options
 from pgmigrate.errors import (
     PartialMigrationError,
-    is_cancelled_by_interrupt,
     is_connection_lost,
     is_lock_timeout,
 )
+from pgmigrate.events import RunEvents
 from pgmigrate.executor import PGMigrateExecutor
 from pgmigrate.migrate_lock import migrate_lock
+from pgmigrate.progress import ProgressRecorder
+from pgmigrate.retry import LockRetry
+from pgmigrate.run import Run
 from pgmigrate.watcher import Watcher
 
 #: Django's own ``migrate`` command, kept before pgmigrate patches it.
@@ -44,9 +47,18 @@ def _lock_timeout(seconds: float, using: str) -> Iterator[None]:
     manager.__exit__(None, None, None)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+@contextlib.contextmanager
+def _statement_timeout(seconds: float, using: str) -> Iterator[None]:
+    """``pgactivity.timeout`` that does not hide the original error if the connection broke."""
+    manager = pgactivity.timeout(seconds, using=using)
+    manager.__enter__()
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Error):
+            manager.__exit__(*sys.exc_info())
+        raise
+    manager.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
@@ -60,16 +72,27 @@ def _executor_class(executor_class: type) -> Iterator[None]:
         django_migrate.MigrationExecutor = previous  # type: ignore[misc]
 
 
-def _seconds_text(seconds: float) -> str:
-    return f"{seconds:g} s"
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The Ctrl-C/SIGTERM behind ``exc`` (itself, or in its causes), if any."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class MigrateCommand(DjangoMigrateCommand):
     """Django's ``migrate``, made safe for busy PostgreSQL databases.
 
     On a PostgreSQL database it prints the migrating backend's pid, runs a watcher that
-    applies the blocking action to sessions that block the migration, applies the lock
-    timeout, and runs migrations statement by statement. Elsewhere it is Django's command.
+    applies the blocking action to sessions that block the migration, applies the lock and
+    statement timeouts (with retries), and runs migrations statement by statement, resuming
+    one that stopped part of the way through. Elsewhere it is Django's command.
     """
 
     help = DjangoMigrateCommand.help + (
@@ -78,100 +101,157 @@ class MigrateCommand(DjangoMigrateCommand):
 
     #: The migration being applied or unapplied, if any.
     current_migration: Any = None
+    #: The events of the current run (``pgmigrate.events.RunEvents``), on PostgreSQL.
+    events: RunEvents | None = None
 
-    def handle(self, *args: Any, **options: Any) -> Any:
-        using = options["database"]
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        options.add_arguments(parser)
+
+    def handle(self, *args: Any, **opts: Any) -> Any:
+        using = opts["database"]
         if connections[using].vendor != "postgresql":
-            return super().handle(*args, **options)
+            return super().handle(*args, **opts)
 
-        self.verbosity = options["verbosity"]
+        self.verbosity = opts["verbosity"]
         self._output_lock = threading.Lock()
         self._line_open = False
         self.current_migration = None
-        lock_timeout = config.lock_timeout()
+        run_options = options.RunOptions.from_command(opts)
         backend_pid = pgactivity.pid(using=using)
         self.notice(
             f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
+        )
+        self.events = events = RunEvents(
+            self, database=using, backend_pid=backend_pid, log_queries=run_options.log_queries
+        )
+        guard = interrupts.Guard()
+        retry = LockRetry(
+            retries=run_options.lock_retries,
+            base_delay=run_options.lock_retry_delay,
+            max_delay=run_options.lock_retry_max_delay,
+            events=events,
+            notice=self.notice,
+        )
+        progress = ProgressRecorder(connections[using])
+        self._run = run = Run(
+            using=using,
+            options=run_options,
+            events=events,
+            guard=guard,
+            retry=retry,
+            progress=progress,
+            notice=self.notice,
         )
         watcher = Watcher(
             self,
             using=using,
             backend_pid=backend_pid,
-            action=config.blocking_action(),
-            interval=config.blocking_action_interval(),
-            protected=config.protected(),
-            lock_timeout=lock_timeout,
+            action=run_options.action,
+            interval=run_options.interval,
+            protected=run_options.protected,
+            lock_timeout=run_options.lock_timeout,
         )
-        executor_class = type(
-            "PGMigrateExecutor",
-            (PGMigrateExecutor,),
-            {"statement_by_statement": not config.atomic()},
-        )
+        executor_class = type("PGMigrateExecutor", (PGMigrateExecutor,), {"run": run})
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(
                     interrupts.interruptible(
-                        functools.partial(interrupts.cancel_backend, using, backend_pid)
+                        guard, functools.partial(interrupts.cancel_backend, using, backend_pid)
                     )
                 )
                 stack.enter_context(
                     migrate_lock(
-                        using, wait=config.concurrent_migrate() == "wait", notice=self.notice
+                        using, wait=run_options.wait_for_other_migrate, notice=self.notice
                     )
                 )
+                self._prepare_progress(progress, run_options)
                 watcher.start()
                 stack.callback(watcher.stop)
-                stack.enter_context(connections[using].execute_wrapper(watcher.execute_wrapper))
-                if lock_timeout is not None:
-                    stack.enter_context(_lock_timeout(lock_timeout, using))
+                connection = connections[using]
+                stack.enter_context(
+                    connection.execute_wrapper(retry.statement_wrapper(connection))
+                )
+                stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
+                if run_options.lock_timeout is not None:
+                    stack.enter_context(_lock_timeout(run_options.lock_timeout, using))
+                if run_options.statement_timeout is not None:
+                    stack.enter_context(_statement_timeout(run_options.statement_timeout, using))
                 stack.enter_context(_executor_class(executor_class))
-                return super().handle(*args, **options)
+                result = super().handle(*args, **opts)
+            events.status = "applied"
+            return result
         except (Exception, KeyboardInterrupt) as exc:
-            error = self._command_error(exc, lock_timeout, using, backend_pid)
+            guard.reset()
+            error, status = self._command_error(exc, run_options, using, backend_pid)
+            events.status = status
+            events.migration_finished(status)
             if error is None:
                 raise
-            if isinstance(exc, KeyboardInterrupt) and not getattr(
-                self, "_called_from_command_line", False
-            ):
+            interrupt = _interrupt_in(exc)
+            if interrupt is not None and not getattr(self, "_called_from_command_line", False):
                 # call_command callers get the interrupt itself, as Python code expects.
                 self.stderr.write(str(error))
-                raise
+                raise interrupt from exc
             raise error from exc
         finally:
             watcher.stop()
+            self._finish(events, run_options)
+
+    def _prepare_progress(self, progress: ProgressRecorder, run_options: Any) -> None:
+        """Load recorded progress; forget it with ``--pgmigrate-restart``."""
+        if run_options.restart:
+            forgotten = progress.forget_all()
+            self.notice(
+                f"pgmigrate: --pgmigrate-restart: forgot the progress of {forgotten} "
+                "half-applied migration(s)"
+            )
+        else:
+            progress.load()
+
+    def _finish(self, events: RunEvents, run_options: Any) -> None:
+        lines = events.summary_lines()
+        if lines:
+            self.notice("pgmigrate summary:\n" + "\n".join(lines))
+        if run_options.report_path:
+            events.write_report(run_options.report_path)
 
     def _command_error(
-        self,
-        exc: BaseException,
-        lock_timeout: float | None,
-        using: str,
-        backend_pid: int,
-    ) -> CommandError | None:
-        """A clear ``CommandError`` for a lock timeout, a lost connection, an interrupt, or a
-        partly applied migration; ``None`` for other errors (raised as they are)."""
+        self, exc: BaseException, run_options: Any, using: str, backend_pid: int
+    ) -> tuple[CommandError | None, str]:
+        """A clear ``CommandError`` (and the run's status) for a lock timeout, a lost
+        connection, an interrupt, or a partly applied migration. ``None`` for other errors,
+        which are raised as they are."""
         partial = exc if isinstance(exc, PartialMigrationError) else None
         migration = partial.migration if partial else self.current_migration
         where = f"migration {migration.app_label}.{migration.name}" if migration else "migrate"
         returncode = 1
-        if isinstance(exc, KeyboardInterrupt) or is_cancelled_by_interrupt(exc):
-            name = "SIGTERM" if isinstance(exc, interrupts.Terminated) else "SIGINT (Ctrl-C)"
-            returncode = 143 if isinstance(exc, interrupts.Terminated) else 130
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None:
+            terminated = isinstance(interrupt, interrupts.Terminated)
+            returncode, status = (143, "terminated") if terminated else (130, "interrupted")
+            name = "SIGTERM" if terminated else "SIGINT (Ctrl-C)"
             message = (
                 f"pgmigrate: {where} interrupted by {name}. The running statement was "
                 "cancelled; migrations applied before it stay applied."
             )
         elif is_lock_timeout(exc):
+            status = "lock_timeout"
+            lock_timeout = run_options.lock_timeout
             setting = (
-                f"PGMIGRATE_LOCK_TIMEOUT = {_seconds_text(lock_timeout)}"
+                f"PGMIGRATE_LOCK_TIMEOUT = {lock_timeout:g} s"
                 if lock_timeout is not None
                 else "the server's lock_timeout"
             )
+            if run_options.lock_retries:
+                setting += f", {run_options.lock_retries + 1} attempts"
             message = (
                 f"pgmigrate: {where} stopped: a statement waited for a lock longer than the "
                 f"lock timeout ({setting}). Migrations applied before it stay applied; run "
                 "migrate again once the blocking sessions are gone."
             )
         elif is_connection_lost(exc, using):
+            status = "connection_lost"
             message = (
                 f"pgmigrate: {where} stopped: the migrating connection (backend pid "
                 f"{backend_pid}) was lost: {_first_line(exc)}. Migrations applied before it "
@@ -180,18 +260,22 @@ class MigrateCommand(DjangoMigrateCommand):
             with contextlib.suppress(Error):
                 connections[using].close()
         elif partial is not None:
+            status = "failed"
             message = "pgmigrate: a migration failed part of the way through."
         else:
-            return None
+            return None, "failed"
         if partial is not None:
             message += "\n" + partial.report()
-        return CommandError(message, returncode=returncode)
+        return CommandError(message, returncode=returncode), status
 
     def migration_progress_callback(
         self, action: str, migration: Any = None, fake: bool = False
     ) -> None:
+        events = self.events
         if action in ("apply_start", "unapply_start"):
             self.current_migration = migration
+            if events is not None:
+                events.migration_started(f"{migration.app_label}.{migration.name}")
         with self._output_guard():
             super().migration_progress_callback(action, migration, fake)
             if action in ("apply_start", "unapply_start", "render_start"):
@@ -200,6 +284,13 @@ class MigrateCommand(DjangoMigrateCommand):
                 self._line_open = False
         if action in ("apply_success", "unapply_success"):
             self.current_migration = None
+            if events is not None:
+                status = "faked" if fake else {"apply_success": "applied"}.get(action, "unapplied")
+                events.migration_finished(status)
+            run = getattr(self, "_run", None)
+            if run is not None and action == "apply_success":
+                run.progress.forget(migration.app_label, migration.name)
+                run.guard.exit()  # the migration is recorded: signals may cut in again
 
     @contextlib.contextmanager
     def _output_guard(self) -> Iterator[None]:
@@ -219,3 +310,8 @@ class MigrateCommand(DjangoMigrateCommand):
                 self.stdout.write("")
                 self._line_open = False
             self.stdout.write(self.style.WARNING(message) if warning else message)
+
+    def event(self, event: str, message: str, **fields: Any) -> None:
+        """Emit a pgmigrate event (log record + signal), e.g. from a custom blocking action."""
+        if self.events is not None:
+            self.events.emit(event, message, **fields)

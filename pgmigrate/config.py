@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from pgmigrate import actions, protection
 
@@ -143,3 +144,92 @@ def concurrent_migrate() -> str:
     if value not in CONCURRENT_MIGRATE_CHOICES:
         raise ImproperlyConfigured(f'{name} must be "wait" or "fail", not {value!r}.')
     return value
+
+
+def _count(name: str, default: int) -> int:
+    value = getattr(settings, name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {value!r}.")
+    return value
+
+
+def _positive_seconds(name: str, default: float | None) -> float | None:
+    value = getattr(settings, name, default)
+    if value is None:
+        return None
+    seconds = _seconds(name, value)
+    if seconds < MIN_LOCK_TIMEOUT:
+        raise ImproperlyConfigured(f"{name} must be at least 1 millisecond, not {value!r}.")
+    return seconds
+
+
+def lock_retries() -> int:
+    """``PGMIGRATE_LOCK_RETRIES``: how often a statement that hit the lock timeout is retried
+    (default 0). In statement-by-statement mode only that statement (or that operation's
+    transaction) is retried; with ``PGMIGRATE_ATOMIC`` the whole migration is."""
+    return _count("PGMIGRATE_LOCK_RETRIES", 0)
+
+
+#: Default first delay between lock-timeout retries, and the cap of the growing delay.
+DEFAULT_LOCK_RETRY_DELAY, DEFAULT_LOCK_RETRY_MAX_DELAY = 0.5, 30.0
+
+
+def lock_retry_delay() -> float:
+    """``PGMIGRATE_LOCK_RETRY_DELAY``: the delay before the first retry (default 0.5 s); it
+    doubles with each attempt, with random jitter, up to ``PGMIGRATE_LOCK_RETRY_MAX_DELAY``."""
+    value = _positive_seconds("PGMIGRATE_LOCK_RETRY_DELAY", DEFAULT_LOCK_RETRY_DELAY)
+    assert value is not None
+    return value
+
+
+def lock_retry_max_delay() -> float:
+    """``PGMIGRATE_LOCK_RETRY_MAX_DELAY``: cap of the delay between retries (default 30 s)."""
+    value = _positive_seconds("PGMIGRATE_LOCK_RETRY_MAX_DELAY", DEFAULT_LOCK_RETRY_MAX_DELAY)
+    assert value is not None
+    return value
+
+
+def statement_timeout() -> float | None:
+    """``PGMIGRATE_STATEMENT_TIMEOUT``: PostgreSQL ``statement_timeout`` of the migrating
+    connection (seconds or ``timedelta``; default None: the server's setting). Operations in
+    ``PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT`` run without it."""
+    return _positive_seconds("PGMIGRATE_STATEMENT_TIMEOUT", None)
+
+
+#: Operations that must not be cut short by ``PGMIGRATE_STATEMENT_TIMEOUT`` by default.
+DEFAULT_STATEMENT_TIMEOUT_EXEMPT = (
+    "django.db.migrations.operations.RunPython",
+    "django.contrib.postgres.operations.AddIndexConcurrently",
+    "django.contrib.postgres.operations.RemoveIndexConcurrently",
+    "django.contrib.postgres.operations.ValidateConstraint",
+)
+
+
+def statement_timeout_exempt() -> tuple[type, ...]:
+    """``PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT``: operation classes (or dotted paths) that run
+    without the statement timeout. Defaults to ``RunPython``, the ``CONCURRENTLY`` index
+    operations and ``ValidateConstraint``; ``RunSQL`` whose SQL says ``CONCURRENTLY`` is
+    exempt too."""
+    name = "PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT"
+    value = getattr(settings, name, DEFAULT_STATEMENT_TIMEOUT_EXEMPT)
+    if isinstance(value, (str, type)) or not isinstance(value, (list, tuple)):
+        raise ImproperlyConfigured(f"{name} must be a list of operation classes or paths.")
+    classes: list[type] = []
+    for item in value:
+        if isinstance(item, str):
+            try:
+                item = import_string(item)
+            except ImportError as exc:
+                if item in DEFAULT_STATEMENT_TIMEOUT_EXEMPT:
+                    continue  # e.g. django.contrib.postgres is not importable
+                raise ImproperlyConfigured(f"{name}: cannot import {item!r}: {exc}") from exc
+        if not isinstance(item, type):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an operation class.")
+        classes.append(item)
+    return tuple(classes)
+
+
+def log_queries() -> bool:
+    """``PGMIGRATE_LOG_QUERIES``: include blockers' SQL text in log events and signals
+    (default False: it can hold personal data)."""
+    return _bool("PGMIGRATE_LOG_QUERIES", False)

@@ -134,7 +134,13 @@ class PartialMigrationError(Exception):
             lines.append(line)
         if cause is not None:
             first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-            lines.append(f"Error: {type(cause).__name__}: {first_line}")
+            lines.append(f"Error: {type(cause).__name__}: {first_line}".rstrip(": "))
+        if self.failed_index:
+            lines.append(
+                f"Fix the cause and run migrate again: it resumes at operation "
+                f"{self.failed_index + 1}. If you repair the database by hand instead, run "
+                "migrate --pgmigrate-restart."
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ A statement blocked in the database driver does not return to Python when a sign
 (``signal.set_wakeup_fd``); a small thread reads it and cancels the migrating backend's
 statement from a connection of its own, so the driver returns and the interrupt is raised.
 SIGTERM, which by default kills the process without any clean-up, raises ``Terminated``.
+A ``Guard`` holds signals back while pgmigrate writes what must not be cut in two.
 """
 
 from __future__ import annotations
@@ -29,8 +30,58 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+def _interrupt_for(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+class Guard:
+    """Holds back Ctrl-C/SIGTERM while pgmigrate does something that must not be cut in two.
+
+    Inside ``deferred()`` a signal is only noted; it is raised when the outermost deferred
+    section ends. ``cancellable`` says whether the signal relay may meanwhile cancel the
+    running statement: yes while an operation runs (a cancelled statement is cleanly rolled
+    back), no while progress or the migration record is written.
+    """
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.cancellable = True
+        self._depth = 0
+        self._saved: list[bool] = []
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.pending = signum
+        if not self._depth:
+            raise _interrupt_for(signum)
+
+    def enter(self, *, cancellable: bool) -> None:
+        self._depth += 1
+        self._saved.append(self.cancellable)
+        self.cancellable = cancellable
+
+    def exit(self) -> None:
+        """End a deferred section; raise a signal that arrived during it (outermost only)."""
+        if not self._depth:
+            return
+        self._depth -= 1
+        self.cancellable = self._saved.pop()
+        if not self._depth and self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise _interrupt_for(signum)
+
+    def reset(self) -> None:
+        """Leave every deferred section without raising (the run is ending anyway)."""
+        self._depth = 0
+        self._saved.clear()
+        self.cancellable = True
+
+    @contextlib.contextmanager
+    def deferred(self, *, cancellable: bool) -> Iterator[None]:
+        self.enter(cancellable=cancellable)
+        try:
+            yield
+        finally:
+            self.exit()
 
 
 def cancel_backend(using: str, backend_pid: int) -> None:
@@ -67,26 +118,41 @@ class _Relay(threading.Thread):
                 self.on_signal()
 
 
+#: Handlers pgmigrate may replace: the defaults (Python's Ctrl-C handler, SIGTERM's kill).
+_REPLACEABLE = (signal.default_int_handler, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
-def interruptible(on_signal: Callable[[], None]) -> Iterator[None]:
-    """Make SIGINT/SIGTERM interrupt a blocked statement (main thread only; else no-op)."""
+def interruptible(guard: Guard, cancel: Callable[[], None]) -> Iterator[None]:
+    """Make SIGINT/SIGTERM interrupt a blocked statement (main thread only; else no-op).
+
+    Signals go through ``guard``; while it allows, the relay thread calls ``cancel`` so that
+    a statement blocked inside the driver returns.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    previous_term = signal.getsignal(signal.SIGTERM)
-    if previous_term == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    for signum, handler in previous.items():
+        if handler in _REPLACEABLE:
+            signal.signal(signum, guard.handler)
+
+    def on_signal() -> None:
+        if guard.cancellable:
+            cancel()
+
     relay = _Relay(read_fd, on_signal)
     relay.start()
     try:
         yield
     finally:
         signal.set_wakeup_fd(previous_fd)
-        if previous_term == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum, handler in previous.items():
+            if handler in _REPLACEABLE:
+                signal.signal(signum, handler)
         relay.stopping.set()
         with contextlib.suppress(OSError):
             os.write(write_fd, b"\0")  # wake the relay so that it sees it must stop

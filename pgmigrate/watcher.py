@@ -40,10 +40,15 @@ STOP_TIMEOUT = 5.0
 class _Statement:
     """A statement running on the migrating connection."""
 
-    __slots__ = ("started",)
+    __slots__ = ("ended", "started", "wait_began", "waited")
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.ended: float | None = None
+        #: When the watcher saw the statement start waiting on a lock (None: not waiting).
+        self.wait_began: float | None = None
+        #: Seconds of lock waits that ended while the statement went on.
+        self.waited = 0.0
 
 
 class Watcher:
@@ -115,8 +120,14 @@ class Watcher:
         try:
             return execute(sql, params, many, context)
         finally:
+            statement.ended = time.monotonic()
             if self._statement is statement:
                 self._statement = None
+            wait_began = statement.wait_began
+            if wait_began is not None:
+                statement.waited += statement.ended - wait_began
+            if statement.waited:
+                self._add_lock_wait(statement.waited, self._migration())
 
     # The watcher thread ---------------------------------------------------------------
 
@@ -152,7 +163,7 @@ class Watcher:
         """Look at the backend while ``statement`` runs, acting whenever it waits on a lock."""
         due = statement.started + self.interval / 2
         gap = self.interval
-        was_waiting = False
+        first_look = True
         while True:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
@@ -160,15 +171,40 @@ class Watcher:
                 return
             waiting = self._safely(self._is_waiting_on_lock, "looking at the backend")
             if waiting:
-                self._safely(self._act, "running the blocking action")
-                if not was_waiting:
+                if statement.wait_began is None:
+                    # Lock waits start with the statement, unless seen later on.
+                    statement.wait_began = statement.started if first_look else time.monotonic()
                     gap = self.interval
+                    self._event(
+                        "blocked",
+                        f"pgmigrate: backend pid {self.backend_pid} waits on a lock",
+                        migration=self._migration(),
+                    )
+                self._safely(self._act, "running the blocking action")
                 gap_limit = self.interval * WAITING_GAP_INTERVALS
             else:
+                wait_began = statement.wait_began
+                if wait_began is not None:
+                    statement.wait_began = None
+                    statement.waited += time.monotonic() - wait_began
                 gap_limit = self.interval * RUNNING_GAP_INTERVALS
-            was_waiting = bool(waiting)
+            first_look = False
             due = time.monotonic() + gap
             gap = min(gap * 2, gap_limit)
+
+    def _migration(self) -> str | None:
+        events = getattr(self.command, "events", None)
+        return events.current if events is not None else None
+
+    def _event(self, event: str, message: str, **fields: Any) -> None:
+        events = getattr(self.command, "events", None)
+        if events is not None:
+            self._safely(lambda: events.emit(event, message, **fields), f"sending {event}")
+
+    def _add_lock_wait(self, seconds: float, migration: str | None) -> None:
+        events = getattr(self.command, "events", None)
+        if events is not None:
+            events.add_lock_wait(seconds, migration)
 
     def _is_waiting_on_lock(self) -> bool:
         """The light, frequent check: one backend's row of ``pg_stat_activity``."""
@@ -203,7 +239,16 @@ class Watcher:
         for blocker in spared:
             if blocker.pid not in self._protected_shown:
                 self._protected_shown.add(blocker.pid)
-                self.command.notice(self._protected_message(blocker), warning=True)
+                message = self._protected_message(blocker)
+                self.command.notice(message, warning=True)
+                self._event(
+                    "blocker_shown",
+                    message,
+                    blocker_pid=blocker.pid,
+                    usename=blocker.usename,
+                    application_name=blocker.application_name,
+                    reason=blocker.reason,
+                )
         blocked_locks = self.blocked_locks()
         if spared:
             blocked_locks = blocked_locks.exclude(

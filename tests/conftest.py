@@ -19,6 +19,7 @@ def _reset_tests_app(using: str) -> None:
         " AND tablename LIKE 'tests\\_%%'",
         using=using,
     )
+    tables.append(("pgmigrate_progress",))
     for (table,) in tables:
         query(f'DROP TABLE IF EXISTS "{table}" CASCADE', using=using)
     recorder = MigrationRecorder(connections[using])

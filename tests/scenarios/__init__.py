@@ -6,3 +6,6 @@ here rather than in the scenario packages.
 
 #: What the RunPython functions of the ``runpython`` scenario saw.
 RUNPYTHON_SEEN: dict = {}
+
+#: The ``resume`` scenario's checkpoint that fails (1, 2 or 3), or None.
+RESUME_FAIL_AT: dict = {"checkpoint": None}

@@ -1,0 +1,97 @@
+"""Retrying what hit the lock timeout, after an exponential, jittered, capped delay."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pgmigrate.errors import is_lock_timeout
+
+T = TypeVar("T")
+
+
+def backoff(
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before retry ``attempt`` (1-based): ``base * 2**(attempt-1)``, capped, times a
+    random factor in [0.5, 1) so that several migrating pods do not retry in step."""
+    return min(cap, base * 2 ** (attempt - 1)) * (0.5 + rand() / 2)
+
+
+class LockRetry:
+    """Runs callables, retrying those that fail with a lock timeout, and reports each try."""
+
+    def __init__(
+        self,
+        *,
+        retries: int,
+        base_delay: float,
+        max_delay: float,
+        events: Any,
+        notice: Callable[..., None],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.retries = retries
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.events = events
+        self.notice = notice
+        self.sleep = sleep
+
+    def call(self, func: Callable[[], T], *, what: str) -> T:
+        """``func()``, retried up to ``retries`` times while it fails with a lock timeout."""
+        attempt = 1
+        while True:
+            try:
+                return func()
+            except Exception as exc:
+                if not is_lock_timeout(exc):
+                    raise
+                gave_up = attempt > self.retries
+                self.events.emit(
+                    "lock_timeout",
+                    f"pgmigrate: {what} hit the lock timeout (attempt {attempt} of "
+                    f"{self.retries + 1})" + ("; giving up" if gave_up else ""),
+                    attempt=attempt,
+                    attempts=self.retries + 1,
+                    gave_up=gave_up,
+                )
+                if gave_up:
+                    if self.retries:
+                        self.notice(
+                            f"pgmigrate: {what} hit the lock timeout {attempt} times; giving up",
+                            warning=True,
+                        )
+                    raise
+                delay = backoff(attempt, self.base_delay, self.max_delay)
+                self.notice(
+                    f"pgmigrate: {what} hit the lock timeout (attempt {attempt} of "
+                    f"{self.retries + 1}); retrying in {delay:.2f} s",
+                    warning=True,
+                )
+                self.events.emit(
+                    "retry",
+                    f"pgmigrate: retrying {what} in {delay:.2f} s",
+                    attempt=attempt + 1,
+                    delay=round(delay, 6),
+                )
+                self.sleep(delay)
+                attempt += 1
+
+    def statement_wrapper(self, connection: Any) -> Callable[..., Any]:
+        """A Django ``execute_wrapper`` retrying single statements run in autocommit.
+
+        A statement inside a transaction cannot be retried on its own (the transaction is
+        aborted): its operation or migration is retried instead, by the executor.
+        """
+
+        def wrapper(
+            execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+        ) -> Any:
+            if not self.retries or connection.in_atomic_block:
+                return execute(sql, params, many, context)
+            return self.call(lambda: execute(sql, params, many, context), what="a statement")
+
+        return wrapper
