@@ -20,6 +20,12 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
     ("pgmigrate.E007", config.atomic),
     ("pgmigrate.E008", config.protected),
     ("pgmigrate.E009", config.concurrent_migrate),
+    ("pgmigrate.E010", config.lock_retries),
+    ("pgmigrate.E011", config.lock_retry_delay),
+    ("pgmigrate.E011", config.lock_retry_max_delay),
+    ("pgmigrate.E012", config.statement_timeout),
+    ("pgmigrate.E013", config.statement_timeout_exempt),
+    ("pgmigrate.E014", config.log_queries),
 ]
 
 #: Time the watcher needs to act once a statement waits, beyond its first look (measured in
@@ -43,7 +49,7 @@ def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
 
 
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
-    """pgmigrate.E003 to E007: each PGMIGRATE_* setting has a usable value."""
+    """pgmigrate.E003 to E014: each PGMIGRATE_* setting has a usable value."""
     if not (apps.is_installed("pgactivity") and apps.is_installed("pglock")):
         return []  # validating actions needs pglock's models
     errors: list[checks.CheckMessage] = []

@@ -30,6 +30,15 @@ def test_clean_settings_pass():
         ("PGMIGRATE_LOCK_TIMEOUT", True, "pgmigrate.E005", "number of seconds"),
         ("PGMIGRATE_PATCH_MIGRATE", "yes", "pgmigrate.E006", "True or False"),
         ("PGMIGRATE_ATOMIC", 1, "pgmigrate.E007", "True or False"),
+        ("PGMIGRATE_LOCK_RETRIES", -1, "pgmigrate.E010", "whole number >= 0"),
+        ("PGMIGRATE_LOCK_RETRIES", 1.5, "pgmigrate.E010", "whole number >= 0"),
+        ("PGMIGRATE_LOCK_RETRY_DELAY", 0, "pgmigrate.E011", "at least 1 millisecond"),
+        ("PGMIGRATE_LOCK_RETRY_MAX_DELAY", "1m", "pgmigrate.E011", "number of seconds"),
+        ("PGMIGRATE_STATEMENT_TIMEOUT", -1, "pgmigrate.E012", "at least 1 millisecond"),
+        ("PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT", "RunPython", "pgmigrate.E013", "a list"),
+        ("PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT", ["no.Such"], "pgmigrate.E013", "cannot import"),
+        ("PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT", [42], "pgmigrate.E013", "not an operation"),
+        ("PGMIGRATE_LOG_QUERIES", "yes", "pgmigrate.E014", "True or False"),
     ],
 )
 def test_bad_setting(setting, value, check_id, text):
