@@ -14,6 +14,7 @@ import pglock
 from django.core.management.base import CommandError
 from django.core.management.commands import migrate as django_migrate
 from django.db import Error, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from pgmigrate import interrupts, options
 from pgmigrate.errors import (
@@ -61,15 +62,29 @@ def _statement_timeout(seconds: float, using: str) -> Iterator[None]:
     manager.__exit__(None, None, None)
 
 
+_runs = threading.local()
+
+
+def _executor(connection: Any, progress_callback: Any = None) -> Any:
+    """Build the executor of Django's ``migrate``: pgmigrate's while this thread runs
+    pgmigrate, Django's otherwise (so a plain ``migrate`` elsewhere is unaffected)."""
+    run = getattr(_runs, "current", None)
+    if run is None:
+        return MigrationExecutor(connection, progress_callback)
+    executor = PGMigrateExecutor(connection, progress_callback)
+    executor.run = run
+    return executor
+
+
 @contextlib.contextmanager
-def _executor_class(executor_class: type) -> Iterator[None]:
-    """Make Django's ``migrate`` build its executor from ``executor_class`` for a while."""
-    previous = django_migrate.MigrationExecutor
-    django_migrate.MigrationExecutor = executor_class  # type: ignore[misc]
+def _executor_for(run: Run) -> Iterator[None]:
+    """Make Django's ``migrate`` (in this thread) apply migrations through ``run``."""
+    django_migrate.MigrationExecutor = _executor  # type: ignore[misc]
+    previous, _runs.current = getattr(_runs, "current", None), run
     try:
         yield
     finally:
-        django_migrate.MigrationExecutor = previous  # type: ignore[misc]
+        _runs.current = previous
 
 
 def _first_line(exc: BaseException) -> str:
@@ -152,7 +167,6 @@ class MigrateCommand(DjangoMigrateCommand):
             protected=run_options.protected,
             lock_timeout=run_options.lock_timeout,
         )
-        executor_class = type("PGMigrateExecutor", (PGMigrateExecutor,), {"run": run})
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(
@@ -177,7 +191,7 @@ class MigrateCommand(DjangoMigrateCommand):
                     stack.enter_context(_lock_timeout(run_options.lock_timeout, using))
                 if run_options.statement_timeout is not None:
                     stack.enter_context(_statement_timeout(run_options.statement_timeout, using))
-                stack.enter_context(_executor_class(executor_class))
+                stack.enter_context(_executor_for(run))
                 result = super().handle(*args, **opts)
             events.status = "applied"
             return result
