@@ -31,6 +31,8 @@ class Blocker:
     application_name: str | None
     state: str | None
     query: str | None
+    usename: str | None = None
+    transaction_age: dt.timedelta | None = None
 
     @property
     def key(self) -> tuple[int, dt.datetime | None]:
@@ -52,13 +54,21 @@ class Blocker:
         return f"pid {self.pid} (application {self.application_name!r}, {self.readable_state})"
 
 
+#: Attribute of a ``blocked_locks`` queryset holding the blockers the watcher already read.
+PREFETCHED = "_pgmigrate_blockers"
+
+
 def blockers(blocked_locks: BlockedPGLockQuerySet) -> list[Blocker]:
     """The distinct sessions behind ``blocked_locks``, ordered by pid.
 
-    Traversing ``blocking_activity`` joins pgactivity's view of ``pg_stat_activity``, which
-    only holds sessions of the migration's database: a session of another database is never
-    returned.
+    The watcher hands actions a queryset whose blockers it has already read (one cheap
+    query); a filtered queryset (a clone) is read through django-pglock. Traversing
+    ``blocking_activity`` joins pgactivity's view of ``pg_stat_activity``, which only holds
+    sessions of the migration's database: a session of another database is never returned.
     """
+    prefetched = getattr(blocked_locks, PREFETCHED, None)
+    if prefetched is not None:
+        return list(prefetched)
     rows = (
         blocked_locks.order_by("blocking_activity_id")
         .values_list(
@@ -162,17 +172,28 @@ class _SignalBlockers(BlockingAction):
         self._announced: set[tuple[int, dt.datetime | None]] = set()
         self._failed: set[tuple[int, dt.datetime | None]] = set()
 
-    def signal(self, pid: int, using: str) -> None:
+    def signal(self, *pids: int, using: str) -> None:
         raise NotImplementedError
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []
-        for blocker in blockers(blocked_locks):
-            if blocker.key in self._failed:
-                continue  # reported once; the lock timeout decides
+        found = [b for b in blockers(blocked_locks) if b.key not in self._failed]
+        try:
+            # One statement for all: blockers exit together, the app resumes sooner.
+            if found:
+                self.signal(*(blocker.pid for blocker in found), using=blocked_locks.db)
+            batch_failed = False
+        except DatabaseError as exc:
+            if sqlstate(exc) is None:
+                raise  # the watcher's connection broke: it reconnects and acts again
+            batch_failed = True  # one of them is out of reach: go one by one to say which
+        for blocker in found:
             try:
-                self.signal(blocker.pid, blocked_locks.db)
+                if batch_failed:
+                    self.signal(blocker.pid, using=blocked_locks.db)
             except DatabaseError as exc:
+                if sqlstate(exc) is None:
+                    raise
                 self._failed.add(blocker.key)
                 hint = signal_failure_hint(exc, blocked_locks.db)
                 message = (
@@ -209,8 +230,8 @@ class Terminate(_SignalBlockers):
     verb = "terminated"
     function = "pg_terminate_backend"
 
-    def signal(self, pid: int, using: str) -> None:
-        pgactivity.terminate(pid, using=using)
+    def signal(self, *pids: int, using: str) -> None:
+        pgactivity.terminate(*pids, using=using)
 
 
 class Cancel(_SignalBlockers):
@@ -223,8 +244,8 @@ class Cancel(_SignalBlockers):
     verb = "cancelled the query of"
     function = "pg_cancel_backend"
 
-    def signal(self, pid: int, using: str) -> None:
-        pgactivity.cancel(pid, using=using)
+    def signal(self, *pids: int, using: str) -> None:
+        pgactivity.cancel(*pids, using=using)
 
 
 def _session_details(pids: list[int], using: str) -> dict[int, tuple[str, dt.timedelta | None]]:
@@ -254,10 +275,11 @@ class Show(BlockingAction):
         new = [blocker for blocker in blockers(blocked_locks) if blocker.key not in self._shown]
         if not new:
             return []
-        details = _session_details([blocker.pid for blocker in new], blocked_locks.db)
+        missing = [blocker.pid for blocker in new if blocker.usename is None]
+        details = _session_details(missing, blocked_locks.db) if missing else {}
         for blocker in new:
             self._shown.add(blocker.key)
-            user, age = details.get(blocker.pid, ("unknown", None))
+            user, age = details.get(blocker.pid, (blocker.usename, blocker.transaction_age))
             message = (
                 f"pgmigrate: session pid {blocker.pid} blocks the migration\n"
                 f"    user: {user}  application: {blocker.application_name!r}  "

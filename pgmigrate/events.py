@@ -3,11 +3,13 @@ and the per-migration figures of the end-of-run summary and JSON report."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,13 +75,14 @@ class RunEvents:
         self.current: str | None = None
         self.status = "running"
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def emit(self, event: str, message: str, **fields: Any) -> None:
         """Log ``message`` with the event's fields, send its signal, update the figures."""
         assert event in EVENTS, event
         if not self.log_queries:
             fields.pop("query", None)
-        fields.setdefault("migration", self.current)
+        fields.setdefault("migration", getattr(self._local, "migration", None) or self.current)
         fields.update(event=event, database=self.database, backend_pid=self.backend_pid)
         with self._lock:
             self._count(event, fields)
@@ -114,6 +117,16 @@ class RunEvents:
             figures.retries += 1
         elif event == "resumed":
             figures.resumed_at = fields["operation"]
+
+    @contextlib.contextmanager
+    def about(self, migration: str | None) -> Iterator[None]:
+        """Attribute the events this thread emits meanwhile to ``migration``."""
+        previous = getattr(self._local, "migration", None)
+        self._local.migration = migration
+        try:
+            yield
+        finally:
+            self._local.migration = previous
 
     # Helpers for the command ------------------------------------------------------------
 

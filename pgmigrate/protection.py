@@ -6,8 +6,6 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db import connections
-
 #: Columns of ``pg_stat_activity`` (PostgreSQL 14 to 18) that protection rules may name.
 ACTIVITY_COLUMNS = frozenset(
     {
@@ -54,6 +52,15 @@ class ProtectedBlocker:
     reason: str
 
 
+def reason_protected(row: Mapping[str, object], rules: Rules) -> str | None:
+    """Why the session described by ``row`` (a ``pg_stat_activity`` row) is protected."""
+    always = _match(row, ALWAYS_PROTECTED)
+    if always:
+        return f"always protected: {always}"
+    chosen = _match(row, rules)
+    return chosen and f"PGMIGRATE_PROTECTED: {chosen}"
+
+
 def _match(row: Mapping[str, object], rules: Rules) -> str | None:
     for column, patterns in rules.items():
         value = row.get(column)
@@ -64,32 +71,3 @@ def _match(row: Mapping[str, object], rules: Rules) -> str | None:
             if fnmatch.fnmatchcase(text, pattern):
                 return f"{column} {text!r} matches {pattern!r}"
     return None
-
-
-def protected_blockers(backend_pid: int, using: str, rules: Rules) -> list[ProtectedBlocker]:
-    """The sessions blocking ``backend_pid`` that ``rules`` (or ``ALWAYS_PROTECTED``) protect."""
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))"
-            " AND datname = current_database()",
-            [backend_pid],
-        )
-        names = [column.name for column in cursor.description]
-        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    found = []
-    for row in rows:
-        always = _match(row, ALWAYS_PROTECTED)
-        reason = always and f"always protected: {always}"
-        if reason is None:
-            chosen = _match(row, rules)
-            reason = chosen and f"PGMIGRATE_PROTECTED: {chosen}"
-        if reason:
-            found.append(
-                ProtectedBlocker(
-                    pid=int(row["pid"]),  # type: ignore[arg-type]
-                    usename=row.get("usename"),  # type: ignore[arg-type]
-                    application_name=row.get("application_name"),  # type: ignore[arg-type]
-                    reason=reason,
-                )
-            )
-    return found

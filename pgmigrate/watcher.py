@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pgactivity
 from django.db import Error, connections
 
 from pgmigrate import protection
+from pgmigrate.actions import PREFETCHED, Blocker
 
 if TYPE_CHECKING:
     from pgmigrate.actions import BlockingAction
@@ -36,14 +38,42 @@ WAITING_GAP_INTERVALS = 100
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
 
+#: The light look at the migrating backend (and its blockers, only while it waits on a lock).
+LOOK = (
+    "SELECT wait_event_type = 'Lock',"
+    " CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END"
+    " FROM pg_stat_get_activity(%s)"
+)
+#: The ``pg_stat_activity`` columns of the given sessions, if they are in this database.
+BLOCKING_SESSIONS = (
+    "SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, current_database() AS datname,"
+    " now() - a.xact_start AS transaction_age"
+    " FROM unnest(%s::int[]) AS blocking(pid), LATERAL pg_stat_get_activity(blocking.pid) AS a"
+    " WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _blocker(row: dict[str, Any]) -> Blocker:
+    return Blocker(
+        pid=row["pid"],
+        backend_start=row["backend_start"],
+        application_name=row["application_name"],
+        state=row["state"],
+        query=row["query"],
+        usename=row["usename"],
+        transaction_age=row["transaction_age"],
+    )
+
 
 class _Statement:
     """A statement running on the migrating connection."""
 
-    __slots__ = ("ended", "started", "wait_began", "waited")
+    __slots__ = ("ended", "migration", "started", "wait_began", "waited")
 
-    def __init__(self) -> None:
+    def __init__(self, migration: str | None) -> None:
         self.started = time.monotonic()
+        #: The migration the statement belongs to (events are attributed to it).
+        self.migration = migration
         self.ended: float | None = None
         #: When the watcher saw the statement start waiting on a lock (None: not waiting).
         self.wait_began: float | None = None
@@ -115,7 +145,7 @@ class Watcher:
         self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
     ) -> Any:
         """Django ``execute_wrapper`` for the migrating connection: marks statement bounds."""
-        statement = self._statement = _Statement()
+        statement = self._statement = _Statement(self._migration())
         self._wake.set()
         try:
             return execute(sql, params, many, context)
@@ -127,7 +157,7 @@ class Watcher:
             if wait_began is not None:
                 statement.waited += statement.ended - wait_began
             if statement.waited:
-                self._add_lock_wait(statement.waited, self._migration())
+                self._add_lock_wait(statement.waited, statement.migration)
 
     # The watcher thread ---------------------------------------------------------------
 
@@ -137,7 +167,10 @@ class Watcher:
             return
         connections[self.using].ensure_connection()
         self._connections += 1
-        self.own_pids.add(pgactivity.pid(using=self.using))
+        own_pid = pgactivity.pid(using=self.using)
+        self.own_pids.add(own_pid)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(LOOK, [own_pid])  # warm up: the first real look is the urgent one
         if self._connections > 1:
             self.command.notice("pgmigrate: the watcher reconnected to the database")
 
@@ -164,12 +197,13 @@ class Watcher:
         due = statement.started + self.interval / 2
         gap = self.interval
         first_look = True
+        acted_on: frozenset[int] | None = None
         while True:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             if self._statement is not statement:
                 return
-            waiting = self._safely(self._is_waiting_on_lock, "looking at the backend")
+            waiting, pids = self._safely(self._look, "looking at the backend") or (False, None)
             if waiting:
                 if statement.wait_began is None:
                     # Lock waits start with the statement, unless seen later on.
@@ -178,11 +212,15 @@ class Watcher:
                     self._event(
                         "blocked",
                         f"pgmigrate: backend pid {self.backend_pid} waits on a lock",
-                        migration=self._migration(),
+                        migration=statement.migration,
                     )
-                self._safely(self._act, "running the blocking action")
+                if pids != acted_on:  # new blockers (or none handled yet): act
+                    act = functools.partial(self._act, pids, statement.migration)
+                    done = self._safely(act, "running the action")
+                    acted_on = pids if done else None
                 gap_limit = self.interval * WAITING_GAP_INTERVALS
             else:
+                acted_on = None
                 wait_began = statement.wait_began
                 if wait_began is not None:
                     statement.wait_began = None
@@ -206,55 +244,79 @@ class Watcher:
         if events is not None:
             events.add_lock_wait(seconds, migration)
 
-    def _is_waiting_on_lock(self) -> bool:
-        """The light, frequent check: one backend's row of ``pg_stat_activity``."""
-        from pgactivity.models import PGActivity
+    def _look(self) -> tuple[bool, frozenset[int]]:
+        """The light, frequent check: is the backend waiting on a lock, and on whom?
 
+        Reads the backend's ``pg_stat_activity`` entry through ``pg_stat_get_activity(pid)``
+        (the function behind the view, without building the view's other rows); only when
+        it waits on a lock does it also ask ``pg_blocking_pids``.
+        """
         self._ensure_connected()
         self.checks += 1
-        wait_event_type = (
-            PGActivity.objects.using(self.using)
-            .pid(self.backend_pid)
-            .values_list("wait_event_type", flat=True)
-            .first()
-        )
-        return wait_event_type == "LOCK"
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(LOOK, [self.backend_pid])
+            row = cursor.fetchone()
+        if row is None or not row[0]:
+            return False, frozenset()
+        return True, frozenset(row[1] or ()) - self.own_pids
 
-    def blocked_locks(self) -> Any:
-        """The migrating backend's locks joined to the sessions that block it."""
+    def blocked_locks(self, pids: Iterable[int]) -> Any:
+        """django-pglock's view of the migrating backend's locks and the sessions ``pids``
+        that block it (what blocking actions receive)."""
         from pglock.models import BlockedPGLock
 
         return (
             BlockedPGLock.objects.using(self.using)
             .pid(self.backend_pid)
-            .filter(activity_id=self.backend_pid)
-            .exclude(blocking_activity_id__in=self.own_pids)
+            .filter(activity_id=self.backend_pid, blocking_activity_id__in=sorted(pids))
         )
 
-    def _act(self) -> None:
-        if self.action is None:
-            return
+    def _blocking_sessions(self, pids: frozenset[int]) -> list[dict[str, Any]]:
+        """The ``pg_stat_activity`` rows of ``pids`` that belong to this database."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(BLOCKING_SESSIONS, [sorted(pids)])
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+    def _act(self, pids: frozenset[int], migration: str | None) -> bool:
+        """Split the blockers into protected and unprotected; run the action on the latter.
+        True once done (errors raise)."""
+        if self.action is None or not pids:
+            return True
         self.actions_run += 1
-        spared = protection.protected_blockers(self.backend_pid, self.using, self.protected)
-        for blocker in spared:
-            if blocker.pid not in self._protected_shown:
-                self._protected_shown.add(blocker.pid)
-                message = self._protected_message(blocker)
-                self.command.notice(message, warning=True)
-                self._event(
-                    "blocker_shown",
-                    message,
-                    blocker_pid=blocker.pid,
-                    usename=blocker.usename,
-                    application_name=blocker.application_name,
-                    reason=blocker.reason,
-                )
-        blocked_locks = self.blocked_locks()
-        if spared:
-            blocked_locks = blocked_locks.exclude(
-                blocking_activity_id__in=[blocker.pid for blocker in spared]
-            )
-        self.action(self.command, blocked_locks)
+        events = getattr(self.command, "events", None)
+        with events.about(migration) if events is not None else contextlib.nullcontext():
+            targets: list[Blocker] = []
+            for row in self._blocking_sessions(pids):
+                reason = protection.reason_protected(row, self.protected)
+                if reason is None:
+                    targets.append(_blocker(row))
+                elif row["pid"] not in self._protected_shown:
+                    self._protected_shown.add(row["pid"])
+                    self._show_protected(row, reason)
+            if targets:
+                blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
+                setattr(blocked_locks, PREFETCHED, targets)
+                self.action(self.command, blocked_locks)
+        return True
+
+    def _show_protected(self, row: dict[str, Any], reason: str) -> None:
+        blocker = protection.ProtectedBlocker(
+            pid=row["pid"],
+            usename=row["usename"],
+            application_name=row["application_name"],
+            reason=reason,
+        )
+        message = self._protected_message(blocker)
+        self.command.notice(message, warning=True)
+        self._event(
+            "blocker_shown",
+            message,
+            blocker_pid=blocker.pid,
+            usename=blocker.usename,
+            application_name=blocker.application_name,
+            reason=reason,
+        )
 
     def _protected_message(self, blocker: protection.ProtectedBlocker) -> str:
         if self.lock_timeout is None:

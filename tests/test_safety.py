@@ -96,7 +96,7 @@ def test_watcher_reconnects_when_its_connection_is_lost(scenario, sessions):
         query("SELECT pg_terminate_backend(%s)", [watcher_pid])
         wait_until(lambda: not is_alive(watcher_pid), what="the watcher's backend is gone")
         actions.Gated.gate.set()
-        out = run.finish()
+        out = run.finish(watcher_errors=True)
 
     assert "the watcher reconnected" in out
     assert not is_alive(blocker.pid)
