@@ -38,12 +38,10 @@ WAITING_GAP_INTERVALS = 100
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
 
-#: The light look at the migrating backend (and its blockers, only while it waits on a lock).
-LOOK = (
-    "SELECT wait_event_type = 'Lock',"
-    " CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END"
-    " FROM pg_stat_get_activity(%s)"
-)
+#: The light look at the migrating backend: its entry of ``pg_stat_activity`` alone.
+LOOK = "SELECT wait_event_type FROM pg_stat_get_activity(%s)"
+#: Who blocks it (a lock-graph query: only asked while the backend waits on a lock).
+BLOCKING_PIDS = "SELECT pg_blocking_pids(%s)"
 #: The ``pg_stat_activity`` columns of the given sessions, if they are in this database.
 BLOCKING_SESSIONS = (
     "SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, current_database() AS datname,"
@@ -256,9 +254,11 @@ class Watcher:
         with connections[self.using].cursor() as cursor:
             cursor.execute(LOOK, [self.backend_pid])
             row = cursor.fetchone()
-        if row is None or not row[0]:
-            return False, frozenset()
-        return True, frozenset(row[1] or ()) - self.own_pids
+            if row is None or row[0] != "Lock":
+                return False, frozenset()
+            cursor.execute(BLOCKING_PIDS, [self.backend_pid])
+            pids = cursor.fetchone()[0] or ()
+        return True, frozenset(pids) - self.own_pids
 
     def blocked_locks(self, pids: Iterable[int]) -> Any:
         """django-pglock's view of the migrating backend's locks and the sessions ``pids``
