@@ -259,9 +259,13 @@ def _session_details(pids: list[int], using: str) -> dict[int, tuple[str, dt.tim
 
 
 def _age(value: dt.timedelta | None) -> str:
+    """A transaction's age as ``H:MM:SS.s``."""
     if value is None:
         return "no open transaction"
-    return str(dt.timedelta(seconds=round(value.total_seconds(), 1))).rstrip("0").rstrip(".")
+    tenths = round(value.total_seconds() * 10)
+    minutes, seconds = divmod(tenths / 10, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{seconds:04.1f}"
 
 
 class Show(BlockingAction):

@@ -252,8 +252,13 @@ class MigrateCommand(DjangoMigrateCommand):
         elif is_lock_timeout(exc):
             status = "lock_timeout"
             lock_timeout = run_options.lock_timeout
+            source = (
+                "--lock-timeout"
+                if "lock_timeout" in run_options.overrides
+                else "PGMIGRATE_LOCK_TIMEOUT ="
+            )
             setting = (
-                f"PGMIGRATE_LOCK_TIMEOUT = {lock_timeout:g} s"
+                f"{source} {lock_timeout:g} s"
                 if lock_timeout is not None
                 else "the server's lock_timeout"
             )

@@ -135,7 +135,7 @@ class PartialMigrationError(Exception):
         if cause is not None:
             first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
             lines.append(f"Error: {type(cause).__name__}: {first_line}".rstrip(": "))
-        if self.failed_index:
+        if self.failed_index or self.statements_committed:
             lines.append(
                 f"Fix the cause and run migrate again: it resumes at operation "
                 f"{self.failed_index + 1}. If you repair the database by hand instead, run "

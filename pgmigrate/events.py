@@ -16,6 +16,7 @@ from typing import Any
 from pgmigrate import signals
 
 logger = logging.getLogger("pgmigrate")
+logger.addHandler(logging.NullHandler())  # a library: the project decides where logs go
 
 #: Event names; each has a signal of the same name in ``pgmigrate.signals``.
 EVENTS = (
@@ -41,6 +42,7 @@ class MigrationFigures:
     duration: float = 0.0
     lock_wait: float = 0.0
     blockers_ended: list[int] = field(default_factory=list)
+    blockers_cancelled: list[int] = field(default_factory=list)
     blockers_shown: list[int] = field(default_factory=list)
     actions_failed: int = 0
     lock_timeouts: int = 0
@@ -52,6 +54,7 @@ class MigrationFigures:
         return bool(
             self.lock_wait
             or self.blockers_ended
+            or self.blockers_cancelled
             or self.blockers_shown
             or self.actions_failed
             or self.lock_timeouts
@@ -88,7 +91,16 @@ class RunEvents:
             self._count(event, fields)
         level = logging.WARNING if event in WARNING_EVENTS else logging.INFO
         logger.log(level, message, extra=fields)
-        getattr(signals, event).send(sender=type(self.command), **fields)
+        responses = getattr(signals, event).send_robust(sender=type(self.command), **fields)
+        for receiver, response in responses:
+            if isinstance(response, Exception):  # a receiver's bug must not stop migrate
+                logger.error(
+                    "pgmigrate: receiver %r of the %s signal failed: %r",
+                    receiver,
+                    event,
+                    response,
+                    exc_info=response,
+                )
 
     def _figures(self, migration: str | None) -> MigrationFigures | None:
         if migration is None:
@@ -106,7 +118,10 @@ class RunEvents:
             figures.status = fields["status"]
             figures.duration = fields["duration"]
         elif event == "blocker_ended":
-            figures.blockers_ended.append(fields["blocker_pid"])
+            if fields.get("action") == "Cancel":
+                figures.blockers_cancelled.append(fields["blocker_pid"])
+            else:
+                figures.blockers_ended.append(fields["blocker_pid"])
         elif event == "blocker_shown":
             figures.blockers_shown.append(fields["blocker_pid"])
         elif event == "action_failed":
@@ -171,6 +186,10 @@ class RunEvents:
             ]
             if figures.blockers_ended:
                 parts.append(f"ended {len(figures.blockers_ended)} blocker(s)")
+            if figures.blockers_cancelled:
+                parts.append(
+                    f"cancelled the query of {len(figures.blockers_cancelled)} blocker(s)"
+                )
             if figures.blockers_shown:
                 parts.append(f"shown {len(figures.blockers_shown)} blocker(s)")
             if figures.actions_failed:
@@ -190,7 +209,10 @@ class RunEvents:
             "started_at": self.started_at.isoformat(),
             "duration": round(time.monotonic() - self._started, 6),
             "status": self.status,
-            "migrations": [asdict(figures) for figures in self.migrations.values()],
+            "migrations": [
+                {**asdict(figures), "lock_wait": round(figures.lock_wait, 6)}
+                for figures in self.migrations.values()
+            ],
         }
 
     def write_report(self, path: str) -> None:

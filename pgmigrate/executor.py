@@ -42,7 +42,7 @@ class PGMigrateExecutor(MigrationExecutor):
         if not run.options.atomic:
             runner.atomic = False
         apply: Any = super().apply_migration
-        if run.options.atomic and migration.atomic and run.retry.retries:
+        if run.options.atomic and migration.atomic:
             # One transaction for the whole migration: on a lock timeout, retry all of it.
             return run.retry.call(
                 lambda: apply(state.clone(), runner, fake=fake, fake_initial=fake_initial),

@@ -99,7 +99,7 @@ def cancel_backend(using: str, backend_pid: int) -> None:
 class _Relay(threading.Thread):
     """Reads signal numbers from the wakeup pipe and calls ``on_signal`` for ours."""
 
-    def __init__(self, read_fd: int, on_signal: Callable[[], None]) -> None:
+    def __init__(self, read_fd: int, on_signal: Callable[[int], None]) -> None:
         super().__init__(name="pgmigrate-signal-relay", daemon=True)
         self.read_fd = read_fd
         self.on_signal = on_signal
@@ -114,8 +114,10 @@ class _Relay(threading.Thread):
                 data = os.read(self.read_fd, 64)
             except OSError:
                 return
-            if any(byte in (int(s) for s in SIGNALS) for byte in data):
-                self.on_signal()
+            for signum in SIGNALS:
+                if int(signum) in data:
+                    self.on_signal(signum)
+                    break
 
 
 #: Handlers pgmigrate may replace: the defaults (Python's Ctrl-C handler, SIGTERM's kill).
@@ -136,12 +138,13 @@ def interruptible(guard: Guard, cancel: Callable[[], None]) -> Iterator[None]:
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    for signum, handler in previous.items():
-        if handler in _REPLACEABLE:
-            signal.signal(signum, guard.handler)
+    ours = {signum for signum, handler in previous.items() if handler in _REPLACEABLE}
+    for signum in ours:
+        signal.signal(signum, guard.handler)
 
-    def on_signal() -> None:
-        if guard.cancellable:
+    def on_signal(signum: int) -> None:
+        # A signal the project handles itself is its business: leave the statement alone.
+        if signum in ours and guard.cancellable:
             cancel()
 
     relay = _Relay(read_fd, on_signal)
@@ -150,9 +153,8 @@ def interruptible(guard: Guard, cancel: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         signal.set_wakeup_fd(previous_fd)
-        for signum, handler in previous.items():
-            if handler in _REPLACEABLE:
-                signal.signal(signum, handler)
+        for signum in ours:
+            signal.signal(signum, previous[signum])
         relay.stopping.set()
         with contextlib.suppress(OSError):
             os.write(write_fd, b"\0")  # wake the relay so that it sees it must stop

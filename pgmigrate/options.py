@@ -85,7 +85,8 @@ def parse_action(value: str) -> actions.BlockingAction | None:
         return actions.resolve(path, setting="--blocking-action")
     except ImproperlyConfigured as exc:
         raise CommandError(
-            f"{exc} Use one of {', '.join(ACTION_NAMES)} or a dotted path to an action."
+            f"{str(exc).rstrip('.')}. Use one of {', '.join(ACTION_NAMES)} or a dotted path to "
+            "an action."
         ) from exc
 
 

@@ -90,7 +90,7 @@ class LockRetry:
         def wrapper(
             execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
         ) -> Any:
-            if not self.retries or connection.in_atomic_block:
+            if connection.in_atomic_block:  # retried with its operation or migration
                 return execute(sql, params, many, context)
             return self.call(lambda: execute(sql, params, many, context), what="a statement")
 

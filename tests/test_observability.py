@@ -76,3 +76,45 @@ def test_queries_are_logged_only_when_asked(scenario, sessions, caplog):
 def test_quiet_run_has_no_summary(scenario):
     out = migrate("tests")
     assert "pgmigrate summary" not in out
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1)
+def test_lock_timeout_event_without_retries(scenario, sessions, caplog):
+    from django.core.management.base import CommandError
+
+    caplog.set_level(logging.INFO, logger="pgmigrate")
+    migrate("tests", "0001")
+    sessions.append(Session().hold("tests_alpha"))
+    with pytest.raises(CommandError):
+        migrate("tests", "0002")
+    timeouts = [r for r in events_of(caplog) if r.event == "lock_timeout"]
+    assert len(timeouts) == 1 and timeouts[0].gave_up and timeouts[0].attempt == 1
+    finished = [r for r in events_of(caplog) if r.event == "migration_finished"][-1]
+    assert finished.status == "lock_timeout"
+
+
+def test_a_failing_receiver_does_not_stop_migrate(scenario, caplog):
+    def broken(sender, **fields):
+        raise RuntimeError("receiver bug")
+
+    signals.migration_started.connect(broken)
+    try:
+        migrate("tests")
+    finally:
+        signals.migration_started.disconnect(broken)
+    from tests.helpers import applied
+
+    assert applied() == ["0001_initial", "0002_add_fields", "0003_alpha_note"]
+    assert any("receiver bug" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0:00:00.0"), (10, "0:00:10.0"), (59.96, "0:01:00.0"), (3725.25, "1:02:05.2")],
+)
+def test_transaction_age_format(seconds, text):
+    import datetime as dt
+
+    from pgmigrate.actions import _age
+
+    assert _age(dt.timedelta(seconds=seconds)) == text

@@ -118,7 +118,7 @@ def test_command_line_overrides_settings(scenario, sessions):
     sessions.append(blocker)
     with pytest.raises(CommandError) as raised:
         migrate("tests", "0002", blocking_action="none", lock_timeout=0.1, lock_retries=1)
-    assert "PGMIGRATE_LOCK_TIMEOUT = 0.1 s, 2 attempts" in str(raised.value)
+    assert "lock timeout (--lock-timeout 0.1 s, 2 attempts)" in str(raised.value)
     blocker.release()
     out = migrate("tests", "0002", blocking_action="show", statement_timeout=5.0)
     assert applied() == ["0001_initial", "0002_add_fields"]

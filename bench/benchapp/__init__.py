@@ -1,0 +1,1 @@
+"""The benchmark's Django app: one table of 10,000 rows that migrations alter."""

@@ -1,0 +1,182 @@
+"""Scenarios "blocked" and "crowd": ``migrate`` adds a column to a table that sessions block.
+
+Sessions idle in a transaction hold ``ACCESS SHARE`` on a 10,000-row table while open-loop
+app traffic reads it; then ``migrate`` applies an ``AddField`` to it. pgmigrate ends the
+blockers itself; for plain Django the bench ends them after a fixed wait (the baseline of
+an app without a tool, where someone or something eventually ends the blocking session).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench.migrate import MigrateRun
+from bench.options import Options
+from bench.report import Metric, ScenarioResult, Target
+from bench.scenarios import benchapp
+from bench.server import IdleCrowd
+from bench.sessions import Blockers, LockWaitMonitor
+from bench.traffic import AppTraffic
+
+#: If pgmigrate has not ended the blockers this long after the ALTER waits, the bench does.
+PGMIGRATE_PATIENCE = 30.0
+
+METRICS = [
+    Metric("wall_ms", "migrate wall time (ms)", 0),
+    Metric("gone_ms", "ALTER waits -> all blockers gone (ms)"),
+    Metric("signalled_ms", "ALTER waits -> first blocker signalled (ms)"),
+    Metric("app_worst_ms", "app worst stall (ms)"),
+    Metric("app_worst_at_ms", "  scheduled at (ms after the ALTER waits)", worst=False),
+    Metric("app_worst_before_wait_ms", "app worst before the ALTER waits (ms)"),
+    Metric("app_p99_ms", "app p99 latency (ms)"),
+    Metric("app_over_100ms", "app queries over 100 ms", 0, ratio=False),
+    Metric("app_failed", "app queries failed", 0, ratio=False),
+    Metric("all_gone", "all blockers gone", None, higher_is_worse=False),
+    Metric("ended_by_bench", "blockers ended by the bench", 0, ratio=False),
+]
+
+
+def run_blocked(url: str, options: Options) -> ScenarioResult:
+    result = ScenarioResult(
+        name="blocked",
+        title=(
+            f"blocked: {benchapp.ROWS:,}-row table, 1 session idle in transaction on it, "
+            f"app query every {options.period * 1000:g} ms on {options.pool} connections, "
+            f"{options.blocked_runs} runs each"
+        ),
+        metrics=METRICS,
+        targets=[
+            Target("app worst stall", "app_worst_ms", 20),
+            Target("ALTER waits -> blocker gone", "gone_ms", 15),
+        ],
+    )
+    _run(result, url, options, options.blocked_runs, blockers=1, idle=0)
+    return result
+
+
+def run_crowd(url: str, options: Options) -> ScenarioResult:
+    count = options.crowd_blockers
+    result = ScenarioResult(
+        name="crowd",
+        title=(
+            f"crowd: as blocked, with {count} sessions idle in transaction on the table and "
+            f"{options.crowd_idle} idle connections, {options.crowd_runs} runs each"
+        ),
+        metrics=METRICS,
+        targets=[
+            Target("app worst stall", "app_worst_ms", 40),
+            Target(
+                f"all {count} blockers gone", "all_gone", 1, stat="worst", op=">=", unit="yes/no"
+            ),
+            Target("app queries failed", "app_failed", 0, stat="worst", unit=""),
+        ],
+    )
+    _run(result, url, options, options.crowd_runs, blockers=count, idle=options.crowd_idle)
+    return result
+
+
+def _run(
+    result: ScenarioResult, url: str, options: Options, runs: int, *, blockers: int, idle: int
+) -> None:
+    result.notes.append(
+        f"plain Django: the bench ends the blocking session(s) {options.baseline_wait:g} s after "
+        "the ALTER starts waiting (the no-tool baseline); pgmigrate: its defaults."
+    )
+    benchapp.setup(url)
+    with IdleCrowd(url, idle):
+        for number in range(1, runs + 1):
+            for implementation in ("pgmigrate", "plain"):
+                measured = measure(url, options, implementation, blockers=blockers)
+                result.runs.append({"group": implementation, "run": number, **measured})
+                print(
+                    f"  {result.name} {number}/{runs} {implementation:<9} "
+                    f"stall {measured['app_worst_ms']:8.1f} ms, "
+                    f"blockers gone {_ms(measured['gone_ms'])} after the ALTER waited",
+                    file=sys.stderr,
+                )
+
+
+def _ms(value: float | None) -> str:
+    return "   never" if value is None else f"{value:8.1f} ms"
+
+
+def measure(
+    url: str,
+    options: Options,
+    implementation: str,
+    *,
+    blockers: int,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """One run: blockers, app traffic, ``migrate benchapp 0002``; what it cost the app."""
+    benchapp.reset_to_0001(url)
+    patience = options.baseline_wait if implementation == "plain" else PGMIGRATE_PATIENCE
+    traffic = AppTraffic(
+        url, table=benchapp.TABLE, rows=benchapp.ROWS, period=options.period, pool=options.pool
+    )
+    # Blockers close before the app stops: stuck app queries then finish, whatever happened.
+    with traffic as app, Blockers(url, benchapp.TABLE, blockers) as held:
+        run = MigrateRun(implementation, ["benchapp", "0002_row_note"], url, env or {})
+        monitor = LockWaitMonitor(url, benchapp.TABLE)
+        migrate_ending_blockers(run, monitor, held, url, patience)
+        app.drain(run.ended)
+        held.wait_all_gone(5)
+        app_numbers = _app_numbers(app, run, monitor.waitstart)
+    if not benchapp.has_note_column(url):
+        raise RuntimeError(f"{implementation}: migrate exited but bench_row has no note column")
+    waitstart = monitor.waitstart
+    return {
+        "wall_ms": run.wall * 1000,
+        "waited": monitor.found.is_set(),
+        "gone_ms": _since(waitstart, held.last_gone()),
+        "signalled_ms": _since(waitstart, min(held.signalled.values(), default=None)),
+        "monitor_lag_ms": _since(waitstart, monitor.seen),
+        "all_gone": held.all_gone,
+        "ended_by_bench": held.ended_by_bench,
+        **app_numbers,
+        "migrating_pid": monitor.pid,
+        "blocker_pids": held.pids,
+        "waitstart": waitstart,
+        "signalled_at": sorted(held.signalled.values()),
+        "gone_at": sorted(held.gone.values()),
+        "output": run.output,
+    }
+
+
+def migrate_ending_blockers(
+    run: MigrateRun, monitor: LockWaitMonitor, held: Blockers, url: str, patience: float
+) -> None:
+    """Run ``migrate``; end the blockers ``patience`` seconds after its ALTER starts to wait,
+    unless it has finished by then."""
+    run.start()
+    monitor.start(run)
+    try:
+        monitor.finished.wait(120)
+        if monitor.found.is_set() and not run.exited(patience):
+            held.terminate(url)
+        run.wait(300)
+    finally:
+        monitor.stop()
+        run.kill()
+
+
+def _app_numbers(app: AppTraffic, run: MigrateRun, waitstart: float | None) -> dict:
+    """The app's latency while ``migrate`` ran, when its worst query was scheduled, and its
+    worst before the ALTER waited (queries scheduled 5 ms or more before: the noise floor)."""
+    to_wall = time.time() - time.monotonic()
+    worst = app.worst(run.started, run.ended)
+    before = None
+    if waitstart is not None:
+        before = app.stats(run.started, waitstart - to_wall - 0.005).worst * 1000
+    return {
+        **app.stats(run.started, run.ended).as_dict(),
+        "app_worst_at_ms": _since(waitstart, worst.scheduled + to_wall if worst else None),
+        "app_worst_before_wait_ms": before,
+    }
+
+
+def _since(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start) * 1000

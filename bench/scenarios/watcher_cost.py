@@ -1,0 +1,201 @@
+"""Scenario "watcher cost": the server time of pgmigrate's watcher queries.
+
+Measured with ``pg_stat_statements`` (planning plus execution time) on a server that has it
+preloaded (see ``bench.server.stats_server``), with many idle connections open, while
+pgmigrate's ``migrate`` runs: a 2 s statement and the "overhead" migrations (unblocked), and
+a migration blocked for a while with the action ``Show`` or ``None``. The ``migrate`` child
+runs as the role ``bench_migrate`` (``-c role=...``), so that its statements and its
+watcher's are told apart from the bench's own by ``userid``; the watcher's are those reading
+``pg_stat_activity``, ``pg_locks`` or ``pg_blocking_pids``, or signalling backends.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import server
+from bench.migrate import MigrateRun
+from bench.options import Options
+from bench.report import Metric, ScenarioResult, Target
+from bench.scenarios import benchapp, blocked, overhead
+from bench.sessions import Blockers, LockWaitMonitor
+
+ROLE = "bench_migrate"
+#: The cases (result groups); for the blocked ones, the action's setting value.
+BLOCKED = {"blocked, Show": "pgmigrate.Show", "blocked, None": ""}
+LONG, OVERHEAD = "long statement", "overhead"
+
+METRICS = [
+    Metric("watched_s", "watched s", 2),
+    Metric("watcher_ms", "server ms", 2),
+    Metric("pct_core", "% of a core", 3),
+    Metric("queries_per_s", "queries/s", 1),
+    Metric("light_checks", "light checks", 0),
+    Metric("lock_graph", "lock-graph q.", 0),
+    Metric("actions", "action q.", 0),
+    Metric("light_check_ms", "ms/light check", 3),
+    Metric("lock_graph_ms", "ms/lock-graph q.", 3),
+]
+
+
+@dataclass
+class Kind:
+    calls: int = 0
+    ms: float = 0.0
+    #: (calls, plan ms, exec ms, query) of each statement of this kind.
+    statements: list[tuple[int, float, float, str]] = field(default_factory=list)
+
+
+def classify(query: str) -> str | None:
+    """The watcher's kind of statement ("light", "lock_graph", "action"), or None."""
+    text = query.lower()
+    if "pg_locks" in text or "pg_blocking_pids" in text:
+        return "lock_graph"
+    if "_backend(" in text or "usename" in text:  # pg_terminate/cancel, Show's details
+        return "action"
+    if "pg_stat_activity" in text:
+        return "light"
+    return None
+
+
+def watcher_statements(url: str) -> dict[str, Kind]:
+    """Calls and server time of the watcher's statements since the last reset."""
+    kinds = {"light": Kind(), "lock_graph": Kind(), "action": Kind()}
+    rows = server.execute(
+        url,
+        "SELECT query, calls, total_plan_time, total_exec_time FROM pg_stat_statements"
+        " WHERE userid = %s::regrole AND dbid = (SELECT oid FROM pg_database"
+        " WHERE datname = current_database())",
+        [ROLE],
+    )
+    for query, calls, plan_ms, exec_ms in rows:
+        kind = classify(query)
+        if kind is not None:
+            kinds[kind].calls += calls
+            kinds[kind].ms += plan_ms + exec_ms
+            kinds[kind].statements.append((calls, plan_ms, exec_ms, " ".join(query.split())))
+    return kinds
+
+
+def prepare(url: str) -> None:
+    """Set up ``pg_stat_statements``, the role the child runs as, and the table."""
+    server.execute(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    server.execute(
+        url,
+        f"DO $$ BEGIN IF to_regrole('{ROLE}') IS NULL THEN"
+        f" CREATE ROLE {ROLE} SUPERUSER NOLOGIN; END IF; END $$",
+    )
+    benchapp.setup(url)
+
+
+def _measure(
+    url: str, case: str, args: list[str], env: dict[str, str], *, hold: float | None = None
+) -> dict[str, Any]:
+    """Run pgmigrate's ``migrate *args`` and sum up its watcher's statements."""
+    env = {**env, "BENCH_DB_ROLE": ROLE}
+    server.execute(url, "SELECT pg_stat_statements_reset()")
+    run = MigrateRun("pgmigrate", args, url, env)
+    if hold is None:
+        run.start().wait(300)
+        ended_by_bench = 0
+    else:
+        with Blockers(url, benchapp.TABLE, 1) as held:
+            monitor = LockWaitMonitor(url, benchapp.TABLE)
+            blocked.migrate_ending_blockers(run, monitor, held, url, hold)
+            ended_by_bench = held.ended_by_bench
+    kinds = watcher_statements(url)
+    started = run.wait_for_line("pgmigrate: migrating with", timeout=0)
+    watched = run.ended - (started if started is not None else run.started)
+    total_ms = sum(kind.ms for kind in kinds.values())
+    total_calls = sum(kind.calls for kind in kinds.values())
+    light, graph = kinds["light"], kinds["lock_graph"]
+    return {
+        "group": case,
+        "wall_ms": run.wall * 1000,
+        "watched_s": watched,
+        "watcher_ms": total_ms,
+        "pct_core": total_ms / watched / 10,
+        "queries_per_s": total_calls / watched,
+        "light_checks": light.calls,
+        "lock_graph": graph.calls,
+        "actions": kinds["action"].calls,
+        "light_check_ms": light.ms / light.calls if light.calls else None,
+        "lock_graph_ms": graph.ms / graph.calls if graph.calls else None,
+        "ended_by_bench": ended_by_bench,
+        "statements": {name: kind.statements for name, kind in kinds.items()},
+        "output": run.output,
+    }
+
+
+def run(main_url: str, options: Options) -> ScenarioResult:
+    count = options.overhead_migrations
+    result = ScenarioResult(
+        name="watcher-cost",
+        title=(
+            f"watcher cost: pgmigrate's watcher queries (server time, pg_stat_statements) "
+            f"with {options.watcher_idle} idle connections, {options.watcher_runs} runs each"
+        ),
+        metrics=METRICS,
+        layout="cases",
+        notes=[
+            f"{LONG}: migration 0003, RunSQL pg_sleep(2), unblocked; overhead: the "
+            f"{count + 1} migrations of the overhead scenario, unblocked.",
+            f"blocked: ALTER blocked by a session idle in transaction, which the bench ends "
+            f"{options.watcher_hold:g} s after the ALTER starts waiting.",
+            '"watched s": from "pgmigrate: migrating with PostgreSQL backend pid" to exit; '
+            "% of a core = server ms per watched second / 10.",
+        ],
+        targets=_targets(),
+    )
+    with server.stats_server(main_url) as url, server.IdleCrowd(url, options.watcher_idle):
+        which = "the main server" if url == main_url else "a dedicated embedded server"
+        version = server.execute(url, "SHOW server_version")[0][0]
+        result.notes.append(f"measured on {which} (PostgreSQL {version}) with pg_stat_statements")
+        prepare(url)
+        with overhead.generated_app(count) as app_env:
+            for number in range(1, options.watcher_runs + 1):
+                for case, setting in BLOCKED.items():
+                    benchapp.reset_to_0001(url)
+                    env = {"BENCH_PGMIGRATE_ACTION": setting}
+                    args = ["benchapp", "0002_row_note"]
+                    measured = _measure(url, case, args, env, hold=options.watcher_hold)
+                    _record(result, number, options, measured)
+                benchapp.forget(url, "benchapp", after="0002_row_note")
+                _record(result, number, options, _measure(url, LONG, ["benchapp", "0003"], {}))
+                overhead.reset(url)
+                measured = _measure(url, OVERHEAD, [overhead.APP], app_env)
+                _record(result, number, options, measured)
+            overhead.reset(url)
+    return result
+
+
+def _targets() -> list[Target]:
+    """Under 1 % of a core in every case; no lock-graph query while nothing waits."""
+    costs = [
+        Target(f"watcher server time, {case}", "pct_core", 1, group=case, op="<", unit="% core")
+        for case in (*BLOCKED, LONG, OVERHEAD)
+    ]
+    quiet = [
+        Target(
+            f"lock-graph queries while unblocked, {case}",
+            "lock_graph",
+            0,
+            group=case,
+            stat="worst",
+            unit="",
+        )
+        for case in (LONG, OVERHEAD)
+    ]
+    return costs + quiet
+
+
+def _record(result: ScenarioResult, number: int, options: Options, measured: dict) -> None:
+    result.runs.append({"run": number, **measured})
+    print(
+        f"  watcher-cost {number}/{options.watcher_runs} {measured['group']:<14} "
+        f"{measured['watcher_ms']:7.2f} server ms in {measured['watched_s']:5.2f} s "
+        f"({measured['pct_core']:.3f} % of a core), lock-graph queries {measured['lock_graph']}",
+        file=sys.stderr,
+    )

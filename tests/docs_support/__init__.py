@@ -1,0 +1,1 @@
+"""Helpers of ``tests/test_docs.py``: reading the Markdown docs and running their examples."""
