@@ -23,6 +23,9 @@ class Options:
     #: How long the blocker is held in the blocked runs of "watcher cost" (seconds).
     watcher_hold: float = 1.0
     overhead_migrations: int = 100
+    #: "retries": runs, and how long the protected blocker is held (seconds).
+    retries_runs: int = 5
+    retries_hold: float = 2.0
     #: App traffic: one query every ``period`` seconds on ``pool`` connections.
     period: float = 0.005
     pool: int = 8
@@ -41,10 +44,17 @@ class Options:
             watcher_idle=50,
             baseline_wait=1.0,
             watcher_hold=0.5,
+            retries_runs=1,
+            retries_hold=1.0,
         )
 
     def with_runs(self, runs: int) -> Options:
         """The same options with every scenario run ``runs`` times per implementation."""
         return dataclasses.replace(
-            self, blocked_runs=runs, crowd_runs=runs, overhead_runs=runs, watcher_runs=runs
+            self,
+            blocked_runs=runs,
+            crowd_runs=runs,
+            overhead_runs=runs,
+            watcher_runs=runs,
+            retries_runs=runs,
         )

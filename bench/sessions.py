@@ -21,6 +21,9 @@ import psycopg
 from bench.migrate import MigrateRun
 from bench.server import connect
 
+#: application_name of the blocking sessions.
+BLOCKER_APPLICATION_NAME = "bench blocker"
+
 
 class Blockers:
     """``count`` sessions idle in a transaction after reading ``table`` (a context manager)."""
@@ -43,7 +46,9 @@ class Blockers:
     def __enter__(self) -> Blockers:
         try:
             for _ in range(self.count):
-                conn = connect(self.url, application_name="bench blocker", autocommit=False)
+                conn = connect(
+                    self.url, application_name=BLOCKER_APPLICATION_NAME, autocommit=False
+                )
                 conn.execute(f"SELECT count(*) FROM {self.table}")  # stays idle in transaction
                 pid = conn.info.backend_pid
                 self.connections[pid] = conn

@@ -12,3 +12,12 @@ if "BENCH_PGMIGRATE_ACTION" in os.environ:  # "" means None (do nothing)
 
 if os.environ.get("BENCH_TRACE_FILE"):  # --scenario profile: timestamp every statement
     INSTALLED_APPS.append("bench.tracer")
+
+# Scenario "retries": a blocker pgmigrate may not end, a short lock timeout, retries.
+if os.environ.get("BENCH_PGMIGRATE_PROTECTED_APP"):
+    PGMIGRATE_PROTECTED = {"application_name": [os.environ["BENCH_PGMIGRATE_PROTECTED_APP"]]}
+for _name in ("LOCK_TIMEOUT", "LOCK_RETRY_DELAY", "LOCK_RETRY_MAX_DELAY"):
+    if os.environ.get(f"BENCH_PGMIGRATE_{_name}"):
+        globals()[f"PGMIGRATE_{_name}"] = float(os.environ[f"BENCH_PGMIGRATE_{_name}"])
+if os.environ.get("BENCH_PGMIGRATE_LOCK_RETRIES"):
+    PGMIGRATE_LOCK_RETRIES = int(os.environ["BENCH_PGMIGRATE_LOCK_RETRIES"])

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bench.options import Options
 from bench.report import ScenarioResult
-from bench.scenarios import blocked, overhead, profile, watcher_cost
+from bench.scenarios import blocked, overhead, profile, retries, watcher_cost
 
 Scenario = Callable[[str, Options], ScenarioResult]
 
@@ -18,6 +18,7 @@ SCENARIOS: dict[str, Scenario] = {
     "crowd": blocked.run_crowd,
     "overhead": overhead.run,
     "watcher-cost": watcher_cost.run,
+    "retries": retries.run,
     "profile": profile.run,
 }
-DEFAULT = ["blocked", "crowd", "overhead", "watcher-cost"]
+DEFAULT = ["blocked", "crowd", "overhead", "watcher-cost", "retries"]

@@ -108,10 +108,15 @@ def measure(
     *,
     blockers: int,
     env: dict[str, str] | None = None,
+    patience: float | None = None,
 ) -> dict:
-    """One run: blockers, app traffic, ``migrate benchapp 0002``; what it cost the app."""
+    """One run: blockers, app traffic, ``migrate benchapp 0002``; what it cost the app.
+
+    The bench ends the blockers ``patience`` seconds after the ALTER first waits (by default
+    the baseline wait for plain Django, and a long safety net for pgmigrate)."""
     benchapp.reset_to_0001(url)
-    patience = options.baseline_wait if implementation == "plain" else PGMIGRATE_PATIENCE
+    if patience is None:
+        patience = options.baseline_wait if implementation == "plain" else PGMIGRATE_PATIENCE
     traffic = AppTraffic(
         url, table=benchapp.TABLE, rows=benchapp.ROWS, period=options.period, pool=options.pool
     )
