@@ -39,7 +39,12 @@ WAITING_GAP_INTERVALS = 100
 STOP_TIMEOUT = 5.0
 
 #: The light look at the migrating backend: its entry of ``pg_stat_activity`` alone.
-LOOK = "SELECT wait_event_type FROM pg_stat_get_activity(%s)"
+LOOK = "SELECT wait_event_type, state FROM pg_stat_get_activity(%s)"
+#: States of a backend that is running a statement.
+RUNNING_STATES = ("active", "fastpath function call")
+#: Looks in a row that must find the backend not running our statement before pgmigrate
+#: concludes that the connection goes through a transaction-pooling proxy.
+POOLING_EVIDENCE = 3
 #: Who blocks it (a lock-graph query: only asked while the backend waits on a lock).
 BLOCKING_PIDS = "SELECT pg_blocking_pids(%s)"
 #: The ``pg_stat_activity`` columns of the given sessions, if they are in this database.
@@ -103,6 +108,8 @@ class Watcher:
         #: pids never to act on: the migrating backend and the watcher's own connection.
         self.own_pids: set[int] = {backend_pid}
         self.checks = 0
+        #: Set when pgmigrate concluded that it cannot watch this connection (a proxy).
+        self.disabled = False
         self.actions_run = 0
         self._statement: _Statement | None = None
         self._wake = threading.Event()
@@ -181,7 +188,7 @@ class Watcher:
                 self._wake.wait()
                 self._wake.clear()
                 statement = self._statement
-                if statement is not None and not self._stop.is_set():
+                if statement is not None and not self._stop.is_set() and not self.disabled:
                     self._watch(statement)
         except Exception as exc:  # never let the thread die silently
             self._report_error("the watcher stopped", exc)
@@ -196,12 +203,20 @@ class Watcher:
         gap = self.interval
         first_look = True
         acted_on: frozenset[int] | None = None
+        suspicions = 0
         while True:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             if self._statement is not statement:
                 return
-            waiting, pids = self._safely(self._look, "looking at the backend") or (False, None)
+            waiting, pids = self._safely(self._look, "looking at the backend") or (False, ())
+            if pids is None:  # our statement runs, yet the backend does not: a proxy?
+                suspicions += 1
+                if suspicions >= POOLING_EVIDENCE:
+                    self._disable_for_pooling()
+                    return
+            else:
+                suspicions = 0
             if waiting:
                 if statement.wait_began is None:
                     # Lock waits start with the statement, unless seen later on.
@@ -228,6 +243,19 @@ class Watcher:
             due = time.monotonic() + gap
             gap = min(gap * 2, gap_limit)
 
+    def _disable_for_pooling(self) -> None:
+        """Stop acting for the rest of the run: the pid is not the migration's backend."""
+        self.action = None
+        self.disabled = True
+        self.command.notice(
+            f"pgmigrate: backend pid {self.backend_pid} is not running this migration's "
+            "statements: the connection seems to go through a transaction-pooling proxy "
+            "(e.g. PgBouncer in transaction mode), where a session's backend changes between "
+            "transactions. pgmigrate stops acting on blocking sessions for this run. Run "
+            "migrations over a direct or session-pooled connection.",
+            warning=True,
+        )
+
     def _migration(self) -> str | None:
         events = getattr(self.command, "events", None)
         return events.current if events is not None else None
@@ -242,19 +270,22 @@ class Watcher:
         if events is not None:
             events.add_lock_wait(seconds, migration)
 
-    def _look(self) -> tuple[bool, frozenset[int]]:
+    def _look(self) -> tuple[bool, frozenset[int] | None]:
         """The light, frequent check: is the backend waiting on a lock, and on whom?
 
         Reads the backend's ``pg_stat_activity`` entry through ``pg_stat_get_activity(pid)``
         (the function behind the view, without building the view's other rows); only when
-        it waits on a lock does it also ask ``pg_blocking_pids``.
+        it waits on a lock does it also ask ``pg_blocking_pids``. The pids are None when the
+        backend is not running a statement at all (see ``_suspect_pooling``).
         """
         self._ensure_connected()
         self.checks += 1
         with connections[self.using].cursor() as cursor:
             cursor.execute(LOOK, [self.backend_pid])
             row = cursor.fetchone()
-            if row is None or row[0] != "Lock":
+            if row is None or row[1] not in RUNNING_STATES:
+                return False, None
+            if row[0] != "Lock":
                 return False, frozenset()
             cursor.execute(BLOCKING_PIDS, [self.backend_pid])
             pids = cursor.fetchone()[0] or ()

@@ -4,6 +4,7 @@ import pytest
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+import pgmigrate
 from tests import actions
 from tests.helpers import (
     MigrateThread,
@@ -162,3 +163,36 @@ def test_no_leaks_after_many_runs(scenario):
     after = {t.name for t in threading.enumerate()}
     assert not {name for name in after - before if name.startswith("pgmigrate")}
     wait_until(lambda: not pgmigrate_sessions(), what="pgmigrate's connections are gone")
+
+
+def test_a_backend_that_does_not_run_our_statements_disables_the_watcher(transactional_db):
+    """What a transaction-pooling proxy (PgBouncer) looks like: the pid pgmigrate was given
+    is not the backend running the migration's statements. Here: an idle session's pid."""
+    import io
+
+    from django.db import connection
+
+    from pgmigrate.command import MigrateCommand
+    from pgmigrate.watcher import Watcher
+
+    idle = Session(application_name="someone else")
+    command = MigrateCommand(stdout=io.StringIO())
+    command.verbosity = 1
+    watcher = Watcher(
+        command,
+        using="default",
+        backend_pid=idle.pid,
+        action=pgmigrate.Terminate(),
+        interval=0.005,
+    )
+    watcher.start()
+    try:
+        with connection.execute_wrapper(watcher.execute_wrapper), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.5)")
+            cursor.execute("SELECT pg_sleep(0.1)")
+    finally:
+        watcher.stop()
+        idle.close()
+    assert watcher.disabled
+    assert "seems to go through a transaction-pooling proxy" in command.stdout.getvalue()
+    assert watcher.action is None
