@@ -1,6 +1,9 @@
 # Development tasks. Every target sets up its own virtualenv first:
-#   make test ARGS="-k lock"   make demo   make lint   make format   make bench   make clean
+#   make test ARGS="-k lock"   make demo   make lint   make format   make type-check
+#   make full-test-suite       make bench   make clean
 # PostgreSQL: $DATABASE_URL if set, else a throwaway server (tests/pgserver.py).
+# `make test` measures branch coverage of pgmigrate/ and, when run whole (no ARGS), fails
+# below [tool.coverage.report] fail_under in pyproject.toml.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,10 +11,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help venv test demo lint format bench clean
+.PHONY: help venv test full-test-suite demo lint format type-check bench clean
 
 help:
-	@echo "make test | demo | lint | format | bench | clean   (ARGS=... for test/demo/bench)"
+	@echo "make test | full-test-suite | demo | lint | format | type-check | bench | clean"
+	@echo "  ARGS=... go to pytest (test, full-test-suite), demo or bench"
 
 # Re-install only when the project's dependencies may have changed.
 $(INSTALLED): pyproject.toml
@@ -21,8 +25,16 @@ $(INSTALLED): pyproject.toml
 
 venv: $(INSTALLED)
 
+# A subset (ARGS given) reports coverage but does not enforce fail_under.
 test: $(INSTALLED)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest --cov --cov-report=term-missing $(if $(ARGS),--cov-fail-under=0) $(ARGS)
+
+# The whole compatibility matrix (noxfile.py): Python 3.10-3.13 x Django 4.2/5.2/6.0 x
+# psycopg 3/psycopg2 x PostgreSQL 15/18, then coverage combined over all cells.
+# `.venv/bin/nox -l` lists the cells.
+full-test-suite: $(INSTALLED)
+	$(BIN)/nox -t tests $(if $(ARGS),-- $(ARGS))
+	$(BIN)/nox -s coverage
 
 demo: $(INSTALLED)
 	$(BIN)/python -m demo $(ARGS)
@@ -35,9 +47,29 @@ format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+type-check: $(INSTALLED)
+	$(BIN)/pyright --pythonpath $(BIN)/python
+
 bench: $(INSTALLED)
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-* build dist *.egg-info .pytest_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .venv-* .nox build dist *.egg-info .pytest_cache .ruff_cache .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The documentation site (mkdocs.yml, docs/) into site/; any warning fails the build.
+# The "docs" extra of pyproject.toml is installed into the venv, again when it changes.
+DOCS_INSTALLED := $(VENV)/.docs-installed
+
+.PHONY: docs docs-serve
+
+$(DOCS_INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[docs]"
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve

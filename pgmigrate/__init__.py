@@ -1,8 +1,13 @@
 """pgmigrate: Django migrations that end the sessions blocking them on PostgreSQL."""
 
+from typing import TYPE_CHECKING
+
 from pgmigrate.actions import Blocker, BlockingAction, Cancel, Show, Terminate
 from pgmigrate.errors import PartialMigrationError
 from pgmigrate.version import __version__
+
+if TYPE_CHECKING:
+    from pgmigrate.command import MigrateCommand
 
 __all__ = [
     "Blocker",

@@ -328,7 +328,8 @@ class MigrateCommand(DjangoMigrateCommand):
             if getattr(self, "_line_open", False):
                 self.stdout.write("")
                 self._line_open = False
-            self.stdout.write(self.style.WARNING(message) if warning else message)
+            style = self.style.WARNING  # pyright: ignore[reportAttributeAccessIssue]
+            self.stdout.write(style(message) if warning else message)
 
     def event(self, event: str, message: str, **fields: Any) -> None:
         """Emit a pgmigrate event (log record + signal), e.g. from a custom blocking action."""

@@ -37,6 +37,8 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
     """True when ``exc`` means the connection ``using`` is gone."""
     from django.db import InterfaceError, connections
 
+    if exc is None:
+        return False
     if sqlstate(exc) in CONNECTION_ENDED:
         return True
     seen = exc
@@ -49,16 +51,6 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
     if not isinstance(exc, DatabaseError) and not isinstance(exc.__cause__, DatabaseError):
         return False
     return not connections[using].is_usable()
-
-
-def is_cancelled_by_interrupt(exc: BaseException | None) -> bool:
-    """True when a statement was cancelled and an interrupt is on its way (Ctrl-C/SIGTERM)."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class PartialMigrationError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.migrations.executor import MigrationExecutor
 
@@ -36,7 +36,10 @@ class PGMigrateExecutor(MigrationExecutor):
     ) -> ProjectState:
         run = self.run
         if run is None:
-            return super().apply_migration(state, migration, fake=fake, fake_initial=fake_initial)
+            applied = super().apply_migration(
+                state, migration, fake=fake, fake_initial=fake_initial
+            )
+            return cast("ProjectState", applied)
         runner = copy.copy(migration)
         runner.apply = functools.partial(run.apply_operations, migration)  # type: ignore[method-assign]
         if not run.options.atomic:

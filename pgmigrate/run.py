@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pgactivity
 from django.core.management.base import CommandError
@@ -187,7 +187,10 @@ class Run:
         operation = migration.operations[index]
 
         def attempt() -> None:
-            with transaction.atomic(self.using) if in_transaction else contextlib.nullcontext():
+            own_transaction = cast(
+                contextlib.AbstractContextManager[Any], transaction.atomic(self.using)
+            )
+            with own_transaction if in_transaction else contextlib.nullcontext():
                 operation.database_forwards(
                     migration.app_label, schema_editor, old_state, new_state
                 )

@@ -17,7 +17,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pgactivity
 from django.db import Error, connections
@@ -28,6 +28,8 @@ from pgmigrate.actions import PREFETCHED, Blocker
 if TYPE_CHECKING:
     from pgmigrate.actions import BlockingAction
     from pgmigrate.command import MigrateCommand
+
+T = TypeVar("T")
 
 #: ``application_name`` prefix of pgmigrate's own connections.
 APPLICATION_NAME = "pgmigrate"
@@ -209,7 +211,8 @@ class Watcher:
                 return
             if self._statement is not statement:
                 return
-            waiting, pids = self._safely(self._look, "looking at the backend") or (False, ())
+            looked = self._safely(self._look, "looking at the backend")
+            waiting, pids = looked if looked is not None else (False, frozenset[int]())
             if pids is None:  # our statement runs, yet the backend does not: a proxy?
                 suspicions += 1
                 if suspicions >= POOLING_EVIDENCE:
@@ -217,7 +220,7 @@ class Watcher:
                     return
             else:
                 suspicions = 0
-            if waiting:
+            if waiting and pids is not None:
                 if statement.wait_began is None:
                     # Lock waits start with the statement, unless seen later on.
                     statement.wait_began = statement.started if first_look else time.monotonic()
@@ -361,7 +364,7 @@ class Watcher:
             f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
         )
 
-    def _safely(self, func: Callable[[], Any], doing: str) -> Any:
+    def _safely(self, func: Callable[[], T], doing: str) -> T | None:
         """Run ``func``; report an error once and go on, reconnecting if the link broke."""
         try:
             return func()
