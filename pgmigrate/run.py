@@ -128,7 +128,7 @@ class Run:
         collect_sql: bool = False,
     ) -> ProjectState:
         """``Migration.apply`` for pgmigrate: resumable, retrying, one operation at a time."""
-        if collect_sql:  # sqlmigrate: nothing runs, so keep Django's behaviour
+        if collect_sql:  # pragma: no cover (sqlmigrate calls Migration.apply itself)
             return migration.apply(project_state, schema_editor, collect_sql=True)
         one_by_one = not schema_editor.atomic_migration
         start = self._resume_point(migration)

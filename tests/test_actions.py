@@ -194,3 +194,36 @@ def test_action_setting_none_and_default(settings):
     assert config.blocking_action() == pgmigrate.Terminate()
     settings.PGMIGRATE_BLOCKING_ACTION = None
     assert config.blocking_action() is None
+
+
+def test_show_with_a_filter_reads_blockers_through_pglock(scenario, sessions):
+    migrate("tests", "0001")
+    blocker = Session(application_name="report").hold("tests_beta")
+    sessions.append(blocker)
+    # A long query, to see it cut in the output.
+    blocker.execute("SELECT 1 AS " + ", 1 AS ".join(f"c{i}" for i in range(60)))
+    action = pgmigrate.Show(blocking_activity__application_name="report")
+    with override_settings(PGMIGRATE_BLOCKING_ACTION=action):
+        run = MigrateThread("tests", "0002")
+        wait_until(lambda: "blocks the migration" in run.output.getvalue(), what="shown")
+        blocker.release()
+        out = run.finish()
+    assert "user: postgres" in out or "user: " in out
+    assert "transaction open: 0:0" in out
+    query_line = next(line for line in out.splitlines() if line.strip().startswith("query:"))
+    assert query_line.endswith("...") and len(query_line.split("query: ")[1]) == 120
+
+
+def test_base_action_needs_a_worker():
+    class Incomplete(pgmigrate.BlockingAction):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Incomplete must implement worker"):
+        Incomplete()(None, None)
+
+
+def test_actions_compare_and_hash_by_type_and_filters():
+    assert pgmigrate.Terminate() == pgmigrate.Terminate()
+    assert hash(pgmigrate.Terminate(a=1)) == hash(pgmigrate.Terminate(a=1))
+    assert pgmigrate.Terminate() != pgmigrate.Cancel()
+    assert repr(pgmigrate.Show(a=1)) == "Show(a=1)"

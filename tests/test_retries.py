@@ -131,6 +131,8 @@ def test_command_line_overrides_settings(scenario, sessions):
         (["--blocking-action", "explode"], "--blocking-action: cannot import 'explode'"),
         (["--lock-timeout", "soon"], "not a number of seconds"),
         (["--lock-retries", "-1"], "not a whole number"),
+        (["--lock-retries", "many"], "not a whole number"),
+        (["--statement-timeout", "0.0001"], "at least 0.001 seconds"),
     ],
 )
 def test_bad_command_line_values(argv, message):

@@ -114,3 +114,40 @@ def test_migrations_apply_and_unapply(scenario):
     migrate("tests", "0001")
     assert applied() == ["0001_initial"]
     assert "flag" not in columns("tests_alpha")
+
+
+@pytest.mark.scenario("partly")
+def test_an_operation_can_be_partly_applied(scenario):
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
+    report = str(raised.value)
+    assert "FAILED      1. Raw SQL operation (partly applied: 1 statement committed)" in report
+    assert "it resumes at operation 1" in report
+    assert query("SELECT to_regclass('tests_partly') IS NOT NULL") == [(True,)]
+    error = raised.value.__cause__
+    assert error.applied == [] and error.not_applied == []
+    assert error.failed is error.migration.operations[0]
+
+
+@pytest.mark.scenario("partial")
+def test_partial_error_lists_operations(scenario):
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
+    error = raised.value.__cause__
+    assert [op.describe() for op in error.applied] == [
+        "Add field flag to Alpha",
+        "Add field flag to Beta",
+        "Add field other to Gamma",
+    ]
+    assert error.failed.describe() == "Raw SQL operation"
+    assert [op.describe() for op in error.not_applied] == ["Add field note to Alpha"]
+
+
+def test_executor_without_a_run_is_djangos(scenario):
+    from django.db import connection
+
+    from pgmigrate.executor import PGMigrateExecutor
+
+    executor = PGMigrateExecutor(connection)
+    executor.migrate([("tests", "0001_initial")])
+    assert applied() == ["0001_initial"]
