@@ -38,6 +38,8 @@ class Blockers:
         #: pid -> time.time() when the server closed the session's socket.
         self.gone: dict[int, float] = {}
         self.ended_by_bench = 0
+        #: time.time() when the bench asked the server to end the sessions still alive.
+        self.terminated_at: float | None = None
         self._changed = threading.Condition()
         self._selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -86,6 +88,7 @@ class Blockers:
         with self._changed:
             alive = [pid for pid in self.connections if pid not in self.gone]
         if alive:
+            self.terminated_at = time.time()
             with connect(url, application_name="bench admin") as conn:
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [alive]

@@ -22,6 +22,10 @@ from bench.traffic import AppTraffic
 #: If pgmigrate has not ended the blockers this long after the ALTER waits, the bench does.
 PGMIGRATE_PATIENCE = 30.0
 
+#: The app timeline kept for the plot (``bench.plot``) spans from this long before the ALTER
+#: waits to this long after ``migrate`` exits (seconds).
+TIMELINE_MARGIN = 0.5
+
 METRICS = [
     Metric("wall_ms", "migrate wall time (ms)", 0),
     Metric("gone_ms", "ALTER waits -> all blockers gone (ms)"),
@@ -51,7 +55,12 @@ def run_blocked(url: str, options: Options) -> ScenarioResult:
             Target("ALTER waits -> blocker gone", "gone_ms", 15),
         ],
     )
-    _run(result, url, options, options.blocked_runs, blockers=1, idle=0)
+    result.notes.append(
+        "the app timeline of each implementation's first run (every app query's scheduled "
+        "time and latency, ms, relative to the ALTER's waitstart) is in the JSON results: "
+        'extra["timeline"]; python -m bench.plot draws it.'
+    )
+    _run(result, url, options, options.blocked_runs, blockers=1, idle=0, timeline=True)
     return result
 
 
@@ -77,8 +86,18 @@ def run_crowd(url: str, options: Options) -> ScenarioResult:
 
 
 def _run(
-    result: ScenarioResult, url: str, options: Options, runs: int, *, blockers: int, idle: int
+    result: ScenarioResult,
+    url: str,
+    options: Options,
+    runs: int,
+    *,
+    blockers: int,
+    idle: int,
+    timeline: bool = False,
 ) -> None:
+    """``runs`` runs of each implementation; with ``timeline``, the app timeline of the first
+    run of each goes to ``result.extra``: "timeline" (implementation -> [[t_ms, latency_ms],
+    ...]) and "timeline_events" (implementation -> marks for the plot, in ms)."""
     result.notes.append(
         f"plain Django: the bench ends the blocking session(s) {options.baseline_wait:g} s after "
         "the ALTER starts waiting (the no-tool baseline); pgmigrate: its defaults."
@@ -87,7 +106,12 @@ def _run(
     with IdleCrowd(url, idle):
         for number in range(1, runs + 1):
             for implementation in ("pgmigrate", "plain"):
-                measured = measure(url, options, implementation, blockers=blockers)
+                keep = timeline and number == 1
+                measured = measure(url, options, implementation, blockers=blockers, timeline=keep)
+                kept = measured.pop("timeline", None)
+                if kept is not None:
+                    result.extra.setdefault("timeline", {})[implementation] = kept.pop("points")
+                    result.extra.setdefault("timeline_events", {})[implementation] = kept
                 result.runs.append({"group": implementation, "run": number, **measured})
                 print(
                     f"  {result.name} {number}/{runs} {implementation:<9} "
@@ -109,11 +133,14 @@ def measure(
     blockers: int,
     env: dict[str, str] | None = None,
     patience: float | None = None,
+    timeline: bool = False,
 ) -> dict:
     """One run: blockers, app traffic, ``migrate benchapp 0002``; what it cost the app.
 
     The bench ends the blockers ``patience`` seconds after the ALTER first waits (by default
-    the baseline wait for plain Django, and a long safety net for pgmigrate)."""
+    the baseline wait for plain Django, and a long safety net for pgmigrate). With
+    ``timeline``, the result has a "timeline" too (see ``_timeline``); the app then runs
+    ``TIMELINE_MARGIN`` seconds longer after ``migrate`` exits."""
     benchapp.reset_to_0001(url)
     if patience is None:
         patience = options.baseline_wait if implementation == "plain" else PGMIGRATE_PATIENCE
@@ -122,12 +149,18 @@ def measure(
     )
     # Blockers close before the app stops: stuck app queries then finish, whatever happened.
     with traffic as app, Blockers(url, benchapp.TABLE, blockers) as held:
+        if timeline:  # steady traffic for the timeline's start, before migrate's own start
+            time.sleep(TIMELINE_MARGIN)
         run = MigrateRun(implementation, ["benchapp", "0002_row_note"], url, env or {})
         monitor = LockWaitMonitor(url, benchapp.TABLE)
         migrate_ending_blockers(run, monitor, held, url, patience)
         app.drain(run.ended)
         held.wait_all_gone(5)
         app_numbers = _app_numbers(app, run, monitor.waitstart)
+        if timeline:
+            time.sleep(max(0.0, run.ended + TIMELINE_MARGIN - time.monotonic()))
+            app.drain(run.ended + TIMELINE_MARGIN)
+            app_numbers["timeline"] = _timeline(app, run, monitor.waitstart, held)
     if not benchapp.has_note_column(url):
         raise RuntimeError(f"{implementation}: migrate exited but bench_row has no note column")
     waitstart = monitor.waitstart
@@ -178,6 +211,40 @@ def _app_numbers(app: AppTraffic, run: MigrateRun, waitstart: float | None) -> d
         **app.stats(run.started, run.ended).as_dict(),
         "app_worst_at_ms": _since(waitstart, worst.scheduled + to_wall if worst else None),
         "app_worst_before_wait_ms": before,
+    }
+
+
+def _timeline(
+    app: AppTraffic, run: MigrateRun, waitstart: float | None, held: Blockers
+) -> dict | None:
+    """Every app query scheduled from ``TIMELINE_MARGIN`` before the ALTER waited to as long
+    after ``migrate`` exited: "points", [scheduled, latency] in ms, scheduled relative to the
+    ALTER's ``waitstart`` (the clocks as in ``_app_numbers``); "failed", the scheduled times
+    of failed queries; and the moments the plot marks, in ms after the ALTER waited."""
+    if waitstart is None:
+        return None
+    to_wall = time.time() - time.monotonic()
+    start = waitstart - to_wall - TIMELINE_MARGIN
+    end = run.ended + TIMELINE_MARGIN
+    window = sorted(
+        (q for q in list(app.done) if start <= q.scheduled <= end), key=lambda q: q.scheduled
+    )
+
+    def since(monotonic: float) -> float:
+        return round((monotonic + to_wall - waitstart) * 1000, 2)
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return {
+        "points": [[since(q.scheduled), round(q.latency * 1000, 3)] for q in window],
+        "failed": [since(q.scheduled) for q in window if not q.ok],
+        "period_ms": app.period * 1000,
+        "migrate_started_ms": since(run.started),
+        "migrate_ended_ms": since(run.ended),
+        "bench_ended_blockers_ms": rounded(_since(waitstart, held.terminated_at)),
+        "signalled_ms": rounded(_since(waitstart, min(held.signalled.values(), default=None))),
+        "gone_ms": rounded(_since(waitstart, held.last_gone())),
     }
 
 
