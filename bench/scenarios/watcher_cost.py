@@ -55,7 +55,7 @@ def classify(query: str) -> str | None:
         return "lock_graph"
     if "_backend(" in text or "usename" in text:  # pg_terminate/cancel, Show's details
         return "action"
-    if "pg_stat_activity" in text:
+    if "pg_stat_activity" in text or "pg_stat_get_activity" in text:
         return "light"
     return None
 
