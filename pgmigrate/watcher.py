@@ -46,7 +46,7 @@ LOOK = "SELECT wait_event_type, state FROM pg_stat_get_activity(%s)"
 RUNNING_STATES = ("active", "fastpath function call")
 #: Looks in a row that must find the backend not running our statement before pgmigrate
 #: concludes that the connection goes through a transaction-pooling proxy.
-POOLING_EVIDENCE = 3
+POOLING_EVIDENCE = 5
 #: Who blocks it (a lock-graph query: only asked while the backend waits on a lock).
 BLOCKING_PIDS = "SELECT pg_blocking_pids(%s)"
 #: The ``pg_stat_activity`` columns of the given sessions, if they are in this database.
