@@ -19,6 +19,8 @@ from django.db.migrations.executor import MigrationExecutor
 from pgmigrate import interrupts, options
 from pgmigrate.errors import (
     PartialMigrationError,
+    chain,
+    first_line,
     is_connection_lost,
     is_lock_timeout,
 )
@@ -35,23 +37,10 @@ DjangoMigrateCommand = django_migrate.Command
 
 
 @contextlib.contextmanager
-def _lock_timeout(seconds: float, using: str) -> Iterator[None]:
-    """``pglock.timeout`` that does not hide the original error if the connection broke."""
-    manager = pglock.timeout(seconds, using=using)
-    manager.__enter__()
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Error):
-            manager.__exit__(*sys.exc_info())
-        raise
-    manager.__exit__(None, None, None)
-
-
-@contextlib.contextmanager
-def _statement_timeout(seconds: float, using: str) -> Iterator[None]:
-    """``pgactivity.timeout`` that does not hide the original error if the connection broke."""
-    manager = pgactivity.timeout(seconds, using=using)
+def _keeping_the_error(manager: contextlib.AbstractContextManager[Any]) -> Iterator[None]:
+    """Enter ``manager`` (``pglock.timeout``, ``pgactivity.timeout``); if the block fails,
+    a database error while restoring the timeout (the connection broke) does not hide the
+    original error."""
     manager.__enter__()
     try:
         yield
@@ -87,18 +76,9 @@ def _executor_for(run: Run) -> Iterator[None]:
         _runs.current = previous
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     """The Ctrl-C/SIGTERM behind ``exc`` (itself, or in its causes), if any."""
-    while exc is not None:
-        if isinstance(exc, KeyboardInterrupt):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in chain(exc) if isinstance(e, KeyboardInterrupt)), None)
 
 
 class MigrateCommand(DjangoMigrateCommand):
@@ -188,9 +168,15 @@ class MigrateCommand(DjangoMigrateCommand):
                 )
                 stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
                 if run_options.lock_timeout is not None:
-                    stack.enter_context(_lock_timeout(run_options.lock_timeout, using))
+                    stack.enter_context(
+                        _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using))
+                    )
                 if run_options.statement_timeout is not None:
-                    stack.enter_context(_statement_timeout(run_options.statement_timeout, using))
+                    stack.enter_context(
+                        _keeping_the_error(
+                            pgactivity.timeout(run_options.statement_timeout, using=using)
+                        )
+                    )
                 stack.enter_context(_executor_for(run))
                 result = super().handle(*args, **opts)
             events.status = "applied"
@@ -273,7 +259,7 @@ class MigrateCommand(DjangoMigrateCommand):
             status = "connection_lost"
             message = (
                 f"pgmigrate: {where} stopped: the migrating connection (backend pid "
-                f"{backend_pid}) was lost: {_first_line(exc)}. Migrations applied before it "
+                f"{backend_pid}) was lost: {first_line(exc)}. Migrations applied before it "
                 "stay applied; check the database, then run migrate again."
             )
             with contextlib.suppress(Error):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,13 +13,25 @@ if TYPE_CHECKING:
 LOCK_NOT_AVAILABLE = "55P03"
 
 
+def chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions that caused it, outermost first."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def sqlstate(exc: BaseException | None) -> str | None:
     """Return the SQLSTATE of a psycopg (2 or 3) error found in ``exc`` or its causes."""
-    while exc is not None:
-        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    for error in chain(exc):
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
         if code:
             return str(code)
-        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -29,8 +42,6 @@ def is_lock_timeout(exc: BaseException | None) -> bool:
 
 #: SQLSTATEs of a backend ended under the client (admin_shutdown, crash_shutdown, ...).
 CONNECTION_ENDED = {"57P01", "57P02", "57P03", "08000", "08003", "08006"}
-#: SQLSTATE of ``query_canceled``.
-QUERY_CANCELED = "57014"
 
 
 def is_connection_lost(exc: BaseException | None, using: str) -> bool:
@@ -41,11 +52,8 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
         return False
     if sqlstate(exc) in CONNECTION_ENDED:
         return True
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, InterfaceError):
-            return True
-        seen = seen.__cause__ or seen.__context__
+    if any(isinstance(error, InterfaceError) for error in chain(exc)):
+        return True
     from django.db import Error as DatabaseError
 
     if not isinstance(exc, DatabaseError) and not isinstance(exc.__cause__, DatabaseError):
@@ -125,8 +133,8 @@ class PartialMigrationError(Exception):
                 line += f" ({self._failed_detail()})"
             lines.append(line)
         if cause is not None:
-            first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-            lines.append(f"Error: {type(cause).__name__}: {first_line}".rstrip(": "))
+            message = f": {first_line(cause)}" if str(cause).strip() else ""
+            lines.append(f"Error: {type(cause).__name__}{message}")
         if self.failed_index or self.statements_committed:
             lines.append(
                 f"Fix the cause and run migrate again: it resumes at operation "

@@ -109,16 +109,14 @@ class Watcher:
         self.lock_timeout = lock_timeout
         #: pids never to act on: the migrating backend and the watcher's own connection.
         self.own_pids: set[int] = {backend_pid}
-        self.checks = 0
         #: Set when pgmigrate concluded that it cannot watch this connection (a proxy).
         self.disabled = False
-        self.actions_run = 0
         self._statement: _Statement | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reported_errors: set[str] = set()
         self._protected_shown: set[int] = set()
-        self._connections = 0
+        self._connected_before = False
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -143,10 +141,6 @@ class Watcher:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def execute_wrapper(
         self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
@@ -173,13 +167,13 @@ class Watcher:
         if connections[self.using].connection is not None:
             return
         connections[self.using].ensure_connection()
-        self._connections += 1
         own_pid = pgactivity.pid(using=self.using)
         self.own_pids.add(own_pid)
         with connections[self.using].cursor() as cursor:
             cursor.execute(LOOK, [own_pid])  # warm up: the first real look is the urgent one
-        if self._connections > 1:
+        if self._connected_before:
             self.command.notice("pgmigrate: the watcher reconnected to the database")
+        self._connected_before = True
 
     def _run(self) -> None:
         connection = type(connections[self.using])(self._settings_dict, self.using)
@@ -282,7 +276,6 @@ class Watcher:
         backend is not running a statement at all (see ``_suspect_pooling``).
         """
         self._ensure_connected()
-        self.checks += 1
         with connections[self.using].cursor() as cursor:
             cursor.execute(LOOK, [self.backend_pid])
             row = cursor.fetchone()
@@ -317,7 +310,6 @@ class Watcher:
         True once done (errors raise)."""
         if self.action is None or not pids:
             return True
-        self.actions_run += 1
         events = getattr(self.command, "events", None)
         with events.about(migration) if events is not None else contextlib.nullcontext():
             targets: list[Blocker] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import threading
 import time
@@ -129,6 +130,16 @@ def applied(using: str = "default", app: str = "tests") -> list[str]:
         "SELECT name FROM django_migrations WHERE app = %s ORDER BY name", [app], using=using
     )
     return [name for (name,) in rows]
+
+
+def manage_env(**env: str) -> dict[str, str]:
+    """Environment of a ``manage.py`` child process using this test's database."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.subprocess_settings",
+        "PGMIGRATE_TEST_DB_NAME": connections["default"].settings_dict["NAME"],
+        **env,
+    }
 
 
 def pgmigrate_sessions(using: str = "default") -> list[tuple[int, str]]:

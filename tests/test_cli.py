@@ -1,28 +1,20 @@
 """``manage.py`` in a child process: exit status and messages, as a user sees them."""
 
-import os
 import subprocess
 import sys
 
 import pytest
-from django.db import connection
 
-from tests.helpers import ROOT, Session, applied, migrate
+from tests.helpers import ROOT, Session, applied, manage_env, migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
 
 def manage(*args, **env):
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.subprocess_settings",
-        "PGMIGRATE_TEST_DB_NAME": connection.settings_dict["NAME"],
-        **env,
-    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=environment,
+        env=manage_env(**env),
         capture_output=True,
         text=True,
         timeout=120,

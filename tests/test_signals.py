@@ -1,12 +1,10 @@
 """Ctrl-C and SIGTERM during a blocked ``manage.py migrate``."""
 
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
-from django.db import connection
 
 from tests.helpers import (
     ROOT,
@@ -15,6 +13,7 @@ from tests.helpers import (
     columns,
     is_alive,
     is_waiting_on_lock,
+    manage_env,
     migrate,
     pgmigrate_sessions,
     wait_until,
@@ -32,17 +31,10 @@ def test_signal_ends_a_blocked_migrate_cleanly(scenario, sessions, signum, retur
     migrate("tests", "0001")
     blocker = Session().hold("tests_alpha")  # blocks the migration's first statement
     sessions.append(blocker)
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.subprocess_settings",
-        "PGMIGRATE_TEST_DB_NAME": connection.settings_dict["NAME"],
-        "PGMIGRATE_TEST_ACTION": "",
-        "PYTHONUNBUFFERED": "1",
-    }
     process = subprocess.Popen(
         [sys.executable, "manage.py", "migrate", "tests"],
         cwd=ROOT,
-        env=environment,
+        env=manage_env(PGMIGRATE_TEST_ACTION="", PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
