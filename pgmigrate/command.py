@@ -23,6 +23,7 @@ from pgmigrate.errors import (
     first_line,
     is_connection_lost,
     is_lock_timeout,
+    migrate_error,
 )
 from pgmigrate.events import RunEvents
 from pgmigrate.executor import PGMigrateExecutor
@@ -127,6 +128,7 @@ class MigrateCommand(DjangoMigrateCommand):
             max_delay=run_options.lock_retry_max_delay,
             events=events,
             notice=self.notice,
+            sleep=guard.sleep,
         )
         progress = ProgressRecorder(connections[using])
         self._run = run = Run(
@@ -167,6 +169,8 @@ class MigrateCommand(DjangoMigrateCommand):
                     connection.execute_wrapper(retry.statement_wrapper(connection))
                 )
                 stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
+                stack.enter_context(connection.execute_wrapper(guard.execute_wrapper))
+                stack.callback(run.close)
                 if run_options.lock_timeout is not None:
                     stack.enter_context(
                         _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using))
@@ -219,10 +223,16 @@ class MigrateCommand(DjangoMigrateCommand):
     def _command_error(
         self, exc: BaseException, run_options: Any, using: str, backend_pid: int
     ) -> tuple[CommandError | None, str]:
-        """A clear ``CommandError`` (and the run's status) for a lock timeout, a lost
-        connection, an interrupt, or a partly applied migration. ``None`` for other errors,
-        which are raised as they are."""
-        partial = exc if isinstance(exc, PartialMigrationError) else None
+        """A clear ``CommandError`` (and the run's status) for a failed run: a lock timeout,
+        a lost connection, an interrupt, or a migration that failed. ``None`` for errors that
+        are raised as they are (pgmigrate's own ``CommandError``, errors outside migrations).
+
+        For a migration's error it is a ``MigrateError``: also an instance of that error's
+        class, so ``call_command`` callers catch a ``DatabaseError`` as with Django."""
+        if isinstance(exc, CommandError):
+            return None, "failed"
+        partial = next((e for e in chain(exc) if isinstance(e, PartialMigrationError)), None)
+        original = next(e for e in chain(exc) if not isinstance(e, PartialMigrationError))
         migration = partial.migration if partial else self.current_migration
         where = f"migration {migration.app_label}.{migration.name}" if migration else "migrate"
         returncode = 1
@@ -231,10 +241,7 @@ class MigrateCommand(DjangoMigrateCommand):
             terminated = isinstance(interrupt, interrupts.Terminated)
             returncode, status = (143, "terminated") if terminated else (130, "interrupted")
             name = "SIGTERM" if terminated else "SIGINT (Ctrl-C)"
-            message = (
-                f"pgmigrate: {where} interrupted by {name}. The running statement was "
-                "cancelled; migrations applied before it stay applied."
-            )
+            message = f"pgmigrate: {where} interrupted by {name}."
         elif is_lock_timeout(exc):
             status = "lock_timeout"
             lock_timeout = run_options.lock_timeout
@@ -252,26 +259,36 @@ class MigrateCommand(DjangoMigrateCommand):
                 setting += f", {run_options.lock_retries + 1} attempts"
             message = (
                 f"pgmigrate: {where} stopped: a statement waited for a lock longer than the "
-                f"lock timeout ({setting}). Migrations applied before it stay applied; run "
-                "migrate again once the blocking sessions are gone."
+                f"lock timeout ({setting}). Run migrate again once the blocking sessions are gone."
             )
         elif is_connection_lost(exc, using):
             status = "connection_lost"
             message = (
                 f"pgmigrate: {where} stopped: the migrating connection (backend pid "
-                f"{backend_pid}) was lost: {first_line(exc)}. Migrations applied before it "
-                "stay applied; check the database, then run migrate again."
+                f"{backend_pid}) was lost: {first_line(original)}. Check the database, then run "
+                "migrate again."
             )
             with contextlib.suppress(Error):
                 connections[using].close()
-        elif partial is not None:
+        elif migration is not None:
             status = "failed"
-            message = "pgmigrate: a migration failed part of the way through."
+            message = f"pgmigrate: {where} failed" + (
+                "." if partial else f": {type(original).__name__}: {first_line(original)}"
+            )
         else:
             return None, "failed"
         if partial is not None:
             message += "\n" + partial.report()
-        return CommandError(message, returncode=returncode), status
+        elif migration is not None and run_options.atomic and migration.atomic:
+            message += (
+                " It ran in one transaction, which was rolled back; migrations applied before "
+                "it stay applied."
+            )
+        else:
+            message += " Migrations applied before stay applied."
+        if interrupt is not None:
+            return CommandError(message, returncode=returncode), status
+        return migrate_error(message, original, returncode), status
 
     def migration_progress_callback(
         self, action: str, migration: Any = None, fake: bool = False
@@ -292,10 +309,6 @@ class MigrateCommand(DjangoMigrateCommand):
             if events is not None:
                 status = "faked" if fake else {"apply_success": "applied"}.get(action, "unapplied")
                 events.migration_finished(status)
-            run = getattr(self, "_run", None)
-            if run is not None and action == "apply_success":
-                run.progress.forget(migration.app_label, migration.name)
-                run.guard.exit()  # the migration is recorded: signals may cut in again
 
     @contextlib.contextmanager
     def _output_guard(self) -> Iterator[None]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from django.core.management.base import CommandError
 
 if TYPE_CHECKING:
     from django.db.migrations import Migration
@@ -40,13 +43,30 @@ def is_lock_timeout(exc: BaseException | None) -> bool:
     return sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
+#: SQLSTATE of ``active_sql_transaction``: the statement cannot run in a transaction block.
+CANNOT_RUN_IN_TRANSACTION = "25001"
+
 #: SQLSTATEs of a backend ended under the client (admin_shutdown, crash_shutdown, ...).
 CONNECTION_ENDED = {"57P01", "57P02", "57P03", "08000", "08003", "08006"}
 
 
+def _driver_connection_closed(using: str) -> bool:
+    """Whether the driver's connection of ``using`` is closed or broken (psycopg 2 and 3)."""
+    from django.db import connections
+
+    raw = connections[using].connection
+    if raw is None:
+        return True
+    if getattr(raw, "closed", False):  # psycopg2: 1 closed, 2 broken; psycopg 3: bool
+        return True
+    pgconn = getattr(raw, "pgconn", None)  # psycopg 3
+    return pgconn is not None and pgconn.status != 0  # ConnStatus.OK
+
+
 def is_connection_lost(exc: BaseException | None, using: str) -> bool:
-    """True when ``exc`` means the connection ``using`` is gone."""
-    from django.db import InterfaceError, connections
+    """True when ``exc`` means the connection ``using`` is gone (an error *inside* a live
+    connection, such as one that aborts its transaction, is not)."""
+    from django.db import DatabaseError, InterfaceError
 
     if exc is None:
         return False
@@ -54,37 +74,80 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
         return True
     if any(isinstance(error, InterfaceError) for error in chain(exc)):
         return True
-    from django.db import Error as DatabaseError
-
-    if not isinstance(exc, DatabaseError) and not isinstance(exc.__cause__, DatabaseError):
+    if sqlstate(exc) is not None:
+        return False  # the server answered with an error: the connection was alive
+    if not any(isinstance(error, DatabaseError) for error in chain(exc)):
         return False
-    return not connections[using].is_usable()
+    return _driver_connection_closed(using)
+
+
+class MigrateError(CommandError):
+    """What ``migrate`` raises when a migration fails.
+
+    A ``CommandError`` (so the command line prints a clean message and exits with its
+    status) whose class also derives from the class of the error that stopped the migration:
+    ``except django.db.IntegrityError`` around ``call_command("migrate")`` still catches an
+    ``IntegrityError``, in every mode. ``__cause__`` is that error (or the
+    ``PartialMigrationError`` that reports it).
+    """
+
+
+@functools.cache
+def _migrate_error_class(original: type[BaseException]) -> type[MigrateError]:
+    # Named like its base for the command line ("CommandError: ..."), which prints the class
+    # name; tracebacks show the qualified name.
+    cls = type("CommandError", (MigrateError, original), {})
+    cls.__qualname__ = f"MigrateError[{original.__qualname__}]"
+    return cls
+
+
+def migrate_error(message: str, original: BaseException, returncode: int = 1) -> CommandError:
+    """A ``MigrateError`` for ``original`` (a plain ``CommandError`` if the two classes
+    cannot be combined, e.g. a built-in exception with a layout of its own)."""
+    try:
+        cls = _migrate_error_class(type(original))
+        return cls(message, returncode=returncode)
+    except TypeError:
+        return CommandError(message, returncode=returncode)
 
 
 class PartialMigrationError(Exception):
-    """A statement-by-statement migration stopped after some of its operations ran.
+    """A migration stopped with some of its operations applied, or failed part of the way.
+
+    Each operation of an atomic migration runs in a transaction of its own, together with
+    its progress record in ``pgmigrate_progress``, so what is applied is exactly what is
+    recorded, and the next ``migrate`` resumes after it.
 
     Attributes:
         migration: The migration that stopped.
-        failed_index: Index (0-based) of the operation that failed.
-        statements_committed: How many statements of the failing operation committed
-            before it failed (0 when it ran in a transaction of its own).
-        in_transaction: Whether the failing operation ran in a transaction of its own.
+        forwards: True when it was being applied, False when unapplied.
+        done: Operations 1 to ``done`` are applied (and recorded in ``pgmigrate_progress``).
+        failed_index: 0-based index of the operation that failed, or None when the run
+            stopped between operations (an interrupt after a commit), or after all of them
+            (recording the migration in ``django_migrations`` failed).
+        detail: What happened to the failed operation ("rolled back", the statements that
+            committed, an index left behind...).
     """
 
     def __init__(
         self,
         migration: Migration,
-        failed_index: int,
         *,
-        statements_committed: int,
-        in_transaction: bool,
+        forwards: bool = True,
+        done: int,
+        failed_index: int | None,
+        detail: str | None = None,
     ) -> None:
         self.migration = migration
+        self.forwards = forwards
+        self.done = done
         self.failed_index = failed_index
-        self.statements_committed = statements_committed
-        self.in_transaction = in_transaction
+        self.detail = detail
         super().__init__(self.report())
+
+    @property
+    def label(self) -> str:
+        return f"{self.migration.app_label}.{self.migration.name}"
 
     @property
     def operations(self) -> list[Operation]:
@@ -92,56 +155,97 @@ class PartialMigrationError(Exception):
 
     @property
     def applied(self) -> list[Operation]:
-        """Operations that were applied (and committed) before the failure."""
-        return self.operations[: self.failed_index]
+        """Operations that are applied (committed and recorded)."""
+        return self.operations[: self.done]
 
     @property
-    def failed(self) -> Operation:
-        """The operation that failed."""
-        return self.operations[self.failed_index]
+    def failed(self) -> Operation | None:
+        """The operation that failed, if one did."""
+        return None if self.failed_index is None else self.operations[self.failed_index]
 
     @property
     def not_applied(self) -> list[Operation]:
-        """Operations after the failing one, which did not run."""
-        return self.operations[self.failed_index + 1 :]
+        """Operations that are not applied (and did not fail)."""
+        return [
+            operation
+            for index, operation in enumerate(self.operations)
+            if index >= self.done and index != self.failed_index
+        ]
 
-    def _failed_detail(self) -> str:
-        if self.in_transaction:
-            return "rolled back"
-        if self.statements_committed:
-            plural = "s" if self.statements_committed > 1 else ""
-            return f"partly applied: {self.statements_committed} statement{plural} committed"
-        return "nothing of it committed"
+    def _status(self, index: int) -> str:
+        if index == self.failed_index:
+            return "FAILED"
+        if index < self.done:
+            return "applied"
+        return "not applied" if self.forwards else "unapplied"
+
+    def _headline(self) -> str:
+        total = len(self.operations)
+        if not self.forwards:
+            return (
+                f"Migration {self.label} was being unapplied and stopped with operations 1 to "
+                f"{self.done} of {total} still applied; it is not recorded as applied."
+                if self.done
+                else f"Migration {self.label} is unapplied."
+            )
+        if self.failed_index is None and self.done == total:
+            return (
+                f"All {total} operations of migration {self.label} are applied and recorded in "
+                "pgmigrate_progress, but recording the migration in django_migrations failed."
+            )
+        where = (
+            f"operation {self.failed_index + 1} of {total} failed"
+            if self.failed_index is not None
+            else f"it stopped after operation {self.done} of {total}"
+        )
+        return f"Migration {self.label} is not recorded as applied: {where}."
+
+    def _advice(self) -> str:
+        total = len(self.operations)
+        if not self.forwards:
+            return (
+                "Run the same migrate again to finish unapplying it (it goes on where it "
+                "stopped), or migrate forwards to apply it again."
+            )
+        if self.done == total:
+            return "Run migrate again: it records the migration without running anything again."
+        if not self.done and not self.detail_commits:
+            return "Nothing of it was applied; fix the cause and run migrate again."
+        applied = (
+            "nothing is applied"
+            if not self.done
+            else "operation 1 is applied"
+            if self.done == 1
+            else f"operations 1 to {self.done} are applied"
+        )
+        return (
+            f"Fix the cause and run migrate again: {applied}, and it resumes at operation "
+            f"{self.done + 1}."
+        )
+
+    @property
+    def detail_commits(self) -> bool:
+        """Whether the failed operation committed part of its work (statements, an index)."""
+        return bool(self.detail) and self.detail != ROLLED_BACK
 
     def report(self) -> str:
-        """A human-readable account of which operations were applied and which were not."""
-        total = len(self.operations)
-        cause = self.__cause__
-        lines = [
-            f"Migration {self.migration.app_label}.{self.migration.name} stopped at operation "
-            f"{self.failed_index + 1} of {total}; it is not recorded as applied."
-        ]
-        for number, operation in enumerate(self.operations, start=1):
-            if number <= self.failed_index:
-                status = "applied"
-            elif number == self.failed_index + 1:
-                status = "FAILED"
-            else:
-                status = "not applied"
-            line = f"  {status:<12}{number}. {operation.describe()}"
-            if number == self.failed_index + 1:
-                line += f" ({self._failed_detail()})"
+        """A human-readable account of which operations are applied and which are not."""
+        lines = [self._headline()]
+        for index, operation in enumerate(self.operations):
+            line = f"  {self._status(index):<12}{index + 1}. {operation.describe()}"
+            if index == self.failed_index and self.detail:
+                line += f" ({self.detail})"
             lines.append(line)
-        if cause is not None:
+        cause = self.__cause__
+        if cause is not None and not isinstance(cause, KeyboardInterrupt):
             message = f": {first_line(cause)}" if str(cause).strip() else ""
             lines.append(f"Error: {type(cause).__name__}{message}")
-        if self.failed_index or self.statements_committed:
-            lines.append(
-                f"Fix the cause and run migrate again: it resumes at operation "
-                f"{self.failed_index + 1}. If you repair the database by hand instead, run "
-                "migrate --pgmigrate-restart."
-            )
+        lines.append(self._advice())
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.report()
+
+
+#: ``PartialMigrationError.detail`` of an operation whose transaction was rolled back.
+ROLLED_BACK = "rolled back"

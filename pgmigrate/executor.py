@@ -1,10 +1,13 @@
 """The migration executor pgmigrate gives Django's ``migrate``.
 
-Django runs each migration through ``MigrationExecutor.apply_migration``, which opens a schema
-editor with ``atomic=migration.atomic`` and calls ``migration.apply``. pgmigrate hands it a
-copy of the migration whose ``apply`` is ``Run.apply_operations`` (see ``pgmigrate.run``) and,
-in statement-by-statement mode, whose ``atomic`` is False, so that there is no
-migration-wide transaction.
+Django runs each migration through ``MigrationExecutor.apply_migration`` (or
+``unapply_migration``), which opens a schema editor with ``atomic=migration.atomic`` and calls
+``migration.apply`` (``unapply``), then records the migration (django/db/migrations/
+executor.py). pgmigrate hands it a copy of the migration whose ``apply``/``unapply`` are
+``Run.apply_operations``/``unapply_operations`` (``pgmigrate.run``) and whose ``atomic`` is
+False, so that each operation gets a transaction of its own; it records a migration (and
+forgets its progress) in one transaction; and before Django's plan runs, it settles the
+migrations an earlier run left half applied (``settle_half_applied``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ import copy
 import functools
 from typing import TYPE_CHECKING, Any, cast
 
+import django
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+
+from pgmigrate.db import atomic
+from pgmigrate.errors import PartialMigrationError
+from pgmigrate.progress import BACKWARDS, Key
 
 if TYPE_CHECKING:
     from django.db.migrations import Migration
@@ -22,10 +31,133 @@ if TYPE_CHECKING:
     from pgmigrate.run import Run
 
 
+def _label(key: Key) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
 class PGMigrateExecutor(MigrationExecutor):
     """A ``MigrationExecutor`` that applies migrations through a pgmigrate ``Run``."""
 
     run: Run | None = None
+
+    # The plan ---------------------------------------------------------------------------
+
+    def migrate(
+        self,
+        targets: Any,
+        plan: Any = None,
+        state: Any = None,
+        fake: bool = False,
+        fake_initial: bool = False,
+    ) -> Any:
+        if self.run is not None:
+            self.settle_half_applied(
+                targets, self.migration_plan(targets) if plan is None else plan, fake=fake
+            )
+        return super().migrate(
+            targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial
+        )
+
+    def settle_half_applied(self, targets: Any, plan: Any, *, fake: bool) -> None:
+        """Before the plan runs: forget progress that describes migrations recorded as
+        applied, and roll back the half-applied migrations the targets leave out or whose
+        dependencies the plan unapplies (with ``--fake``, only forget their progress)."""
+        run = self.run
+        assert run is not None
+        known = run.progress.known
+        if not known:
+            return
+        applied = cast("dict[Key, Any]", self.loader.applied_migrations)
+        stale = [key for key in known if key in applied]
+        if stale:
+            run.progress.forget(stale)
+        forwards = {(migration.app_label, migration.name) for migration, back in plan if not back}
+        backwards = {(migration.app_label, migration.name) for migration, back in plan if back}
+        excluded = [
+            key
+            for key in self._in_graph_order(known)
+            if key not in applied and self._excluded(key, targets, forwards, backwards)
+        ]
+        for key in reversed(excluded):  # dependents first
+            if fake:
+                run.progress.forget([key])
+                run.notice(f"pgmigrate: --fake: forgot the progress of half-applied {_label(key)}")
+            else:
+                self.roll_back_half_applied(key)
+
+    def _in_graph_order(self, keys: Any) -> list[Key]:
+        order = {key: position for position, key in enumerate(self._full_order())}
+        return sorted(keys, key=lambda key: order.get(key, len(order)))
+
+    def _full_order(self) -> list[Key]:
+        graph = self.loader.graph
+        order: list[Key] = []
+        for leaf in graph.leaf_nodes():
+            order.extend(key for key in graph.forwards_plan(leaf) if key not in order)
+        return order
+
+    def _excluded(self, key: Key, targets: Any, forwards: set[Key], backwards: set[Key]) -> bool:
+        """Whether the half-applied migration ``key`` must be rolled back before the plan
+        runs: the plan unapplies a migration it depends on, the target of its app comes
+        before it, or a squashed migration that replaces it is about to be applied."""
+        graph = self.loader.graph
+        if key not in graph.nodes:
+            replaced_by = [
+                (migration.app_label, migration.name)
+                for migration in graph.nodes.values()
+                if key in migration.replaces
+            ]
+            if not replaced_by and self.run is not None:
+                self.run.notice(
+                    f"pgmigrate: pgmigrate_progress says {_label(key)} is half applied, but no "
+                    "migration of that name exists: restore its file to finish or roll it back",
+                    warning=True,
+                )
+            return bool(set(replaced_by) & forwards)
+        if set(graph.forwards_plan(key)) & backwards:
+            return True
+        for app_label, name in targets:
+            if app_label == key[0] and (
+                name is None or key not in graph.forwards_plan((app_label, name))
+            ):
+                return True
+        return False
+
+    def roll_back_half_applied(self, key: Key) -> None:
+        """Unapply the operations a failed or interrupted run applied of ``key``."""
+        run = self.run
+        assert run is not None
+        saved = run.progress.known[key]
+        loader = self.loader
+        if key not in loader.graph.nodes:
+            loader = MigrationLoader(self.connection, replace_migrations=False)
+        migration = loader.graph.nodes[key]
+        state = loader.project_state(key, at_end=False)
+        run.notice(
+            f"pgmigrate: rolling back half-applied {_label(key)} (operations 1 to "
+            f"{saved.done} of {saved.total} were applied by an earlier run)"
+        )
+        run.prepare(progress_table=True)
+        runner = self._runner(migration, run.unapply_operations, atomic=False)
+        with (
+            run.guard.deferred(cancellable=True),
+            self.connection.schema_editor(atomic=False) as schema_editor,
+        ):
+            runner.unapply(state, schema_editor)
+
+    # Applying ---------------------------------------------------------------------------
+
+    def _runner(self, migration: Migration, method: Any, *, atomic: bool) -> Migration:
+        runner = copy.copy(migration)
+        name = "apply" if method.__name__ == "apply_operations" else "unapply"
+        setattr(runner, name, functools.partial(method, migration))
+        runner.atomic = atomic
+        return runner
+
+    def _one_transaction(self, migration: Migration) -> bool:
+        """``PGMIGRATE_ATOMIC`` and an atomic migration: Django's one transaction."""
+        run = self.run
+        return bool(run is not None and run.options.atomic and migration.atomic)
 
     def apply_migration(
         self,
@@ -36,19 +168,111 @@ class PGMigrateExecutor(MigrationExecutor):
     ) -> ProjectState:
         run = self.run
         if run is None:
-            applied = super().apply_migration(
-                state, migration, fake=fake, fake_initial=fake_initial
+            return cast(
+                "ProjectState",
+                super().apply_migration(state, migration, fake=fake, fake_initial=fake_initial),
             )
-            return cast("ProjectState", applied)
-        runner = copy.copy(migration)
-        runner.apply = functools.partial(run.apply_operations, migration)  # type: ignore[method-assign]
-        if not run.options.atomic:
-            runner.atomic = False
+        one_transaction = self._one_transaction(migration)
+        runner = self._runner(migration, run.apply_operations, atomic=one_transaction)
+        if not fake:
+            run.prepare(progress_table=not one_transaction)
         apply: Any = super().apply_migration
-        if run.options.atomic and migration.atomic:
-            # One transaction for the whole migration: on a lock timeout, retry all of it.
-            return run.retry.call(
-                lambda: apply(state.clone(), runner, fake=fake, fake_initial=fake_initial),
-                what=f"migration {migration.app_label}.{migration.name}",
-            )
-        return apply(state, runner, fake=fake, fake_initial=fake_initial)
+        with run.guard.deferred(cancellable=True):
+            if one_transaction:
+                # One transaction for the whole migration: on a lock timeout, retry all of it.
+                return run.retry.call(
+                    lambda: cast(
+                        "ProjectState",
+                        apply(state.clone(), runner, fake=fake, fake_initial=fake_initial),
+                    ),
+                    what=f"migration {_label((migration.app_label, migration.name))}",
+                )
+            return cast("ProjectState", apply(state, runner, fake=fake, fake_initial=fake_initial))
+
+    def record_migration(self, *args: Any, **kwargs: Any) -> None:
+        """Record a migration applied (or unapplied, Django 6.0) and forget its progress, in
+        one transaction."""
+        run = self.run
+        if run is None:
+            return super().record_migration(*args, **kwargs)
+        if hasattr(args[0], "app_label"):  # Django < 6.0: record_migration(migration)
+            migration = args[0]
+            keys = [*migration.replaces, (migration.app_label, migration.name)]
+            forward = True
+        else:  # Django 6.0: record_migration(app_label, name, forward=True)
+            keys = [(args[0], args[1])]
+            forward = kwargs.get("forward", args[2] if len(args) > 2 else True)
+        if self.connection.in_atomic_block:  # PGMIGRATE_ATOMIC: inside the migration's
+            super().record_migration(*args, **kwargs)
+            return
+
+        def attempt() -> None:
+            with atomic(self.connection.alias):
+                super(PGMigrateExecutor, self).record_migration(*args, **kwargs)
+                if forward:
+                    run.progress.forget(keys)
+
+        with run.guard.deferred(cancellable=False):
+            try:
+                run.retry.call(attempt, what=f"recording {_label(keys[-1])}")
+            except Exception as exc:
+                migration = self.loader.graph.nodes.get(keys[-1])
+                saved = run.progress.get(*keys[-1])
+                if migration is None or saved is None:
+                    raise
+                raise PartialMigrationError(migration, done=saved.done, failed_index=None) from exc
+
+    # Unapplying -------------------------------------------------------------------------
+
+    def _record_unapplied(self, migration: Migration) -> None:
+        """Django's record of an unapplied migration (and of the ones it replaces)."""
+        if django.VERSION[0] >= 6:
+            record: Any = super().record_migration
+            record(migration.app_label, migration.name, forward=False)
+            return
+        for app_label, name in migration.replaces:
+            self.recorder.record_unapplied(app_label, name)
+        self.recorder.record_unapplied(migration.app_label, migration.name)
+
+    def unapply_migration(
+        self, state: ProjectState, migration: Migration, fake: bool = False
+    ) -> ProjectState:
+        run = self.run
+        if run is None:
+            return super().unapply_migration(state, migration, fake=fake)
+        key = (migration.app_label, migration.name)
+        if self.progress_callback:
+            self.progress_callback("unapply_start", migration, fake)
+        one_transaction = self._one_transaction(migration)
+        runner = self._runner(migration, run.unapply_operations, atomic=one_transaction)
+        with run.guard.deferred(cancellable=True):
+            if fake:
+                with run.guard.deferred(cancellable=False), atomic(self.using):
+                    self._record_unapplied(migration)
+                    run.progress.forget([key])
+            elif one_transaction:
+
+                def attempt() -> None:
+                    with self.connection.schema_editor(atomic=True) as schema_editor:
+                        runner.unapply(state, schema_editor)
+                        self._record_unapplied(migration)
+
+                run.prepare(progress_table=False)
+                run.retry.call(attempt, what=f"migration {_label(key)}")
+            else:
+                run.prepare(progress_table=True)
+                # From here on the migration is not recorded as applied, and
+                # pgmigrate_progress counts how many of its operations still are.
+                with run.guard.deferred(cancellable=False), atomic(self.using):
+                    self._record_unapplied(migration)
+                    total = len(migration.operations)
+                    run.progress.save(migration, run.progress.start(migration, total, BACKWARDS))
+                with self.connection.schema_editor(atomic=False) as schema_editor:
+                    runner.unapply(state, schema_editor)
+        if self.progress_callback:
+            self.progress_callback("unapply_success", migration, fake)
+        return state
+
+    @property
+    def using(self) -> str:
+        return self.connection.alias

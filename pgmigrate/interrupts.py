@@ -17,6 +17,7 @@ import select
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.db import Error, connections
 
@@ -48,11 +49,40 @@ class Guard:
         self.cancellable = True
         self._depth = 0
         self._saved: list[bool] = []
+        #: Set when a signal arrives, so that a wait (``sleep``) ends at once.
+        self.woken = threading.Event()
 
     def handler(self, signum: int, frame: object) -> None:
         self.pending = signum
+        self.woken.set()
         if not self._depth:
             raise _interrupt_for(signum)
+
+    def checkpoint(self) -> None:
+        """Raise the signal that arrived meanwhile, if any: a point where stopping is clean."""
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            self.woken.clear()
+            raise _interrupt_for(signum)
+
+    def protect(self) -> None:
+        """Until the current deferred section ends, do not cancel the running statement
+        (pgmigrate is committing what must stay whole)."""
+        self.cancellable = False
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a signal arrives (then raise it)."""
+        self.woken.wait(seconds)
+        self.checkpoint()
+
+    def execute_wrapper(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Django ``execute_wrapper``: stop before the next statement once a signal arrived,
+        where cancelling is allowed (the statement's transaction is rolled back)."""
+        if self.pending is not None and self.cancellable and self._depth:
+            self.checkpoint()
+        return execute(sql, params, many, context)
 
     def enter(self, *, cancellable: bool) -> None:
         self._depth += 1
@@ -65,15 +95,16 @@ class Guard:
             return
         self._depth -= 1
         self.cancellable = self._saved.pop()
-        if not self._depth and self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise _interrupt_for(signum)
+        if not self._depth:
+            self.checkpoint()
 
     def reset(self) -> None:
         """Leave every deferred section without raising (the run is ending anyway)."""
         self._depth = 0
         self._saved.clear()
         self.cancellable = True
+        self.pending = None
+        self.woken.clear()
 
     @contextlib.contextmanager
     def deferred(self, *, cancellable: bool) -> Iterator[None]:
@@ -144,8 +175,10 @@ def interruptible(guard: Guard, cancel: Callable[[], None]) -> Iterator[None]:
 
     def on_signal(signum: int) -> None:
         # A signal the project handles itself is its business: leave the statement alone.
-        if signum in ours and guard.cancellable:
-            cancel()
+        if signum in ours:
+            guard.woken.set()
+            if guard.cancellable:
+                cancel()
 
     relay = _Relay(read_fd, on_signal)
     relay.start()

@@ -1,30 +1,115 @@
-"""Per-operation progress of statement-by-statement migrations, so a failed one resumes.
+"""Per-operation progress of migrations, written in the same transaction as the work it counts.
 
-The table ``pgmigrate_progress`` (created on first use, like ``django_migrations``) holds,
-for each migration that stopped part of the way through, how many of its operations are
-applied, and a fingerprint of its operations to notice when the migration file changed.
+The table ``pgmigrate_progress`` holds one row per migration that is *not* recorded in
+``django_migrations`` but has some of its operations applied: how many (``done``: operations
+1 to ``done`` are applied), a fingerprint of the migration's operations, and, for an operation
+whose statements commit one by one (outside a transaction), how many of its statements
+committed (``statements``) and the digest of a statement that may have committed without
+being counted (``inflight``, e.g. a ``CREATE INDEX CONCURRENTLY`` cut short).
+
+A migration is thus always in one of two states: recorded in ``django_migrations`` (no row
+here), or not recorded with ``done`` of its operations applied (no row: none).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.management.base import CommandError
+from django.db import ProgrammingError, transaction
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.serializer import serializer_factory
+
+from pgmigrate.db import atomic
+
 TABLE = "pgmigrate_progress"
+FORWARDS, BACKWARDS = "forwards", "backwards"
+
+CREATE_TABLE = (
+    f"CREATE TABLE {TABLE} ("
+    " app varchar(255) NOT NULL,"
+    " name varchar(255) NOT NULL,"
+    " done integer NOT NULL,"
+    " total integer NOT NULL,"
+    " fingerprint varchar(64) NOT NULL,"
+    " direction varchar(9) NOT NULL DEFAULT 'forwards',"
+    " statements integer NOT NULL DEFAULT 0,"
+    " inflight varchar(64),"
+    " updated timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (app, name))"
+)
+_COLUMNS = "app, name, done, total, fingerprint, direction, statements, inflight"
+_UPSERT = (
+    f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (app, name) DO UPDATE SET done = EXCLUDED.done, total = EXCLUDED.total,"
+    " fingerprint = EXCLUDED.fingerprint, direction = EXCLUDED.direction,"
+    " statements = EXCLUDED.statements, inflight = EXCLUDED.inflight, updated = now()"
+)
+
+Key = tuple[str, str]
+
+
+def _stable(value: Any) -> str:
+    """A text for ``value`` that is the same in every process: Django's migration
+    serializer where it can, else a structural fallback (lambdas, local functions)."""
+    if isinstance(value, Operation):
+        name, args, kwargs = value.deconstruct()
+        return f"{name}({_stable(list(args))}, {_stable(kwargs)})"
+    try:
+        serialized: Any = serializer_factory(value).serialize()
+        return str(serialized[0])
+    except ValueError:
+        pass
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_stable(k)}: {_stable(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_stable(item) for item in value) + "]"
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
+    return repr(value)
 
 
 def fingerprint(migration: Any) -> str:
-    """A digest of the migration's operations (class and description, in order)."""
-    text = "\n".join(f"{type(op).__name__}: {op.describe()}" for op in migration.operations)
+    """A digest of the migration's operations: each one's full deconstruction (class,
+    arguments, keyword arguments, as Django's migration writer spells them), in order."""
+    text = "\n".join(_stable(operation) for operation in migration.operations)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
 class Progress:
+    """How far a migration that is not recorded as applied got.
+
+    Attributes:
+        done: Operations 1 to ``done`` are applied.
+        total: The migration's number of operations.
+        fingerprint: ``fingerprint(migration)`` when the row was written.
+        direction: ``"forwards"`` or ``"backwards"``: the direction of the run that wrote it.
+        statements: For an operation whose statements commit one by one, how many of them
+            committed: of operation ``done + 1`` forwards, of operation ``done`` backwards.
+        inflight: Digest of that operation's next statement when it ran outside a
+            transaction and may have committed without being counted.
+    """
+
     done: int
     total: int
     fingerprint: str
+    direction: str = FORWARDS
+    statements: int = 0
+    inflight: str | None = None
+
+    @property
+    def mid_operation(self) -> bool:
+        """True when an operation stopped between two of its statements."""
+        return bool(self.statements or self.inflight)
+
+    @property
+    def operation_index(self) -> int:
+        """0-based index of the operation that is part-way (when ``mid_operation``)."""
+        return self.done if self.direction == FORWARDS else self.done - 1
 
 
 class ProgressRecorder:
@@ -32,70 +117,124 @@ class ProgressRecorder:
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self._known: dict[tuple[str, str], Progress] | None = None
+        self._known: dict[Key, Progress] | None = None
         self._table_exists = False
+        self._fingerprints: dict[int, str] = {}
 
-    def load(self) -> dict[tuple[str, str], Progress]:
-        """All recorded progress (one query; none if the table does not exist yet)."""
+    def fingerprint(self, migration: Any) -> str:
+        """``fingerprint(migration)``, computed once per migration object."""
+        key = id(migration)
+        if key not in self._fingerprints:
+            self._fingerprints[key] = fingerprint(migration)
+        return self._fingerprints[key]
+
+    def load(self) -> dict[Key, Progress]:
+        """All recorded progress (none if the table does not exist)."""
+        known: dict[Key, Progress] = {}
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [TABLE])
             self._table_exists = cursor.fetchone()[0]
-            known: dict[tuple[str, str], Progress] = {}
             if self._table_exists:
-                cursor.execute(f"SELECT app, name, done, total, fingerprint FROM {TABLE}")
-                for app, name, done, total, digest in cursor.fetchall():
-                    known[(app, name)] = Progress(done, total, digest)
+                try:
+                    cursor.execute(f"SELECT {_COLUMNS} FROM {TABLE}")
+                except ProgrammingError as exc:
+                    raise CommandError(
+                        f"pgmigrate: cannot read its table {TABLE}: {str(exc).strip()}. Grant "
+                        "the migrating role SELECT, INSERT, UPDATE and DELETE on it (or make it "
+                        "its owner)."
+                    ) from exc
+                for app, name, *values in cursor.fetchall():
+                    known[(app, name)] = Progress(*values)
         self._known = known
         return known
 
-    def get(self, app: str, name: str) -> Progress | None:
-        known = self._known if self._known is not None else self.load()
-        return known.get((app, name))
+    @property
+    def known(self) -> dict[Key, Progress]:
+        """The recorded progress as last loaded (loading it on first use)."""
+        return self._known if self._known is not None else self.load()
 
-    def save(self, migration: Any, done: int) -> None:
+    def get(self, app: str, name: str) -> Progress | None:
+        return self.known.get((app, name))
+
+    def ensure_table(self) -> None:
+        """Create ``pgmigrate_progress`` unless it exists, before anything is applied.
+
+        Raises:
+            CommandError: When the migrating role may not create it (PostgreSQL 15 and
+                later no longer grant ``CREATE`` on schema ``public`` to every role).
+        """
+        self.known  # noqa: B018 (loads, which tells whether the table exists)
+        if self._table_exists:
+            return
+        try:
+            with atomic(self.connection.alias), self.connection.cursor() as cursor:
+                cursor.execute(CREATE_TABLE)
+        except ProgrammingError as exc:
+            raise CommandError(self._cannot_create(exc)) from exc
+        self._table_exists = True
+
+    def _cannot_create(self, exc: BaseException) -> str:
         with self.connection.cursor() as cursor:
-            if not self._table_exists:
-                cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-                    " app varchar(255) NOT NULL, name varchar(255) NOT NULL,"
-                    " done integer NOT NULL, total integer NOT NULL,"
-                    " fingerprint varchar(64) NOT NULL,"
-                    " updated timestamptz NOT NULL DEFAULT now(),"
-                    " PRIMARY KEY (app, name))"
-                )
-                self._table_exists = True
+            cursor.execute("SELECT current_user, current_schema()")
+            role, schema = cursor.fetchone()
+        reason = str(exc).strip().splitlines()[0]
+        return (
+            f"pgmigrate: cannot create its table {TABLE} in schema {schema!r} ({reason}); "
+            "nothing was applied. pgmigrate records in it, in the same transaction as each "
+            "operation, which operations of a migration are applied. Have an administrator "
+            f'create it once:\n    {CREATE_TABLE};\n    ALTER TABLE {TABLE} OWNER TO "{role}";\n'
+            "or set PGMIGRATE_ATOMIC = True to run each atomic migration in one transaction, "
+            "as Django does, without it."
+        )
+
+    def save(self, migration: Any, progress: Progress) -> None:
+        """Write ``progress`` for ``migration`` (in the caller's transaction, if any)."""
+        key = (migration.app_label, migration.name)
+        with self.connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {TABLE} (app, name, done, total, fingerprint)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (app, name) DO UPDATE"
-                " SET done = EXCLUDED.done, total = EXCLUDED.total,"
-                " fingerprint = EXCLUDED.fingerprint, updated = now()",
+                _UPSERT,
                 [
-                    migration.app_label,
-                    migration.name,
-                    done,
-                    len(migration.operations),
-                    fingerprint(migration),
+                    *key,
+                    progress.done,
+                    progress.total,
+                    progress.fingerprint,
+                    progress.direction,
+                    progress.statements,
+                    progress.inflight,
                 ],
             )
-        if self._known is not None:
-            self._known[(migration.app_label, migration.name)] = Progress(
-                done, len(migration.operations), fingerprint(migration)
-            )
+        self._on_commit(key, progress)
 
-    def forget(self, app: str, name: str) -> None:
-        """Drop the progress of one migration (it is now applied, or being restarted)."""
-        if self._known is not None and (app, name) not in self._known:
+    def start(self, migration: Any, done: int, direction: str) -> Progress:
+        """The progress of ``migration`` with ``done`` operations applied."""
+        return Progress(
+            done, len(migration.operations), self.fingerprint(migration), direction=direction
+        )
+
+    def forget(self, keys: Iterable[Key]) -> None:
+        """Drop the progress of these migrations (in the caller's transaction, if any)."""
+        keys = [key for key in keys if key in self.known]
+        if not keys:
             return
         with self.connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {TABLE} WHERE app = %s AND name = %s", [app, name])
-        if self._known is not None:
-            self._known.pop((app, name), None)
+            for app, name in keys:
+                cursor.execute(f"DELETE FROM {TABLE} WHERE app = %s AND name = %s", [app, name])
+        for key in keys:
+            self._on_commit(key, None)
 
     def forget_all(self) -> int:
         """Drop all recorded progress (``--pgmigrate-restart``); return how many rows."""
-        known = self.load()
-        if known:
-            with self.connection.cursor() as cursor:
-                cursor.execute(f"DELETE FROM {TABLE}")
-        self._known = {}
-        return len(known)
+        keys = list(self.load())
+        self.forget(keys)
+        return len(keys)
+
+    def _on_commit(self, key: Key, progress: Progress | None) -> None:
+        """Update the cache once the write is committed (never for a rolled-back one)."""
+
+        def update() -> None:
+            if progress is None:
+                self.known.pop(key, None)
+            else:
+                self.known[key] = progress
+
+        transaction.on_commit(update, using=self.connection.alias)

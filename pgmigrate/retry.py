@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pgmigrate.errors import is_lock_timeout
@@ -39,6 +40,16 @@ class LockRetry:
         self.events = events
         self.notice = notice
         self.sleep = sleep
+        self._suspended = False
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Let ``statement_wrapper`` pass statements through: the caller retries them."""
+        previous, self._suspended = self._suspended, True
+        try:
+            yield
+        finally:
+            self._suspended = previous
 
     def call(self, func: Callable[[], T], *, what: str) -> T:
         """``func()``, retried up to ``retries`` times while it fails with a lock timeout."""
@@ -84,13 +95,13 @@ class LockRetry:
         """A Django ``execute_wrapper`` retrying single statements run in autocommit.
 
         A statement inside a transaction cannot be retried on its own (the transaction is
-        aborted): its operation or migration is retried instead, by the executor.
+        aborted): its operation or migration is retried instead (``pgmigrate.run``).
         """
 
         def wrapper(
             execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
         ) -> Any:
-            if connection.in_atomic_block:  # retried with its operation or migration
+            if connection.in_atomic_block or self._suspended:  # retried by the caller
                 return execute(sql, params, many, context)
             return self.call(lambda: execute(sql, params, many, context), what="a statement")
 

@@ -1,31 +1,69 @@
-"""One ``migrate`` run on PostgreSQL: how its migrations' operations are applied.
+"""How pgmigrate applies (and unapplies) the operations of a migration, end to end.
 
-In statement-by-statement mode (the default) schema statements run in autocommit, each
-committing on its own; operations that ask for a transaction by Django's own rule
-(``RunPython``, or any operation with ``atomic=True``) keep one of their own; deferred SQL
-(indexes, foreign keys) runs right after the operation that produced it. After each
-operation pgmigrate records its progress, so a migration that stops part of the way
-through resumes at the operation that failed.
+**One transaction per operation.** Each operation of an atomic migration (Django's default)
+runs in a transaction of its own that also holds its deferred SQL (the indexes and foreign
+keys Django creates at the end of a migration) and its progress record in
+``pgmigrate_progress``: "applied" and "recorded" commit together. A lock taken by an
+operation is released when it commits, so the application never waits on a table the
+migration has finished with. A lock timeout retries the operation's transaction.
+
+**Deferred SQL as in Django.** A later operation of the same migration can rename what a
+deferred statement refers to (``RenameField``, ``AlterModelTable``, ``RenameModel``...),
+which Django's schema editor applies to the pending statement. So an operation whose deferred
+SQL a later operation changes shares its transaction with the operations up to that one:
+the names come out exactly as Django makes them.
+
+**Outside a transaction** (``Mode.STATEMENTS``, in ``atomic = False`` migrations: ``RunSQL``
+and the ``CONCURRENTLY`` index operations) each statement that can run in a transaction
+commits together with the count of committed statements; one that cannot (``CREATE INDEX
+CONCURRENTLY``...) is marked in flight first, so that a later run, or a retry, drops what a
+cut-short attempt left (an INVALID index) or finds it done. A resume never repeats a
+committed statement. ``RunPython`` of an ``atomic = False`` migration runs as Django runs it
+(``Mode.AUTOCOMMIT``).
+
+**Backwards** is the same, in reverse order: the migration is first marked unapplied in
+``django_migrations`` with all its operations counted as applied in ``pgmigrate_progress``,
+then each operation is unapplied and counted down in its own transaction.
+
+With ``PGMIGRATE_ATOMIC = True``, an atomic migration runs in one transaction, as Django runs
+it (``apply_in_one_transaction``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import pgactivity
 from django.core.management.base import CommandError
-from django.db import transaction
-from django.db.migrations.operations import RunSQL
+from django.db import DatabaseError, Error, connections
 
-from pgmigrate.errors import PartialMigrationError
-from pgmigrate.progress import ProgressRecorder, fingerprint
+from pgmigrate import concurrent, sql
+from pgmigrate.db import atomic
+from pgmigrate.errors import (
+    CANNOT_RUN_IN_TRANSACTION,
+    ROLLED_BACK,
+    PartialMigrationError,
+    sqlstate,
+)
+from pgmigrate.progress import BACKWARDS, FORWARDS, Progress, ProgressRecorder
+from pgmigrate.steps import (
+    ForwardSteps,
+    Mode,
+    Step,
+    backward_steps,
+    is_exempt,
+    mode,
+    references_any,
+    tables_changed,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.schema import BaseDatabaseSchemaEditor
     from django.db.migrations import Migration
-    from django.db.migrations.operations.base import Operation
     from django.db.migrations.state import ProjectState
 
     from pgmigrate.events import RunEvents
@@ -33,35 +71,46 @@ if TYPE_CHECKING:
     from pgmigrate.options import RunOptions
     from pgmigrate.retry import LockRetry
 
-
-def wants_transaction(migration: Migration, operation: Operation) -> bool:
-    """Django's rule for an operation that must run in a transaction of its own."""
-    return bool(operation.atomic or (migration.atomic and operation.atomic is not False))
+#: ``client_connection_check_interval`` of the migrating connection (PostgreSQL 14+), in
+#: milliseconds: a statement whose client died is cancelled instead of committing later.
+CLIENT_CHECK_INTERVAL_MS = 500
 
 
 def label(migration: Migration) -> str:
     return f"{migration.app_label}.{migration.name}"
 
 
-class _StatementCounter:
-    """A Django ``execute_wrapper`` counting the statements that completed."""
-
-    def __init__(self) -> None:
-        self.completed = 0
-
-    def __call__(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
-        result = execute(sql, params, many, context)
-        self.completed += 1
-        return result
+def _done_before(step: Step) -> int:
+    """The progress count (operations applied) while ``step`` runs."""
+    return step.index if step.forwards else step.index + 1
 
 
-def _run_deferred_sql(schema_editor: BaseDatabaseSchemaEditor) -> None:
-    while schema_editor.deferred_sql:
-        schema_editor.execute(schema_editor.deferred_sql.pop(0))
+def _done_after(step: Step) -> int:
+    return step.index + 1 if step.forwards else step.index
+
+
+@dataclass
+class _Position:
+    """The step being run, and the statements it ran (for the failure report)."""
+
+    step: Step
+    mode: Mode
+    #: Statements of the step that an earlier run committed (skipped now).
+    skip: int = 0
+    #: Digest of a statement an earlier run started outside a transaction.
+    inflight: str | None = None
+    #: Statements the step executed so far (``schema_editor.execute`` calls).
+    seq: int = 0
+    #: Of them, committed (outside a transaction), including the skipped ones.
+    committed: int = 0
+    #: What a failed statement left in the database, in words.
+    leftover: str | None = None
+    #: The step's transaction is committing (its outcome is unknown if that fails).
+    committing: bool = False
 
 
 class Run:
-    """The state of one run that the executor needs."""
+    """The state of one ``migrate`` run that applying operations needs."""
 
     def __init__(
         self,
@@ -81,44 +130,42 @@ class Run:
         self.retry = retry
         self.progress = progress
         self.notice = notice
+        self._at: _Position | None = None
+        #: Steps found to need running outside a transaction (SQLSTATE 25001).
+        self._outside: set[tuple[str, str, int, bool]] = set()
+        self._prepared = False
+        self._check_interval_set = False
 
-    def is_exempt_from_statement_timeout(self, operation: Operation) -> bool:
-        if isinstance(operation, self.options.statement_timeout_exempt):
-            return True
-        return isinstance(operation, RunSQL) and "concurrently" in str(operation.sql).lower()
+    @property
+    def connection(self) -> Any:
+        return connections[self.using]
 
-    @contextlib.contextmanager
-    def _statement_timeout_for(self, operation: Operation) -> Iterator[None]:
-        if self.options.statement_timeout and self.is_exempt_from_statement_timeout(operation):
-            with pgactivity.timeout(None, using=self.using):
-                yield
-        else:
-            yield
+    # Before the first change, after the last -------------------------------------------
 
-    def _resume_point(self, migration: Migration) -> int:
-        saved = self.progress.get(migration.app_label, migration.name)
-        if saved is None:
-            return 0
-        total = len(migration.operations)
-        if saved.fingerprint != fingerprint(migration) or saved.total != total:
-            raise CommandError(
-                f"pgmigrate: {label(migration)} changed since an earlier run applied "
-                f"{saved.done} of its {saved.total} operations. Repair the database by hand, "
-                "then run migrate with --pgmigrate-restart."
-            )
-        if saved.done >= total:
-            return total
-        self.notice(
-            f"pgmigrate: resuming {label(migration)} at operation {saved.done + 1} of {total} "
-            f"(operations 1 to {saved.done} were applied by an earlier run)"
-        )
-        self.events.emit(
-            "resumed",
-            f"pgmigrate: resuming {label(migration)} at operation {saved.done + 1}",
-            migration=label(migration),
-            operation=saved.done + 1,
-        )
-        return saved.done
+    def prepare(self, *, progress_table: bool) -> None:
+        """Before the run changes anything: make sure progress can be recorded, and that a
+        statement of a client that died is cancelled rather than committed."""
+        if progress_table:
+            self.progress.ensure_table()
+        if self._prepared:
+            return
+        self._prepared = True
+        if self.connection.pg_version >= 140000:
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('client_connection_check_interval', %s, false)",
+                    [str(CLIENT_CHECK_INTERVAL_MS)],
+                )
+            self._check_interval_set = True
+
+    def close(self) -> None:
+        """Undo ``prepare``'s session setting (the connection may be used further)."""
+        if self._check_interval_set:
+            self._check_interval_set = False
+            with contextlib.suppress(Error), self.connection.cursor() as cursor:
+                cursor.execute("RESET client_connection_check_interval")
+
+    # Entry points (pgmigrate.executor) ------------------------------------------------
 
     def apply_operations(
         self,
@@ -127,80 +174,457 @@ class Run:
         schema_editor: BaseDatabaseSchemaEditor,
         collect_sql: bool = False,
     ) -> ProjectState:
-        """``Migration.apply`` for pgmigrate: resumable, retrying, one operation at a time."""
+        """``Migration.apply`` for pgmigrate."""
         if collect_sql:  # pragma: no cover (sqlmigrate calls Migration.apply itself)
             return migration.apply(project_state, schema_editor, collect_sql=True)
-        one_by_one = not schema_editor.atomic_migration
-        start = self._resume_point(migration)
-        total = len(migration.operations)
-        for index, operation in enumerate(migration.operations):
-            old_state = project_state.clone()
-            operation.state_forwards(migration.app_label, project_state)
-            if index < start:
-                continue
-            in_transaction = one_by_one and wants_transaction(migration, operation)
-            record = one_by_one and index + 1 < total  # the last one is recorded by Django
-            counter = _StatementCounter()
-            try:
-                with (
-                    self.guard.deferred(cancellable=True),
-                    schema_editor.connection.execute_wrapper(counter),
-                    self._statement_timeout_for(operation),
-                ):
-                    self._apply_operation(
-                        migration,
-                        index,
-                        schema_editor,
-                        old_state,
-                        project_state,
-                        in_transaction=in_transaction,
-                        record=record and in_transaction,
-                    )
-            except BaseException as exc:
-                if not one_by_one:
-                    raise  # one transaction: Django's behaviour, all of it rolled back
-                raise PartialMigrationError(
-                    migration,
-                    index,
-                    statements_committed=0 if in_transaction else counter.completed,
-                    in_transaction=in_transaction,
-                ) from exc
-            if record and not in_transaction:
-                with self.guard.deferred(cancellable=False):
-                    self.progress.save(migration, index + 1)
-        if one_by_one:
-            # Until Django has recorded the migration, a signal must not cut in.
-            self.guard.enter(cancellable=False)
-        return project_state
+        if schema_editor.atomic_migration:
+            steps = ForwardSteps(migration, project_state, 0)
+            self._run_in_one_transaction(_Lazy(steps, 0), schema_editor)
+            return steps.final_state
+        saved = self._saved(migration)
+        start = saved.done if saved else 0
+        with self._editing(schema_editor):
+            if saved and saved.mid_operation and saved.direction == BACKWARDS:
+                # An earlier run stopped between two statements of an operation it was
+                # unapplying: finish unapplying it, then apply it again like the others.
+                start -= 1
+                steps = ForwardSteps(migration, project_state, start)
+                forward = steps[start]
+                backward = Step(
+                    migration, start, forward.to_state, forward.from_state, forwards=False
+                )
+                self._run_steps([backward], schema_editor, saved)
+                saved = None
+            else:
+                steps = ForwardSteps(migration, project_state, start)
+            self._announce_resume(migration, saved, start)
+            self._run_steps(_Lazy(steps, start), schema_editor, saved)
+        return steps.final_state
 
-    def _apply_operation(
+    def unapply_operations(
         self,
         migration: Migration,
-        index: int,
+        project_state: ProjectState,
         schema_editor: BaseDatabaseSchemaEditor,
-        old_state: ProjectState,
-        new_state: ProjectState,
-        *,
-        in_transaction: bool,
-        record: bool,
+        collect_sql: bool = False,
+    ) -> ProjectState:
+        """``Migration.unapply`` for pgmigrate: the operations that are applied, last first."""
+        if collect_sql:  # pragma: no cover (sqlmigrate calls Migration.unapply itself)
+            return migration.unapply(project_state, schema_editor, collect_sql=True)
+        if schema_editor.atomic_migration:
+            steps = backward_steps(migration, project_state, len(migration.operations))
+            self._run_in_one_transaction(steps, schema_editor)
+            return project_state
+        saved = self._saved(migration)
+        done = saved.done if saved else len(migration.operations)
+        with self._editing(schema_editor):
+            if saved and saved.mid_operation and saved.direction == FORWARDS:
+                # An earlier run stopped between two statements of an operation it was
+                # applying: finish applying it, then unapply it like the others.
+                forward = ForwardSteps(migration, project_state.clone(), done)
+                self._run_steps(_Lazy(forward, done, stop=done + 1), schema_editor, saved)
+                done, saved = done + 1, None
+            steps = backward_steps(migration, project_state, done)
+            self._run_steps(steps, schema_editor, saved)
+        return project_state
+
+    # The steps --------------------------------------------------------------------------
+
+    def _run_steps(
+        self,
+        steps: Sequence[Step],
+        schema_editor: BaseDatabaseSchemaEditor,
+        saved: Progress | None,
     ) -> None:
-        operation = migration.operations[index]
+        """Run ``steps`` in order: in transactions, or statement by statement. ``saved`` is
+        the progress an earlier run recorded; when it stopped between two statements of the
+        first step, that step resumes after them."""
+        resumed = saved if saved is not None and saved.mid_operation else None
+        position = 0
+        while position < len(steps):
+            step = steps[position]
+            try:
+                step_mode = self._mode(step)
+                if step_mode is Mode.TRANSACTION:
+                    position = self._run_transaction(steps, position, schema_editor)
+                else:
+                    self._run_outside(step, step_mode, schema_editor, resumed)
+                    position += 1
+                resumed = None
+                if isinstance(steps, _Lazy):
+                    steps.forget_before(position)
+                self.guard.checkpoint()  # an interrupt that came meanwhile stops the run here
+            except _RunOutside:
+                continue  # the same position again, now outside a transaction
+            except BaseException as exc:
+                raise self._failure(step.migration, step.forwards, exc) from exc
+
+    def _mode(self, step: Step) -> Mode:
+        key = (step.migration.app_label, step.migration.name, step.index, step.forwards)
+        if key in self._outside:
+            return Mode.STATEMENTS
+        return mode(step.migration, step.operation, step.forwards)
+
+    def _run_transaction(
+        self, steps: Sequence[Step], first: int, schema_editor: BaseDatabaseSchemaEditor
+    ) -> int:
+        """Run ``steps[first]`` (and the later steps its deferred SQL needs) in one
+        transaction with their progress record; retried as a whole on a lock timeout.
+        Return the position after the last step run."""
+        migration = steps[first].migration
+
+        def attempt() -> int:
+            schema_editor.deferred_sql.clear()
+            position = first
+            with self.guard.deferred(cancellable=True), atomic(self.using):
+                while True:
+                    step = steps[position]
+                    with self._running(step, Mode.TRANSACTION), self._exempt(step):
+                        step.run(schema_editor)
+                    position += 1
+                    if not self._deferred_needs(steps, position, schema_editor.deferred_sql):
+                        break
+                with self._running(step, Mode.TRANSACTION):
+                    _run_deferred_sql(schema_editor)
+                self.guard.protect()  # the record and the commit must not be cut in two
+                self._record(migration, step, statements=0)
+                if self._at is not None:
+                    self._at.committing = True
+            self._at = None
+            return position
+
+        what = f"operation {steps[first].number} of {label(migration)}"
+        try:
+            return self.retry.call(attempt, what=what)
+        except DatabaseError as exc:
+            at = self._at
+            if (
+                sqlstate(exc) == CANNOT_RUN_IN_TRANSACTION
+                and at is not None
+                and not migration.atomic
+            ):
+                # The operation runs a statement that cannot run in a transaction (a custom
+                # CONCURRENTLY operation): run it statement by statement instead.
+                step = at.step
+                self._outside.add((migration.app_label, migration.name, step.index, step.forwards))
+                self._at = None
+                raise _RunOutside from exc
+            raise
+
+    def _deferred_needs(self, steps: Sequence[Step], position: int, deferred: list[Any]) -> bool:
+        """Whether a later step, up to the next one that runs outside a transaction, changes
+        a table that pending deferred SQL refers to (so that Django's schema editor renames
+        or drops what it refers to)."""
+        if not deferred:
+            return False
+        for later in range(position, len(steps)):
+            step = steps[later]
+            if self._mode(step) is not Mode.TRANSACTION:
+                return False
+            tables = tables_changed(step)
+            if tables and any(references_any(statement, tables) for statement in deferred):
+                return True
+        return False
+
+    def _run_outside(
+        self,
+        step: Step,
+        step_mode: Mode,
+        schema_editor: BaseDatabaseSchemaEditor,
+        resumed: Progress | None,
+    ) -> None:
+        """Run one step outside a transaction; its statements go through ``_execute``."""
+        schema_editor.deferred_sql.clear()
+        with self._running(step, step_mode, resumed), self._exempt(step):
+            step.run(schema_editor)
+            _run_deferred_sql(schema_editor)
+        with self.guard.deferred(cancellable=False):
+            self._record(step.migration, step, statements=0)
+        self._at = None
+
+    def _run_in_one_transaction(
+        self, steps: Sequence[Step], schema_editor: BaseDatabaseSchemaEditor
+    ) -> None:
+        """``PGMIGRATE_ATOMIC``: the whole migration in the schema editor's transaction (as
+        Django), with the deferred SQL run inside it so that Django records the migration in
+        the same transaction."""
+        with self._editing(schema_editor):
+            for step in steps:
+                with self._running(step, Mode.TRANSACTION), self._exempt(step):
+                    step.run(schema_editor)
+            _run_deferred_sql(schema_editor)
+        self._at = None
+
+    # Progress ---------------------------------------------------------------------------
+
+    def _saved(self, migration: Migration) -> Progress | None:
+        """The recorded progress of ``migration``, checked against its file."""
+        saved = self.progress.get(migration.app_label, migration.name)
+        if saved is None:
+            return None
+        if saved.fingerprint != self.progress.fingerprint(migration) or saved.total != len(
+            migration.operations
+        ):
+            raise CommandError(
+                f"pgmigrate: {label(migration)} changed since an earlier run left "
+                f"{saved.done} of its {saved.total} operations applied, so pgmigrate cannot "
+                "tell which of its operations are in the database. Restore the migration "
+                "file as it was and run migrate again to finish it (or migrate backwards to "
+                "unapply those operations), then make your change in a new migration."
+            )
+        return saved
+
+    def _announce_resume(self, migration: Migration, saved: Progress | None, start: int) -> None:
+        if saved is None:
+            return
+        total = len(migration.operations)
+        if start >= total:
+            message = (
+                f"pgmigrate: all {total} operations of {label(migration)} were applied by an "
+                "earlier run; recording the migration"
+            )
+        else:
+            where = f"operation {start + 1} of {total}"
+            if saved.mid_operation and saved.direction == FORWARDS:
+                where = f"statement {saved.statements + 1} of {where}"
+            message = f"pgmigrate: resuming {label(migration)} at {where}" + (
+                f" (operations 1 to {start} were applied by an earlier run)" if start else ""
+            )
+        self.notice(message)
+        self.events.emit(
+            "resumed", message, migration=label(migration), operation=min(start + 1, total)
+        )
+
+    def _record(self, migration: Migration, step: Step, *, statements: int) -> None:
+        """Record that ``step`` is done (in the caller's transaction, if any)."""
+        done = _done_after(step)
+        if not step.forwards and done == 0:
+            self.progress.forget([(migration.app_label, migration.name)])
+            return
+        direction = FORWARDS if step.forwards else BACKWARDS
+        progress = self.progress.start(migration, done, direction)
+        self.progress.save(migration, replace(progress, statements=statements))
+
+    # Statements -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _editing(self, schema_editor: BaseDatabaseSchemaEditor) -> Iterator[None]:
+        """Route the schema editor's statements through ``_execute``."""
+        original = schema_editor.execute
+        schema_editor.execute = functools.partial(self._execute, original)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del schema_editor.execute
+
+    @contextlib.contextmanager
+    def _running(
+        self, step: Step, step_mode: Mode, resumed: Progress | None = None
+    ) -> Iterator[_Position]:
+        at = self._at
+        if at is None or at.step is not step:
+            at = self._at = _Position(step, step_mode)
+            if resumed is not None:
+                at.skip = at.committed = resumed.statements
+                at.inflight = resumed.inflight
+        yield at
+
+    def _execute(self, execute: Callable[..., Any], sql_text: Any, params: Any = ()) -> Any:
+        """The schema editor's ``execute`` while pgmigrate runs a step."""
+        at = self._at
+        if at is None:
+            return execute(sql_text, params)
+        at.seq += 1
+        if at.mode is Mode.TRANSACTION:
+            return execute(sql_text, params)
+        if at.mode is Mode.STATEMENTS and at.seq <= at.skip:
+            return None  # committed by an earlier run
+        text = str(sql_text)
+        statement = self._statement(text, params)
+        if statement.transactional is not False:
+            if at.mode is Mode.AUTOCOMMIT:
+                return execute(text, params)  # as Django runs it
+            if self._execute_in_transaction(at, execute, text, params, statement):
+                return None
+        self._execute_alone(at, execute, text, params, statement)
+        return None
+
+    def _statement(self, text: str, params: Any) -> sql.Statement:
+        """What the statement is (parameters merged in first, as the server would see it)."""
+        if params:
+            with contextlib.suppress(Exception):
+                text = self.connection.ops.compose_sql(text, params)
+        found = sql.parse(text)
+        return found[0] if len(found) == 1 else sql.Statement(sql.Kind.UNKNOWN)
+
+    def _execute_in_transaction(
+        self,
+        at: _Position,
+        execute: Callable[..., Any],
+        text: str,
+        params: Any,
+        statement: sql.Statement,
+    ) -> bool:
+        """Run one statement in a transaction with the count of committed statements. False
+        when it turned out that it cannot run in a transaction (nothing was done)."""
+        step = at.step
 
         def attempt() -> None:
-            own_transaction = cast(
-                contextlib.AbstractContextManager[Any], transaction.atomic(self.using)
-            )
-            with own_transaction if in_transaction else contextlib.nullcontext():
-                operation.database_forwards(
-                    migration.app_label, schema_editor, old_state, new_state
-                )
-                if record:  # in the operation's own transaction: recorded exactly once
-                    self.progress.save(migration, index + 1)
-            if not schema_editor.atomic_migration:
-                _run_deferred_sql(schema_editor)
+            with self.guard.deferred(cancellable=True), atomic(self.using):
+                execute(text, params)
+                self.guard.protect()
+                self._count_statement(step, at.seq, inflight=None)
 
-        if in_transaction:
-            what = f"operation {index + 1} of {label(migration)}"
-            self.retry.call(attempt, what=what)
+        try:
+            self.retry.call(attempt, what=self._statement_name(at))
+        except DatabaseError as exc:
+            if statement.transactional is None and sqlstate(exc) == CANNOT_RUN_IN_TRANSACTION:
+                return False
+            raise
+        at.committed = at.seq
+        self.guard.checkpoint()
+        return True
+
+    def _execute_alone(
+        self,
+        at: _Position,
+        execute: Callable[..., Any],
+        text: str,
+        params: Any,
+        statement: sql.Statement,
+    ) -> None:
+        """Run one statement outside a transaction. It is marked in flight first, so that a
+        later attempt knows an index of its name is its own (``concurrent.prepare``)."""
+        step = at.step
+        marker = sql.digest(text)
+        resumed = at.inflight == marker and (at.mode is Mode.AUTOCOMMIT or at.seq == at.skip + 1)
+        counted = at.seq - 1 if at.mode is Mode.STATEMENTS else 0
+        with self.guard.deferred(cancellable=False):
+            self._count_statement(step, counted, inflight=marker)
+        attempts = 0
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            if (resumed or attempts > 1) and concurrent.prepare(self.connection, statement):
+                return  # an earlier attempt did it
+            with self.retry.suspended(), self._without_statement_timeout(statement):
+                execute(text, params)
+
+        try:
+            with self.guard.deferred(cancellable=True):
+                self.retry.call(attempt, what=self._statement_name(at))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                at.leftover = concurrent.leftovers(self.connection, statement)
+            raise
+        with self.guard.deferred(cancellable=False):
+            self._count_statement(step, at.seq if at.mode is Mode.STATEMENTS else 0, None)
+        at.committed = at.seq
+        at.inflight = None
+        self.guard.checkpoint()
+
+    def _count_statement(self, step: Step, statements: int, inflight: str | None) -> None:
+        migration = step.migration
+        direction = FORWARDS if step.forwards else BACKWARDS
+        progress = self.progress.start(migration, _done_before(step), direction)
+        self.progress.save(migration, replace(progress, statements=statements, inflight=inflight))
+
+    def _statement_name(self, at: _Position) -> str:
+        return f"statement {at.seq} of operation {at.step.number} of {label(at.step.migration)}"
+
+    # Statement timeout exemptions -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _exempt(self, step: Step) -> Iterator[None]:
+        """Run ``step`` without the statement timeout if its operation is exempt."""
+        exempt = self.options.statement_timeout and is_exempt(
+            step.operation, self.options.statement_timeout_exempt, step.forwards
+        )
+        with pgactivity.timeout(None, using=self.using) if exempt else contextlib.nullcontext():
+            yield
+
+    @contextlib.contextmanager
+    def _without_statement_timeout(self, statement: sql.Statement) -> Iterator[None]:
+        if self.options.statement_timeout and statement.concurrent_index:
+            with pgactivity.timeout(None, using=self.using):
+                yield
         else:
-            attempt()  # single statements are retried by the statement wrapper
+            yield
+
+    # Failures ---------------------------------------------------------------------------
+
+    def _failure(
+        self, migration: Migration, forwards: bool, exc: BaseException
+    ) -> PartialMigrationError:
+        """The report of a step that failed (or of a run stopped between steps), from what is
+        committed in ``pgmigrate_progress``."""
+        at, self._at = self._at, None
+        saved = self.progress.get(migration.app_label, migration.name)
+        done = saved.done if saved is not None else 0
+        return PartialMigrationError(
+            migration,
+            forwards=forwards,
+            done=done,
+            failed_index=None if at is None else at.step.index,
+            detail=None if at is None else _detail(at, exc),
+        )
+
+
+def _detail(at: _Position, exc: BaseException) -> str:
+    """What happened to the operation at ``at`` when it failed with ``exc``."""
+    if at.committing and sqlstate(exc) is None:  # no answer from the server
+        return (
+            "the connection failed while its transaction committed, so whether it is applied "
+            "is unknown here; the next migrate reads it from pgmigrate_progress"
+        )
+    if at.mode is Mode.TRANSACTION:
+        return ROLLED_BACK
+    parts = []
+    if at.mode is Mode.STATEMENTS:
+        if at.committed:
+            parts.append(
+                f"statements 1 to {at.committed} of it committed and are recorded; the next "
+                f"migrate resumes at statement {at.committed + 1}"
+                if at.committed > 1
+                else "its statement 1 committed and is recorded; the next migrate resumes at "
+                "statement 2"
+            )
+        else:
+            parts.append("nothing of it committed")
+    else:
+        parts.append(
+            "it runs outside a transaction, as in Django: what it did before it failed "
+            "stays, and the next migrate runs it again from its start"
+        )
+    if at.leftover:
+        parts.append(at.leftover)
+    return "; ".join(parts)
+
+
+def _run_deferred_sql(schema_editor: BaseDatabaseSchemaEditor) -> None:
+    """Run the schema editor's deferred statements now, each once."""
+    while schema_editor.deferred_sql:
+        schema_editor.execute(schema_editor.deferred_sql.pop(0), None)
+
+
+class _RunOutside(Exception):
+    """Internal: run the current step again, outside a transaction."""
+
+
+class _Lazy(Sequence[Step]):
+    """Positions ``start`` to ``stop`` of ``ForwardSteps``, as a sequence from 0."""
+
+    def __init__(self, steps: ForwardSteps, start: int, stop: int | None = None) -> None:
+        self.steps = steps
+        self.start = start
+        self.stop = len(steps) if stop is None else stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, position: Any) -> Any:
+        return self.steps[self.start + cast(int, position)]
+
+    def forget_before(self, position: int) -> None:
+        self.steps.forget_before(self.start + position)

@@ -41,7 +41,8 @@ def test_partial_failure_exits_1_with_report(scenario):
     result = manage("migrate", "tests", PGMIGRATE_TEST_SCENARIO="partial")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "stopped at operation 4 of 5" in result.stderr
+    assert "CommandError: pgmigrate: migration tests.0002_partial failed." in result.stderr
+    assert "is not recorded as applied: operation 4 of 5 failed" in result.stderr
 
 
 def test_manage_migrate_ends_blocker(scenario, sessions):

@@ -1,11 +1,16 @@
-"""Resuming a statement-by-statement migration that stopped part of the way through."""
+"""Resuming a migration that stopped part of the way through, and what progress records."""
+
+import sys
+from collections.abc import Iterator
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import connections
 from django.test import override_settings
 
+from pgmigrate import progress
 from tests.helpers import Session, applied, columns, migrate, query
-from tests.scenarios import RESUME_FAIL_AT
+from tests.scenarios import FINGERPRINT, RESUME_FAIL_AT
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "other"]),
@@ -38,7 +43,7 @@ def test_resumes_at_the_failed_operation(scenario, fail_at, checkpoint):
 
     with pytest.raises(CommandError) as raised:
         migrate("tests")
-    assert f"stopped at operation {failing} of 6" in str(raised.value)
+    assert f"is not recorded as applied: operation {failing} of 6 failed" in str(raised.value)
     assert applied() == ["0001_initial"]
     done = failing - 1
     assert progress_rows() == ([("tests", "0002_steps", done, 6)] if done else [])
@@ -59,14 +64,40 @@ def test_resumes_after_a_lock_timeout(scenario, sessions):
     migrate("tests", "0001")
     blocker = Session().hold("tests_beta")
     sessions.append(blocker)
-    with pytest.raises(CommandError, match="lock timeout"):
+    with pytest.raises(CommandError, match="lock timeout") as raised:
         migrate("tests")
+    assert "FAILED      5. Add field flag to Beta (rolled back)" in str(raised.value)
     assert progress_rows() == [("tests", "0002_steps", 4, 6)]
     blocker.release()
     out = migrate("tests")
     assert "resuming tests.0002_steps at operation 5 of 6" in out
     assert query("SELECT count(*) FROM tests_alpha WHERE name = 'added once'") == [(1,)]
     assert applied() == ["0001_initial", "0002_steps"]
+
+
+@pytest.mark.scenario("record")
+@override_settings(
+    PGMIGRATE_LOCK_TIMEOUT=0.2, PGMIGRATE_PROTECTED={"application_name": ["backup-*"]}
+)
+def test_a_migration_whose_record_failed_is_only_recorded_again(scenario, sessions):
+    """Every operation committed with its progress; recording the migration in
+    django_migrations then hit the lock timeout (a protected backup job reads it)."""
+    migrate("tests", "0001")
+    backup = Session(application_name="backup-job").hold("django_migrations", "SHARE")
+    sessions.append(backup)
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
+    report = str(raised.value)
+    assert "All 2 operations of migration tests.0002_flags are applied" in report
+    assert "recording the migration in django_migrations failed" in report
+    assert "it records the migration without running anything again" in report
+    assert progress_rows() == [("tests", "0002_flags", 2, 2)]
+    backup.release()
+
+    out = migrate("tests")
+    assert "all 2 operations of tests.0002_flags were applied by an earlier run" in out
+    assert applied() == ["0001_initial", "0002_flags"]
+    assert progress_rows() == []
 
 
 def test_restart_forgets_progress_after_a_manual_repair(scenario, fail_at):
@@ -85,14 +116,123 @@ def test_restart_forgets_progress_after_a_manual_repair(scenario, fail_at):
     assert query("SELECT count(*) FROM tests_alpha WHERE name = 'added once'") == [(1,)]
 
 
-def test_changed_migration_is_not_resumed(scenario, fail_at):
+FINGERPRINT_MODULE = "tests.scenarios.fingerprint.0002_steps"
+
+
+def _edit_fingerprint_migration(**values: object) -> None:
+    """Change the ``fingerprint`` scenario's migration as an edit of its file would."""
+    FINGERPRINT.update(values)
+    sys.modules.pop(FINGERPRINT_MODULE, None)  # Django imports it again
+
+
+@pytest.fixture
+def fingerprint() -> Iterator[dict]:
+    yield FINGERPRINT
+    _edit_fingerprint_migration(fail=False, max_length=10)
+
+
+@pytest.mark.scenario("fingerprint")
+def test_an_edited_migration_is_not_resumed(scenario, fingerprint):
+    """The fingerprint covers each operation's arguments, not only its description."""
     migrate("tests", "0001")
-    fail_at["checkpoint"] = 2
+    fingerprint["fail"] = True
     with pytest.raises(CommandError):
         migrate("tests")
-    fail_at["checkpoint"] = None
-    query("UPDATE pgmigrate_progress SET fingerprint = 'something else'")
+    assert progress_rows() == [("tests", "0002_steps", 1, 2)]
+    _edit_fingerprint_migration(fail=False, max_length=20)  # the same description
     with pytest.raises(CommandError) as raised:
         migrate("tests")
-    assert "changed since an earlier run applied 3 of its 6 operations" in str(raised.value)
-    assert "--pgmigrate-restart" in str(raised.value)
+    message = str(raised.value)
+    assert "tests.0002_steps changed since an earlier run left 1 of its 2 operations" in message
+    assert "Restore the migration file as it was" in message
+    _edit_fingerprint_migration(max_length=10)  # restored: it resumes
+    out = migrate("tests")
+    assert "resuming tests.0002_steps at operation 2 of 2" in out
+
+
+def test_fingerprint_is_stable_and_covers_arguments():
+    from django.db import migrations, models
+
+    def fingerprint_of(*operations):
+        migration = migrations.Migration("0002_x", "tests")
+        migration.operations = list(operations)
+        return progress.fingerprint(migration)
+
+    add = migrations.AddField("Alpha", "flag", models.CharField(max_length=10))
+    same = migrations.AddField("Alpha", "flag", models.CharField(max_length=10))
+    wider = migrations.AddField("Alpha", "flag", models.CharField(max_length=20))
+    assert fingerprint_of(add) == fingerprint_of(same)
+    assert fingerprint_of(add) != fingerprint_of(wider)
+    # Functions Django cannot serialize (lambdas, closures) are told apart by name.
+    assert fingerprint_of(migrations.RunPython(lambda a, s: None)) != fingerprint_of(
+        migrations.RunPython(print)
+    )
+
+
+def test_progress_of_a_recorded_migration_is_forgotten(scenario):
+    """A progress row never outlives the schema it describes: one left for a migration that
+    is recorded as applied (by another tool, say) is dropped at the next run."""
+    migrate("tests")
+    assert query("SELECT to_regclass('pgmigrate_progress')::text") == [("pgmigrate_progress",)]
+    query(
+        "INSERT INTO pgmigrate_progress (app, name, done, total, fingerprint)"
+        " VALUES ('tests', '0002_steps', 3, 6, 'x')"
+    )
+    migrate("tests")
+    assert progress_rows() == []
+
+
+def test_progress_table_is_made_only_when_a_migration_runs(scenario):
+    migrate("tests", fake=True)
+    migrate("tests", "zero", fake=True)
+    assert query("SELECT to_regclass('pgmigrate_progress')") == [(None,)]
+    migrate("tests")
+    assert query("SELECT to_regclass('pgmigrate_progress')::text") == [("pgmigrate_progress",)]
+
+
+ROLE = "pgm_nocreate"
+
+
+@pytest.fixture
+def role_without_create(scenario) -> Iterator[str]:
+    """A migrating role that owns the tests tables but may not create tables in the schema
+    (PostgreSQL 15+ no longer grants CREATE on public to every role)."""
+    if not query("SELECT 1 FROM pg_roles WHERE rolname = %s", [ROLE]):
+        query(f"CREATE ROLE {ROLE} LOGIN NOSUPERUSER")
+    query(f"REVOKE CREATE ON SCHEMA public FROM {ROLE}, PUBLIC")
+    query(f"GRANT ALL ON TABLE django_migrations TO {ROLE}")
+    query(f"GRANT ALL ON SEQUENCE django_migrations_id_seq TO {ROLE}")
+    migrate("tests", "0001")
+    query("DROP TABLE pgmigrate_progress")
+    for table in ("tests_alpha", "tests_beta", "tests_gamma"):
+        query(f"ALTER TABLE {table} OWNER TO {ROLE}")
+    yield ROLE
+    connections["migrator"].close()
+    query("DROP TABLE IF EXISTS pgmigrate_progress")
+    query(f"DROP OWNED BY {ROLE} CASCADE")
+    query(f"DROP ROLE {ROLE}")
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
+def test_progress_table_that_cannot_be_made_stops_before_anything_is_applied(
+    role_without_create,
+):
+    connections["migrator"].close()
+    connections["migrator"].settings_dict["USER"] = role_without_create
+    try:
+        with pytest.raises(CommandError) as raised:
+            migrate("tests", database="migrator")
+        message = str(raised.value)
+        assert "cannot create its table pgmigrate_progress in schema 'public'" in message
+        assert "nothing was applied" in message
+        assert f'ALTER TABLE pgmigrate_progress OWNER TO "{role_without_create}"' in message
+        assert "flag" not in columns("tests_alpha")
+        # An administrator creates it as the message says; then migrate works.
+        query(progress.CREATE_TABLE)
+        query(f'ALTER TABLE pgmigrate_progress OWNER TO "{role_without_create}"')
+        connections["migrator"].close()
+        migrate("tests", database="migrator")
+        assert "flag" in columns("tests_alpha") and "flag" in columns("tests_beta")
+    finally:
+        connections["migrator"].close()
+        connections["migrator"].settings_dict["USER"] = "pgm_migrator"

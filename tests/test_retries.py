@@ -26,7 +26,7 @@ RETRYING = {
 
 
 @override_settings(**RETRYING)
-def test_statement_is_retried_until_the_blocker_is_gone(scenario, sessions):
+def test_operation_is_retried_until_the_blocker_is_gone(scenario, sessions):
     migrate("tests", "0001")
     blocker = Session().hold("tests_beta")
     sessions.append(blocker)
@@ -38,7 +38,7 @@ def test_statement_is_retried_until_the_blocker_is_gone(scenario, sessions):
     blocker.release()
     out = run.finish()
 
-    assert "a statement hit the lock timeout (attempt 1 of 51); retrying in" in out
+    assert "operation 2 of tests.0002_add_fields hit the lock timeout (attempt 1 of 51)" in out
     assert applied() == ["0001_initial", "0002_add_fields"]
     assert "flag" in columns("tests_alpha") and "flag" in columns("tests_beta")
     assert "lock timeout(s)" in out  # in the summary
@@ -51,7 +51,7 @@ def test_gives_up_after_the_last_attempt(scenario, sessions):
     with pytest.raises(CommandError) as raised:
         migrate("tests", "0002")
     assert "PGMIGRATE_LOCK_TIMEOUT = 0.1 s, 3 attempts" in str(raised.value)
-    # Statement by statement: the first operation stays applied, the migration resumes.
+    # One transaction per operation: the first one stays applied, the migration resumes.
     assert "flag" in columns("tests_alpha")
     assert "it resumes at operation 2" in str(raised.value)
 

@@ -27,3 +27,6 @@ RUNPYTHON_SEEN: dict = {}
 
 #: The ``resume`` scenario's checkpoint that fails (1, 2 or 3), or None.
 RESUME_FAIL_AT: dict = {"checkpoint": None}
+
+#: The ``fingerprint`` scenario: whether its operation 2 fails, and a field's max_length.
+FINGERPRINT: dict = {"fail": False, "max_length": 10}

@@ -1,0 +1,156 @@
+"""What a SQL statement is, read with PostgreSQL's own parser (``pglast``).
+
+pgmigrate needs to know a few things about the statements a migration runs outside a
+transaction: whether they can run inside a transaction block at all, and whether they
+build or drop an index concurrently (which leaves an INVALID index behind when cut short,
+and whose waits do not block the application). See "Building Indexes Concurrently" in the
+PostgreSQL docs (``CREATE INDEX``) and the "cannot run inside a transaction block" notes of
+``CREATE INDEX``, ``DROP INDEX``, ``REINDEX``, ``VACUUM``, ``CREATE DATABASE``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import parser
+
+
+class Kind(enum.Enum):
+    """The kinds of statement pgmigrate treats differently."""
+
+    #: ``CREATE [UNIQUE] INDEX CONCURRENTLY``.
+    CREATE_INDEX_CONCURRENTLY = "create index concurrently"
+    #: ``DROP INDEX CONCURRENTLY``.
+    DROP_INDEX_CONCURRENTLY = "drop index concurrently"
+    #: ``REINDEX ... CONCURRENTLY``.
+    REINDEX_CONCURRENTLY = "reindex concurrently"
+    #: ``BEGIN``, ``COMMIT``, ``SAVEPOINT``...: the statement list manages its own transactions.
+    TRANSACTION_CONTROL = "transaction control"
+    #: Other statements that cannot run inside a transaction block (``VACUUM``, ...).
+    NO_TRANSACTION = "no transaction block"
+    #: Anything else: it can run inside a transaction block.
+    OTHER = "other"
+    #: The parser could not read it.
+    UNKNOWN = "unknown"
+
+
+#: Kinds that build or drop an index concurrently.
+CONCURRENT_INDEX_KINDS = frozenset(
+    {Kind.CREATE_INDEX_CONCURRENTLY, Kind.DROP_INDEX_CONCURRENTLY, Kind.REINDEX_CONCURRENTLY}
+)
+
+#: Statement node types that refuse to run inside a transaction block.
+_NO_TRANSACTION_NODES = frozenset(
+    {
+        "VacuumStmt",
+        "CreatedbStmt",
+        "DropdbStmt",
+        "CreateTableSpaceStmt",
+        "DropTableSpaceStmt",
+        "AlterSystemStmt",
+        "CreateSubscriptionStmt",
+        "DropSubscriptionStmt",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One parsed SQL statement.
+
+    Attributes:
+        kind: What kind of statement it is.
+        index: For the concurrent index kinds, the index named by the statement (``None``
+            when ``CREATE INDEX CONCURRENTLY`` gives no name, or for ``REINDEX TABLE``).
+        schema: The schema the statement names for the index or table, if any.
+        table: The table of ``CREATE INDEX`` and ``REINDEX TABLE``.
+    """
+
+    kind: Kind
+    index: str | None = None
+    schema: str | None = None
+    table: str | None = None
+
+    @property
+    def transactional(self) -> bool | None:
+        """True if it can run in a transaction block, False if not, None if unknown."""
+        if self.kind is Kind.UNKNOWN:
+            return None
+        return self.kind is Kind.OTHER
+
+    @property
+    def concurrent_index(self) -> bool:
+        return self.kind in CONCURRENT_INDEX_KINDS
+
+
+def digest(sql: str) -> str:
+    """A short, stable digest of a statement's text (to recognise it in a later run)."""
+    return hashlib.sha256(sql.encode()).hexdigest()[:32]
+
+
+def parse(sql: str) -> list[Statement]:
+    """The statements of ``sql`` (PostgreSQL's grammar); ``[Statement(UNKNOWN)]`` if the
+    parser rejects it (e.g. a syntax newer than pglast's parser)."""
+    return list(_parse(sql))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(sql: str) -> tuple[Statement, ...]:
+    try:
+        tree = json.loads(parser.parse_sql_json(sql))
+    except (parser.ParseError, ValueError):
+        return (Statement(Kind.UNKNOWN),)
+    return tuple(_statement(raw["stmt"]) for raw in tree.get("stmts", []))
+
+
+def _statement(node: dict[str, Any]) -> Statement:
+    (name, body), *_ = node.items()
+    if name == "IndexStmt" and body.get("concurrent"):
+        relation = body.get("relation", {})
+        return Statement(
+            Kind.CREATE_INDEX_CONCURRENTLY,
+            index=body.get("idxname"),
+            schema=relation.get("schemaname"),
+            table=relation.get("relname"),
+        )
+    if name == "DropStmt" and body.get("concurrent"):
+        # DROP INDEX CONCURRENTLY takes exactly one index.
+        items = body["objects"][0]["List"]["items"]
+        names = [item["String"]["sval"] for item in items]
+        return Statement(
+            Kind.DROP_INDEX_CONCURRENTLY,
+            index=names[-1],
+            schema=names[-2] if len(names) > 1 else None,
+        )
+    if name == "ReindexStmt" and any(
+        param.get("DefElem", {}).get("defname") == "concurrently"
+        for param in body.get("params", [])
+    ):
+        relation = body.get("relation") or {}
+        on_index = body.get("kind") == "REINDEX_OBJECT_INDEX"
+        return Statement(
+            Kind.REINDEX_CONCURRENTLY,
+            index=relation.get("relname") if on_index else None,
+            schema=relation.get("schemaname"),
+            table=None if on_index else relation.get("relname"),
+        )
+    if name == "TransactionStmt":
+        return Statement(Kind.TRANSACTION_CONTROL)
+    if name in _NO_TRANSACTION_NODES or _detaches_concurrently(name, body):
+        return Statement(Kind.NO_TRANSACTION)
+    return Statement(Kind.OTHER)
+
+
+def _detaches_concurrently(name: str, body: dict[str, Any]) -> bool:
+    """``ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY``."""
+    if name != "AlterTableStmt":
+        return False
+    return any(
+        command.get("AlterTableCmd", {}).get("def", {}).get("PartitionCmd", {}).get("concurrent")
+        for command in body.get("cmds", [])
+    )

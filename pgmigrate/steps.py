@@ -1,0 +1,249 @@
+"""The steps of a migration: each operation, in one direction, with the project states around
+it, and how pgmigrate runs it (``Mode``).
+
+Django's ``Migration.apply``/``unapply`` (django/db/migrations/migration.py) compute the same
+states; pgmigrate keeps them per step so that a step can be run again (a lock-timeout retry)
+and so that it can look ahead at what later steps change (see ``tables_changed``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from django.db.migrations.operations import RunPython, RunSQL, SeparateDatabaseAndState
+
+from pgmigrate import sql
+
+if TYPE_CHECKING:
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations import Migration
+    from django.db.migrations.operations.base import Operation
+    from django.db.migrations.state import ProjectState
+
+
+class Mode(enum.Enum):
+    """How a step runs."""
+
+    #: In a transaction of its own, with its deferred SQL and its progress record.
+    TRANSACTION = "transaction"
+    #: Outside a transaction, statement by statement: each statement that can run in a
+    #: transaction commits together with its progress record; the others (``CREATE INDEX
+    #: CONCURRENTLY``...) run on their own and are made idempotent on resume.
+    STATEMENTS = "statements"
+    #: Outside a transaction, as Django runs it (``RunPython`` of an ``atomic = False``
+    #: migration): progress is recorded when the operation ends.
+    AUTOCOMMIT = "autocommit"
+
+
+@dataclass
+class Step:
+    """One operation run in one direction."""
+
+    migration: Migration
+    index: int
+    from_state: ProjectState
+    to_state: ProjectState
+    forwards: bool
+
+    @property
+    def operation(self) -> Operation:
+        return self.migration.operations[self.index]
+
+    @property
+    def number(self) -> int:
+        """The operation's 1-based number in its migration."""
+        return self.index + 1
+
+    def run(self, schema_editor: BaseDatabaseSchemaEditor) -> None:
+        app_label = self.migration.app_label
+        if self.forwards:
+            self.operation.database_forwards(
+                app_label, schema_editor, self.from_state, self.to_state
+            )
+        else:
+            self.operation.database_backwards(
+                app_label, schema_editor, self.from_state, self.to_state
+            )
+
+
+class ForwardSteps:
+    """The steps of ``migration`` forwards from operation ``start`` (0-based), computed on
+    demand: the state before operation ``start`` is ``state`` moved forward by the operations
+    before it; each later step gets a state of its own (a clone, as Django's ``apply``)."""
+
+    def __init__(self, migration: Migration, state: ProjectState, start: int) -> None:
+        self.migration = migration
+        for operation in migration.operations[:start]:
+            operation.state_forwards(migration.app_label, state)
+        self._state = state
+        self._steps: dict[int, Step] = {}
+        self._next = start
+
+    def __len__(self) -> int:
+        return len(self.migration.operations)
+
+    def __getitem__(self, index: int) -> Step:
+        while self._next <= index:
+            to_state = self._state.clone()
+            self.migration.operations[self._next].state_forwards(
+                self.migration.app_label, to_state
+            )
+            self._steps[self._next] = Step(
+                self.migration, self._next, self._state, to_state, forwards=True
+            )
+            self._state, self._next = to_state, self._next + 1
+        return self._steps[index]
+
+    def forget_before(self, index: int) -> None:
+        """Release the states of steps before ``index`` (they are done)."""
+        for done in [key for key in self._steps if key < index]:
+            del self._steps[done]
+
+    @property
+    def final_state(self) -> ProjectState:
+        """The state after the last operation."""
+        while self._next < len(self):
+            self[self._next]
+        return self._state
+
+
+def backward_steps(migration: Migration, state: ProjectState, done: int) -> list[Step]:
+    """The steps that unapply operations ``done`` to 1, in that order, from ``state`` (the
+    state before the migration): Django's ``Migration.unapply`` phase 1."""
+    steps = []
+    after = state
+    for index, operation in enumerate(migration.operations[:done]):
+        before, after = after.clone(), after.clone()
+        operation.state_forwards(migration.app_label, after)
+        steps.append(Step(migration, index, after, before, forwards=False))
+    steps.reverse()
+    return steps
+
+
+def leaves(operation: Operation) -> Iterator[Operation]:
+    """``operation``, or the database operations a ``SeparateDatabaseAndState`` runs."""
+    if isinstance(operation, SeparateDatabaseAndState):
+        for inner in operation.database_operations:
+            yield from leaves(inner)
+    else:
+        yield operation
+
+
+def _concurrent_index_operations() -> tuple[type, ...]:
+    try:
+        from django.contrib.postgres.operations import (
+            AddIndexConcurrently,
+            RemoveIndexConcurrently,
+        )
+    except ImportError:  # pragma: no cover (no PostgreSQL driver: not a PostgreSQL run)
+        return ()
+    return (AddIndexConcurrently, RemoveIndexConcurrently)
+
+
+def _sql_texts(operation: RunSQL, forwards: bool) -> list[str]:
+    statements = operation.sql if forwards else operation.reverse_sql
+    if statements is None or statements == RunSQL.noop:
+        return []
+    if isinstance(statements, str):
+        return [statements]
+    return [item[0] if isinstance(item, (list, tuple)) else item for item in statements]
+
+
+def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
+    """How pgmigrate runs ``operation`` of ``migration``.
+
+    An atomic migration (Django's default) runs each operation in a transaction of its own.
+    In a migration with ``atomic = False``, Django runs operations outside a transaction
+    unless they say ``atomic=True`` (``RunPython(atomic=True)``); pgmigrate keeps that for
+    ``RunPython``, runs ``RunSQL`` and the ``CONCURRENTLY`` index operations statement by
+    statement, and gives other operations (schema changes) a transaction of their own.
+    """
+    if migration.atomic or operation.atomic:
+        return Mode.TRANSACTION
+    found = list(leaves(operation))
+    if any(isinstance(leaf, RunPython) and not leaf.atomic for leaf in found):
+        return Mode.AUTOCOMMIT
+    if any(
+        statement.kind is sql.Kind.TRANSACTION_CONTROL
+        for leaf in found
+        if isinstance(leaf, RunSQL)
+        for text in _sql_texts(leaf, forwards)
+        for statement in sql.parse(text)
+    ):
+        return Mode.AUTOCOMMIT  # the statements manage transactions themselves
+    if any(isinstance(leaf, (RunSQL, *_concurrent_index_operations())) for leaf in found):
+        return Mode.STATEMENTS
+    return Mode.TRANSACTION
+
+
+def is_exempt(operation: Operation, exempt: tuple[type, ...], forwards: bool) -> bool:
+    """Whether ``operation`` runs without the statement timeout: it (or an operation it
+    wraps) is of an exempt class, or is a ``RunSQL`` that builds or drops an index
+    concurrently."""
+    for leaf in leaves(operation):
+        if isinstance(leaf, exempt):
+            return True
+        if isinstance(leaf, RunSQL) and any(
+            statement.concurrent_index
+            for text in _sql_texts(leaf, forwards)
+            for statement in sql.parse(text)
+        ):
+            return True
+    return False
+
+
+def _tables(state: ProjectState, app_label: str, model_name: str) -> set[str]:
+    """The tables of a model of ``state``: its own and its auto-created M2M tables."""
+    model = cast(Any, state).apps.get_model(app_label, model_name)
+    tables = {model._meta.db_table}
+    for field in model._meta.local_many_to_many:
+        through = field.remote_field.through  # type: ignore[union-attr]
+        if through._meta.auto_created:
+            tables.add(through._meta.db_table)
+    return tables
+
+
+def _changed_models(before: ProjectState, after: ProjectState) -> set[tuple[str, str]]:
+    changed = set()
+    for key in before.models.keys() | after.models.keys():
+        old, new = before.models.get(key), after.models.get(key)
+        if old is None or new is None or old != new:
+            changed.add(key)
+    return changed
+
+
+def _state_pairs(step: Step) -> Iterator[tuple[ProjectState, ProjectState]]:
+    """(state, state) pairs whose difference the step makes in the database."""
+    yield step.from_state, step.to_state
+    operation = step.operation
+    if isinstance(operation, SeparateDatabaseAndState):
+        state = step.to_state if not step.forwards else step.from_state
+        for inner in operation.database_operations:
+            after = state.clone()
+            inner.state_forwards(step.migration.app_label, after)
+            yield state, after
+            state = after
+
+
+def tables_changed(step: Step) -> set[str]:
+    """The tables of the models that ``step`` creates, alters, renames or deletes, under
+    their names both before and after it."""
+    tables: set[str] = set()
+    for before, after in _state_pairs(step):
+        for app_label, model_name in _changed_models(before, after):
+            for state in (before, after):
+                if (app_label, model_name) in state.models:
+                    tables |= _tables(state, app_label, model_name)
+    return tables
+
+
+def references_any(statement: Any, tables: set[str]) -> bool:
+    """Whether a deferred statement (a Django ``Statement``, or plain SQL) may refer to one
+    of ``tables``; plain SQL is assumed to."""
+    references_table = getattr(statement, "references_table", None)
+    if references_table is None:
+        return True
+    return any(references_table(table) for table in tables)

@@ -1,0 +1,9 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("tests", "0001_initial")]
+    operations = [
+        migrations.AddField("Alpha", "flag", models.BooleanField(null=True)),
+        migrations.AddField("Beta", "flag", models.BooleanField(null=True)),
+    ]
