@@ -17,6 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any, cast
 
 import django
+from django.db import transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
@@ -52,7 +53,10 @@ class PGMigrateExecutor(MigrationExecutor):
     ) -> Any:
         if self.run is not None:
             self.settle_half_applied(
-                targets, self.migration_plan(targets) if plan is None else plan, fake=fake
+                targets,
+                self.migration_plan(targets) if plan is None else plan,
+                # Django passes fake=False when the plan is empty.
+                fake=fake or self.run.options.fake,
             )
         return super().migrate(
             targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial
@@ -174,6 +178,10 @@ class PGMigrateExecutor(MigrationExecutor):
             )
         one_transaction = self._one_transaction(migration)
         runner = self._runner(migration, run.apply_operations, atomic=one_transaction)
+        if not one_transaction:
+            runner.apply = functools.partial(  # type: ignore[method-assign]
+                run.apply_operations, migration, record=lambda: self._record_now(migration)
+            )
         if not fake:
             run.prepare(progress_table=not one_transaction)
         apply: Any = super().apply_migration
@@ -189,6 +197,20 @@ class PGMigrateExecutor(MigrationExecutor):
                 )
             return cast("ProjectState", apply(state, runner, fake=fake, fake_initial=fake_initial))
 
+    def _record_now(self, migration: Migration) -> None:
+        """Record ``migration`` applied in the current transaction (its last operation's)."""
+        key = (migration.app_label, migration.name)
+        if django.VERSION[0] >= 6:
+            self.record_migration(*key)
+        else:
+            self.record_migration(migration)
+        transaction.on_commit(lambda: self._recorded.add(key), using=self.connection.alias)
+
+    @functools.cached_property
+    def _recorded(self) -> set[Key]:
+        """Migrations recorded in the transaction of their last operation."""
+        return set()
+
     def record_migration(self, *args: Any, **kwargs: Any) -> None:
         """Record a migration applied (or unapplied, Django 6.0) and forget its progress, in
         one transaction."""
@@ -202,8 +224,12 @@ class PGMigrateExecutor(MigrationExecutor):
         else:  # Django 6.0: record_migration(app_label, name, forward=True)
             keys = [(args[0], args[1])]
             forward = kwargs.get("forward", args[2] if len(args) > 2 else True)
-        if self.connection.in_atomic_block:  # PGMIGRATE_ATOMIC: inside the migration's
+        if forward and keys[-1] in self._recorded:
+            return  # recorded with its last operation
+        if self.connection.in_atomic_block:  # in pgmigrate's or the migration's transaction
             super().record_migration(*args, **kwargs)
+            if forward:
+                run.progress.forget(keys)
             return
 
         def attempt() -> None:

@@ -37,6 +37,8 @@ class RunOptions:
     wait_for_other_migrate: bool
     log_queries: bool
     restart: bool = False
+    #: ``--fake``: record (un)applied migrations without running them.
+    fake: bool = False
     report_path: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +74,7 @@ class RunOptions:
         return replace(
             cls.from_settings(),
             restart=bool(options.get("pgmigrate_restart")),
+            fake=bool(options.get("fake")),
             report_path=options.get("pgmigrate_report"),
             overrides=overrides,
             **overrides,

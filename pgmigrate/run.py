@@ -135,6 +135,7 @@ class Run:
         self._outside: set[tuple[str, str, int, bool]] = set()
         self._prepared = False
         self._check_interval_set = False
+        self._record_applied: Callable[[], None] | None = None
 
     @property
     def connection(self) -> Any:
@@ -173,8 +174,13 @@ class Run:
         project_state: ProjectState,
         schema_editor: BaseDatabaseSchemaEditor,
         collect_sql: bool = False,
+        *,
+        record: Callable[[], None] | None = None,
     ) -> ProjectState:
-        """``Migration.apply`` for pgmigrate."""
+        """``Migration.apply`` for pgmigrate. ``record`` records the migration as applied
+        (in the caller's transaction): it is called in the transaction of its last
+        operation, so that the migration is recorded exactly when all of it is applied."""
+        self._record_applied = record
         if collect_sql:  # pragma: no cover (sqlmigrate calls Migration.apply itself)
             return migration.apply(project_state, schema_editor, collect_sql=True)
         if schema_editor.atomic_migration:
@@ -253,7 +259,10 @@ class Run:
                 resumed = None
                 if isinstance(steps, _Lazy):
                     steps.forget_before(position)
-                self.guard.checkpoint()  # an interrupt that came meanwhile stops the run here
+                if position < len(steps):
+                    # An interrupt that came meanwhile stops the run here. (After the last
+                    # step, the executor raises it once the migration is recorded.)
+                    self.guard.checkpoint()
             except _RunOutside:
                 continue  # the same position again, now outside a transaction
             except BaseException as exc:
@@ -287,7 +296,11 @@ class Run:
                 with self._running(step, Mode.TRANSACTION):
                     _run_deferred_sql(schema_editor)
                 self.guard.protect()  # the record and the commit must not be cut in two
-                self._record(migration, step, statements=0)
+                last = step.forwards and step.number == len(migration.operations)
+                if last and self._record_applied is not None:
+                    self._record_applied()  # django_migrations, with the last operation
+                else:
+                    self._record(migration, step, statements=0)
                 if self._at is not None:
                     self._at.committing = True
             self._at = None

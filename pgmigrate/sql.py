@@ -17,8 +17,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pglast import parser
-
 
 class Kind(enum.Enum):
     """The kinds of statement pgmigrate treats differently."""
@@ -101,6 +99,8 @@ def parse(sql: str) -> list[Statement]:
 
 @functools.lru_cache(maxsize=512)
 def _parse(sql: str) -> tuple[Statement, ...]:
+    from pglast import parser  # imported when needed: it takes tens of milliseconds
+
     try:
         tree = json.loads(parser.parse_sql_json(sql))
     except (parser.ParseError, ValueError):

@@ -75,28 +75,55 @@ def test_resumes_after_a_lock_timeout(scenario, sessions):
     assert applied() == ["0001_initial", "0002_steps"]
 
 
+BACKUP_JOB = {
+    "PGMIGRATE_LOCK_TIMEOUT": 0.2,
+    "PGMIGRATE_PROTECTED": {"application_name": ["backup-*"]},
+}
+
+
 @pytest.mark.scenario("record")
-@override_settings(
-    PGMIGRATE_LOCK_TIMEOUT=0.2, PGMIGRATE_PROTECTED={"application_name": ["backup-*"]}
-)
-def test_a_migration_whose_record_failed_is_only_recorded_again(scenario, sessions):
-    """Every operation committed with its progress; recording the migration in
-    django_migrations then hit the lock timeout (a protected backup job reads it)."""
+@override_settings(**BACKUP_JOB)
+def test_a_migration_is_recorded_with_its_last_operation(scenario, sessions):
+    """django_migrations is written in the transaction of the last operation: when that
+    write cannot be done (a protected backup job holds a SHARE lock on it), the operation
+    is rolled back with it, and the next run applies and records it."""
     migrate("tests", "0001")
     backup = Session(application_name="backup-job").hold("django_migrations", "SHARE")
     sessions.append(backup)
     with pytest.raises(CommandError) as raised:
         migrate("tests")
+    assert "FAILED      2. Add field flag to Beta (rolled back)" in str(raised.value)
+    assert "flag" in columns("tests_alpha") and "flag" not in columns("tests_beta")
+    assert progress_rows() == [("tests", "0002_flags", 1, 2)]
+    backup.release()
+    out = migrate("tests")
+    assert "resuming tests.0002_flags at operation 2 of 2" in out
+    assert applied() == ["0001_initial", "0002_flags"]
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("runsql_statements")
+@override_settings(**BACKUP_JOB)
+def test_a_migration_whose_record_failed_is_only_recorded_again(scenario, sessions):
+    """The last operation ran outside a transaction (an atomic = False migration): all of it
+    committed with its progress, then recording the migration failed."""
+    migrate("tests", "0001")
+    query("INSERT INTO tests_alpha (name) VALUES ('a')")
+    backup = Session(application_name="backup-job").hold("django_migrations", "SHARE")
+    sessions.append(backup)
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
     report = str(raised.value)
-    assert "All 2 operations of migration tests.0002_flags are applied" in report
+    assert "All 2 operations of migration tests.0002_double are applied" in report
     assert "recording the migration in django_migrations failed" in report
     assert "it records the migration without running anything again" in report
-    assert progress_rows() == [("tests", "0002_flags", 2, 2)]
+    assert progress_rows() == [("tests", "0002_double", 2, 2)]
     backup.release()
 
     out = migrate("tests")
-    assert "all 2 operations of tests.0002_flags were applied by an earlier run" in out
-    assert applied() == ["0001_initial", "0002_flags"]
+    assert "all 2 operations of tests.0002_double were applied by an earlier run" in out
+    assert applied() == ["0001_initial", "0002_double"]
+    assert query("SELECT name FROM tests_alpha") == [("a+",)]
     assert progress_rows() == []
 
 

@@ -1,0 +1,143 @@
+"""Unapplying migrations: one transaction per operation, resumable in both directions, and
+half-applied migrations rolled back when the plan leaves them out."""
+
+import pytest
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from tests.helpers import (
+    MigrateThread,
+    Session,
+    applied,
+    columns,
+    is_waiting_on_lock,
+    migrate,
+    query,
+    wait_until,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+LOCK_TIMEOUT = {"PGMIGRATE_BLOCKING_ACTION": None, "PGMIGRATE_LOCK_TIMEOUT": 0.1}
+
+
+def progress_rows():
+    if not query("SELECT to_regclass('pgmigrate_progress')")[0][0]:
+        return []
+    return query("SELECT name, done, total, direction FROM pgmigrate_progress")
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+def test_each_operation_is_unapplied_in_its_own_transaction(scenario, sessions):
+    migrate("tests", "0002")
+    blocker = Session().hold("tests_alpha")
+    sessions.append(blocker)
+    run = MigrateThread("tests", "0001")
+    wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="unapplying waits on alpha")
+    # Operation 2 (beta.flag) is unapplied and committed; the migration is no longer
+    # recorded, and its progress says operation 1 is still applied.
+    assert "flag" not in columns("tests_beta")
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == [("0002_add_fields", 1, 2, "backwards")]
+    blocker.release()
+    run.finish()
+    assert "flag" not in columns("tests_alpha")
+    assert progress_rows() == []
+
+
+@pytest.fixture
+def half_unapplied(scenario, sessions):
+    """0002 stopped while being unapplied: operation 2 unapplied, operation 1 not."""
+    migrate("tests", "0002")
+    blocker = Session().hold("tests_alpha")
+    sessions.append(blocker)
+    with override_settings(**LOCK_TIMEOUT), pytest.raises(CommandError) as raised:
+        migrate("tests", "0001")
+    blocker.release()
+    return str(raised.value)
+
+
+def test_a_stopped_unapply_reports_what_is_still_applied(half_unapplied):
+    assert "was being unapplied and stopped with operations 1 to 1 of 2 still applied" in (
+        half_unapplied
+    )
+    assert "FAILED      1. Add field flag to Alpha (rolled back)" in half_unapplied
+    assert "unapplied   2. Add field flag to Beta" in half_unapplied
+    assert progress_rows() == [("0002_add_fields", 1, 2, "backwards")]
+
+
+def test_a_stopped_unapply_goes_on_when_run_again(half_unapplied):
+    out = migrate("tests", "0001")
+    assert "rolling back half-applied tests.0002_add_fields (operations 1 to 1 of 2" in out
+    assert "flag" not in columns("tests_alpha")
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == []
+
+
+def test_a_stopped_unapply_can_be_applied_again(half_unapplied):
+    out = migrate("tests", "0002")
+    assert "resuming tests.0002_add_fields at operation 2 of 2" in out
+    assert "flag" in columns("tests_alpha") and "flag" in columns("tests_beta")
+    assert applied() == ["0001_initial", "0002_add_fields"]
+    assert progress_rows() == []
+
+
+@pytest.fixture
+def half_applied(scenario):
+    """0002_partial failed at operation 4: operations 1-3 applied."""
+    with pytest.raises(CommandError):
+        migrate("tests")
+    assert progress_rows() == [("0002_partial", 3, 5, "forwards")]
+
+
+@pytest.mark.scenario("partial")
+@pytest.mark.parametrize("target", ["0001", "zero"])
+def test_migrating_backwards_rolls_back_a_half_applied_migration(half_applied, target):
+    out = migrate("tests", target)
+    assert "rolling back half-applied tests.0002_partial (operations 1 to 3 of 5" in out
+    assert "flag" not in columns("tests_beta")
+    assert "other_id" not in columns("tests_gamma")
+    assert progress_rows() == []
+    assert applied() == ([] if target == "zero" else ["0001_initial"])
+
+
+@pytest.mark.scenario("partial")
+def test_fake_forgets_the_progress_of_half_applied_migrations(half_applied):
+    out = migrate("tests", "0001", fake=True)
+    assert "--fake: forgot the progress of half-applied tests.0002_partial" in out
+    assert progress_rows() == []
+    assert "flag" in columns("tests_beta")  # --fake: the database is left as it is
+
+
+@pytest.mark.scenario("squash_before")
+def test_a_squashed_migration_replaces_a_half_applied_one(scenario):
+    """0002_flag stopped after operation 1; the next deploy brings a squashed migration that
+    replaces it: the half-applied one is rolled back, then the squashed one runs."""
+    migrate("tests", "0001")
+    query("INSERT INTO tests_alpha (name) VALUES ('bad row')")
+    with pytest.raises(CommandError):
+        migrate("tests")
+    assert progress_rows() == [("0002_flag", 1, 2, "forwards")]
+    query("UPDATE tests_alpha SET name = 'good row'")
+    with override_settings(MIGRATION_MODULES={"tests": "tests.scenarios.squash_after"}):
+        out = migrate("tests")
+    assert "rolling back half-applied tests.0002_flag" in out
+    assert applied() == ["0001_initial", "0002_flag", "0002_squashed_0003", "0003_note"]
+    assert "flag" in columns("tests_alpha") and "note" in columns("tests_beta")
+    assert progress_rows() == []
+
+
+@override_settings(PGMIGRATE_ATOMIC=True)
+def test_atomic_setting_unapplies_in_one_transaction(scenario, sessions):
+    migrate("tests", "0002")
+    blocker = Session().hold("tests_alpha")
+    sessions.append(blocker)
+    with override_settings(**LOCK_TIMEOUT), pytest.raises(CommandError):
+        migrate("tests", "0001")
+    # Rolled back as a whole: still recorded, every column still there.
+    assert applied() == ["0001_initial", "0002_add_fields"]
+    assert "flag" in columns("tests_beta")
+    assert progress_rows() == []
+    blocker.release()
+    migrate("tests", "0001")
+    assert "flag" not in columns("tests_alpha") and "flag" not in columns("tests_beta")
