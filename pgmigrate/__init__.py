@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from pgmigrate.actions import Blocker, BlockingAction, Cancel, Show, Terminate
-from pgmigrate.errors import PartialMigrationError
+from pgmigrate.errors import MigrateError, PartialMigrationError
 from pgmigrate.version import __version__
 
 if TYPE_CHECKING:
@@ -14,6 +14,7 @@ __all__ = [
     "BlockingAction",
     "Cancel",
     "MigrateCommand",
+    "MigrateError",
     "PartialMigrationError",
     "Show",
     "Terminate",

@@ -93,10 +93,11 @@ def patch_migrate() -> bool:
 
 
 def atomic() -> bool:
-    """``PGMIGRATE_ATOMIC``: run each migration in one transaction, as Django does.
+    """``PGMIGRATE_ATOMIC``: run each atomic migration in one transaction, as Django does.
 
-    Defaults to False: pgmigrate runs schema statements one by one, each committing on its
-    own, so that no lock is held longer than its statement needs.
+    Defaults to False: pgmigrate runs each operation in a transaction of its own, with its
+    progress record, so that no lock is held longer than its operation needs and a migration
+    that stops part of the way through resumes exactly (``pgmigrate.run``).
     """
     return _bool("PGMIGRATE_ATOMIC", False)
 
@@ -164,9 +165,9 @@ def _positive_seconds(name: str, default: float | None) -> float | None:
 
 
 def lock_retries() -> int:
-    """``PGMIGRATE_LOCK_RETRIES``: how often a statement that hit the lock timeout is retried
-    (default 0). In statement-by-statement mode only that statement (or that operation's
-    transaction) is retried; with ``PGMIGRATE_ATOMIC`` the whole migration is."""
+    """``PGMIGRATE_LOCK_RETRIES``: how often what hit the lock timeout is retried (default 0):
+    the operation's transaction (a statement alone when it runs outside a transaction, in an
+    ``atomic = False`` migration); with ``PGMIGRATE_ATOMIC`` the whole migration."""
     return _count("PGMIGRATE_LOCK_RETRIES", 0)
 
 

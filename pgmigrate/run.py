@@ -58,7 +58,6 @@ from pgmigrate.steps import (
     is_exempt,
     mode,
     references_any,
-    tables_changed,
 )
 
 if TYPE_CHECKING:
@@ -334,7 +333,7 @@ class Run:
             step = steps[later]
             if self._mode(step) is not Mode.TRANSACTION:
                 return False
-            tables = tables_changed(step)
+            tables = step.tables_changed
             if tables and any(references_any(statement, tables) for statement in deferred):
                 return True
         return False
@@ -519,23 +518,37 @@ class Run:
         def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            if (resumed or attempts > 1) and concurrent.prepare(self.connection, statement):
-                return  # an earlier attempt did it
-            with self.retry.suspended(), self._without_statement_timeout(statement):
-                execute(text, params)
+            with self._without_statement_timeout(statement):
+                if (resumed or attempts > 1) and concurrent.prepare(self.connection, statement):
+                    return  # an earlier attempt did it
+                with self.retry.suspended():
+                    execute(text, params)
 
         try:
             with self.guard.deferred(cancellable=True):
                 self.retry.call(attempt, what=self._statement_name(at))
         except BaseException:
-            with contextlib.suppress(Exception):
-                at.leftover = concurrent.leftovers(self.connection, statement)
+            # Not cut short by the signal that may have stopped the statement.
+            with self.guard.deferred(cancellable=False):
+                at.leftover = self._leftover(statement)
             raise
         with self.guard.deferred(cancellable=False):
             self._count_statement(step, at.seq if at.mode is Mode.STATEMENTS else 0, None)
         at.committed = at.seq
         at.inflight = None
         self.guard.checkpoint()
+
+    def _leftover(self, statement: sql.Statement) -> str | None:
+        """What a failed non-transactional statement left, in words."""
+        try:
+            return concurrent.leftovers(self.connection, statement)
+        except Exception:  # the connection is gone: say what it may have left
+            if statement.concurrent_index and statement.index:
+                return (
+                    f"it may have left an INVALID index {statement.index}; the next migrate "
+                    "drops and rebuilds it"
+                )
+            return None
 
     def _count_statement(self, step: Step, statements: int, inflight: str | None) -> None:
         migration = step.migration

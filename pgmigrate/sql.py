@@ -45,7 +45,6 @@ CONCURRENT_INDEX_KINDS = frozenset(
 #: Statement node types that refuse to run inside a transaction block.
 _NO_TRANSACTION_NODES = frozenset(
     {
-        "VacuumStmt",
         "CreatedbStmt",
         "DropdbStmt",
         "CreateTableSpaceStmt",
@@ -141,7 +140,11 @@ def _statement(node: dict[str, Any]) -> Statement:
         )
     if name == "TransactionStmt":
         return Statement(Kind.TRANSACTION_CONTROL)
-    if name in _NO_TRANSACTION_NODES or _detaches_concurrently(name, body):
+    if (
+        name in _NO_TRANSACTION_NODES
+        or (name == "VacuumStmt" and body.get("is_vacuumcmd"))  # not ANALYZE
+        or _detaches_concurrently(name, body)
+    ):
         return Statement(Kind.NO_TRANSACTION)
     return Statement(Kind.OTHER)
 

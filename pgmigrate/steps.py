@@ -9,6 +9,7 @@ and so that it can look ahead at what later steps change (see ``tables_changed``
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -56,6 +57,11 @@ class Step:
     def number(self) -> int:
         """The operation's 1-based number in its migration."""
         return self.index + 1
+
+    @functools.cached_property
+    def tables_changed(self) -> set[str]:
+        """``tables_changed(self)``, computed once."""
+        return tables_changed(self)
 
     def run(self, schema_editor: BaseDatabaseSchemaEditor) -> None:
         app_label = self.migration.app_label

@@ -22,6 +22,7 @@ def _reset_tests_app(using: str) -> None:
     tables.append(("pgmigrate_progress",))
     for (table,) in tables:
         query(f'DROP TABLE IF EXISTS "{table}" CASCADE', using=using)
+    query("DROP FUNCTION IF EXISTS tests_slow(text) CASCADE", using=using)
     recorder = MigrationRecorder(connections[using])
     recorder.ensure_schema()
     recorder.migration_qs.filter(app="tests").delete()
