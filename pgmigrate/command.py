@@ -38,16 +38,19 @@ DjangoMigrateCommand = django_migrate.Command
 
 
 @contextlib.contextmanager
-def _keeping_the_error(manager: contextlib.AbstractContextManager[Any]) -> Iterator[None]:
+def _keeping_the_error(
+    manager: contextlib.AbstractContextManager[Any], using: str
+) -> Iterator[None]:
     """Enter ``manager`` (``pglock.timeout``, ``pgactivity.timeout``); if the block fails,
-    a database error while restoring the timeout (the connection broke) does not hide the
-    original error."""
+    restoring the timeout neither hides the original error (a database error) nor opens a
+    new connection when the migrating one is gone (the setting went with it)."""
     manager.__enter__()
     try:
         yield
     except BaseException:
-        with contextlib.suppress(Error):
-            manager.__exit__(*sys.exc_info())
+        if connections[using].connection is not None:
+            with contextlib.suppress(Error):
+                manager.__exit__(*sys.exc_info())
         raise
     manager.__exit__(None, None, None)
 
@@ -110,6 +113,7 @@ class MigrateCommand(DjangoMigrateCommand):
             return super().handle(*args, **opts)
 
         self.verbosity = opts["verbosity"]
+        self._connection_lost = False
         self._output_lock = threading.Lock()
         self._line_open = False
         self.current_migration = None
@@ -170,15 +174,21 @@ class MigrateCommand(DjangoMigrateCommand):
                 )
                 stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
                 stack.enter_context(connection.execute_wrapper(guard.execute_wrapper))
+                stack.enter_context(
+                    connection.execute_wrapper(functools.partial(self._note_lost, using))
+                )
                 stack.callback(run.close)
                 if run_options.lock_timeout is not None:
                     stack.enter_context(
-                        _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using))
+                        _keeping_the_error(
+                            pglock.timeout(run_options.lock_timeout, using=using), using
+                        )
                     )
                 if run_options.statement_timeout is not None:
                     stack.enter_context(
                         _keeping_the_error(
-                            pgactivity.timeout(run_options.statement_timeout, using=using)
+                            pgactivity.timeout(run_options.statement_timeout, using=using),
+                            using,
                         )
                     )
                 stack.enter_context(_executor_for(run))
@@ -201,6 +211,18 @@ class MigrateCommand(DjangoMigrateCommand):
         finally:
             watcher.stop()
             self._finish(events, run_options)
+
+    def _note_lost(
+        self, using: str, execute: Any, sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Django ``execute_wrapper``: note when a statement fails because the connection
+        is gone, at once (Django may reconnect before the error reaches ``handle``)."""
+        try:
+            return execute(sql, params, many, context)
+        except Error as exc:
+            if is_connection_lost(exc, using):
+                self._connection_lost = True
+            raise
 
     def _prepare_progress(self, progress: ProgressRecorder, run_options: Any) -> None:
         """Load recorded progress; forget it with ``--pgmigrate-restart``."""
@@ -261,7 +283,7 @@ class MigrateCommand(DjangoMigrateCommand):
                 f"pgmigrate: {where} stopped: a statement waited for a lock longer than the "
                 f"lock timeout ({setting}). Run migrate again once the blocking sessions are gone."
             )
-        elif is_connection_lost(exc, using):
+        elif self._connection_lost or is_connection_lost(exc, using):
             status = "connection_lost"
             message = (
                 f"pgmigrate: {where} stopped: the migrating connection (backend pid "

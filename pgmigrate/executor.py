@@ -159,9 +159,15 @@ class PGMigrateExecutor(MigrationExecutor):
         return runner
 
     def _one_transaction(self, migration: Migration) -> bool:
-        """``PGMIGRATE_ATOMIC`` and an atomic migration: Django's one transaction."""
+        """``PGMIGRATE_ATOMIC`` and an atomic migration: Django's one transaction (unless an
+        earlier run, without ``PGMIGRATE_ATOMIC``, left it half applied: it resumes)."""
         run = self.run
-        return bool(run is not None and run.options.atomic and migration.atomic)
+        return bool(
+            run is not None
+            and run.options.atomic
+            and migration.atomic
+            and run.progress.get(migration.app_label, migration.name) is None
+        )
 
     def apply_migration(
         self,

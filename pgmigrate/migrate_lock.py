@@ -50,5 +50,7 @@ def migrate_lock(using: str, *, wait: bool, notice: Callable[[str], None]) -> It
     try:
         yield
     finally:
-        with contextlib.suppress(Error):  # a lost connection has released it already
-            pglock.advisory(LOCK_NAME, using=using).release()
+        # A lost connection has released it already: do not open a new one to release it.
+        if connections[using].connection is not None:
+            with contextlib.suppress(Error):
+                pglock.advisory(LOCK_NAME, using=using).release()

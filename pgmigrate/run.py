@@ -160,7 +160,7 @@ class Run:
 
     def close(self) -> None:
         """Undo ``prepare``'s session setting (the connection may be used further)."""
-        if self._check_interval_set:
+        if self._check_interval_set and self.connection.connection is not None:
             self._check_interval_set = False
             with contextlib.suppress(Error), self.connection.cursor() as cursor:
                 cursor.execute("RESET client_connection_check_interval")

@@ -263,3 +263,18 @@ def test_progress_table_that_cannot_be_made_stops_before_anything_is_applied(
     finally:
         connections["migrator"].close()
         connections["migrator"].settings_dict["USER"] = "pgm_migrator"
+
+
+def test_atomic_setting_resumes_a_migration_left_half_applied(scenario, fail_at):
+    """Switching to PGMIGRATE_ATOMIC after a failure does not run the applied operations
+    again: the half-applied migration resumes operation by operation."""
+    migrate("tests", "0001")
+    fail_at["checkpoint"] = 2
+    with pytest.raises(CommandError):
+        migrate("tests")
+    fail_at["checkpoint"] = None
+    with override_settings(PGMIGRATE_ATOMIC=True):
+        out = migrate("tests")
+    assert "resuming tests.0002_steps at operation 4 of 6" in out
+    assert query("SELECT count(*) FROM tests_alpha WHERE name = 'added once'") == [(1,)]
+    assert progress_rows() == []
