@@ -1,6 +1,6 @@
 # Development tasks. Every target sets up its own virtualenv first:
 #   make test ARGS="-k lock"   make demo   make lint   make format   make type-check
-#   make full-test-suite       make bench   make clean
+#   make full-test-suite       make bench   make chaos   make clean
 # PostgreSQL: $DATABASE_URL if set, else a throwaway server (tests/pgserver.py).
 # `make test` measures branch coverage of pgmigrate/ and, when run whole (no ARGS), fails
 # below [tool.coverage.report] fail_under in pyproject.toml.
@@ -11,11 +11,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help venv test full-test-suite demo lint format type-check bench clean
+.PHONY: help venv test full-test-suite demo lint format type-check bench chaos clean
 
 help:
-	@echo "make test | full-test-suite | demo | lint | format | type-check | bench | clean"
-	@echo "  ARGS=... go to pytest (test, full-test-suite), demo or bench"
+	@echo "make test | full-test-suite | demo | lint | format | type-check | bench | chaos | clean"
+	@echo "  ARGS=... go to pytest (test, full-test-suite), demo, bench or chaos"
 
 # Re-install only when the project's dependencies may have changed.
 $(INSTALLED): pyproject.toml
@@ -52,6 +52,11 @@ type-check: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench $(ARGS)
+
+# Fault injection: interrupt migrate at random points, check that one re-run recovers
+# (chaos/README.md). Its own throwaway PostgreSQL; ARGS=--quick runs 30 trials.
+chaos: $(INSTALLED)
+	$(BIN)/python -m chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .nox build dist *.egg-info .pytest_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -1,0 +1,1 @@
+"""Fault-injection trials for pgmigrate: ``python -m chaos`` (see chaos/README.md)."""

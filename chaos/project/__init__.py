@@ -1,0 +1,1 @@
+"""The chaos trials' Django project: three apps whose migrations the trials interrupt."""

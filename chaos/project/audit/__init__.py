@@ -1,0 +1,1 @@
+"""Audit: an event journal referring to products and customers."""
