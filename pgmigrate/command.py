@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import sys
 import threading
@@ -19,6 +20,7 @@ from django.db.migrations.executor import MigrationExecutor
 from pgmigrate import interrupts, options
 from pgmigrate.errors import (
     PartialMigrationError,
+    add_note,
     chain,
     first_line,
     is_connection_lost,
@@ -118,6 +120,10 @@ class MigrateCommand(DjangoMigrateCommand):
         self._line_open = False
         self.current_migration = None
         run_options = options.RunOptions.from_command(opts)
+        if connections[using].in_atomic_block:
+            # Called inside the caller's transaction: nothing commits before it does, so each
+            # migration runs in one transaction (a savepoint), as in Django.
+            run_options = dataclasses.replace(run_options, atomic=True)
         backend_pid = pgactivity.pid(using=using)
         self.notice(
             f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
@@ -203,10 +209,21 @@ class MigrateCommand(DjangoMigrateCommand):
             if error is None:
                 raise
             interrupt = _interrupt_in(exc)
-            if interrupt is not None and not getattr(self, "_called_from_command_line", False):
+            from_command_line = getattr(self, "_called_from_command_line", False)
+            if interrupt is not None and not from_command_line:
                 # call_command callers get the interrupt itself, as Python code expects.
                 self.stderr.write(str(error))
                 raise interrupt from exc
+            original = next(e for e in chain(exc) if not isinstance(e, PartialMigrationError))
+            if (
+                interrupt is None
+                and not from_command_line
+                and not isinstance(error, type(original))
+            ):
+                # Its class cannot be combined with CommandError: Python code gets the error
+                # itself, with the report as a note.
+                add_note(original, str(error))
+                raise original  # noqa: B904 (it keeps its own cause)
             raise error from exc
         finally:
             watcher.stop()

@@ -81,6 +81,15 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
     return _driver_connection_closed(using)
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` (PEP 678; Python 3.10 gets ``__notes__`` set directly)."""
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(note)
+    else:  # pragma: no cover (Python 3.10)
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
 class MigrateError(CommandError):
     """What ``migrate`` raises when a migration fails.
 
@@ -127,6 +136,8 @@ class PartialMigrationError(Exception):
             (recording the migration in ``django_migrations`` failed).
         detail: What happened to the failed operation ("rolled back", the statements that
             committed, an index left behind...).
+        statements: How many statements of the failed operation committed and are recorded
+            (an operation that runs statement by statement; the next run resumes after them).
     """
 
     def __init__(
@@ -137,12 +148,14 @@ class PartialMigrationError(Exception):
         done: int,
         failed_index: int | None,
         detail: str | None = None,
+        statements: int = 0,
     ) -> None:
         self.migration = migration
         self.forwards = forwards
         self.done = done
         self.failed_index = failed_index
         self.detail = detail
+        self.statements = statements
         super().__init__(self.report())
 
     @property
@@ -209,6 +222,9 @@ class PartialMigrationError(Exception):
             )
         if self.done == total:
             return "Run migrate again: it records the migration without running anything again."
+        if self.statements:
+            where = f"statement {self.statements + 1} of operation {self.done + 1}"
+            return f"Fix the cause and run migrate again: it resumes at {where}."
         if not self.done and not self.detail_commits:
             return "Nothing of it was applied; fix the cause and run migrate again."
         applied = (

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import django
 from django.db import transaction
+from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
 from pgmigrate.db import atomic
-from pgmigrate.errors import PartialMigrationError
-from pgmigrate.progress import BACKWARDS, Key
+from pgmigrate.errors import PartialMigrationError, migrate_error
+from pgmigrate.progress import BACKWARDS, FORWARDS, Key
 
 if TYPE_CHECKING:
     from django.db.migrations import Migration
@@ -137,10 +138,17 @@ class PGMigrateExecutor(MigrationExecutor):
             loader = MigrationLoader(self.connection, replace_migrations=False)
         migration = loader.graph.nodes[key]
         state = loader.project_state(key, at_end=False)
-        run.notice(
-            f"pgmigrate: rolling back half-applied {_label(key)} (operations 1 to "
-            f"{saved.done} of {saved.total} were applied by an earlier run)"
-        )
+        what = saved.describe()
+        try:
+            part_way = saved.mid_operation and saved.direction == FORWARDS
+            run.check_reversible(migration, saved.done + part_way)
+        except IrreversibleError as exc:
+            raise migrate_error(
+                f"pgmigrate: {_label(key)} is half applied ({what}) and must be rolled back "
+                f"before this plan runs, but {exc}. Migrate forwards to finish it instead.",
+                exc,
+            ) from exc
+        run.notice(f"pgmigrate: rolling back half-applied {_label(key)} ({what})")
         run.prepare(progress_table=True)
         runner = self._runner(migration, run.unapply_operations, atomic=False)
         with (
@@ -184,6 +192,10 @@ class PGMigrateExecutor(MigrationExecutor):
             )
         one_transaction = self._one_transaction(migration)
         runner = self._runner(migration, run.apply_operations, atomic=one_transaction)
+        if run.progress.get(migration.app_label, migration.name) is not None:
+            # Half applied by an earlier run: Django's --fake-initial would see its tables
+            # and fake it; it resumes instead.
+            fake_initial = False
         if not one_transaction:
             runner.apply = functools.partial(  # type: ignore[method-assign]
                 run.apply_operations, migration, record=lambda: self._record_now(migration)
@@ -273,6 +285,8 @@ class PGMigrateExecutor(MigrationExecutor):
         if run is None:
             return super().unapply_migration(state, migration, fake=fake)
         key = (migration.app_label, migration.name)
+        if not fake:
+            run.check_reversible(migration, len(migration.operations))
         if self.progress_callback:
             self.progress_callback("unapply_start", migration, fake)
         one_transaction = self._one_transaction(migration)

@@ -38,10 +38,12 @@ def _interrupt_for(signum: int) -> KeyboardInterrupt:
 class Guard:
     """Holds back Ctrl-C/SIGTERM while pgmigrate does something that must not be cut in two.
 
-    Inside ``deferred()`` a signal is only noted; it is raised when the outermost deferred
-    section ends. ``cancellable`` says whether the signal relay may meanwhile cancel the
-    running statement: yes while an operation runs (a cancelled statement is cleanly rolled
-    back), no while progress or the migration record is written.
+    Inside ``deferred()`` a signal is only noted; it is raised at the next ``checkpoint()``,
+    before the next statement where cancelling is allowed, or when the outermost deferred
+    section ends; inside ``operation()`` (and not protected) it is raised at once.
+    ``cancellable`` says whether the signal relay may meanwhile cancel the running statement:
+    yes while an operation runs (a cancelled statement is cleanly rolled back), no while
+    progress or the migration record is written (``protect()``).
     """
 
     def __init__(self) -> None:
@@ -49,14 +51,15 @@ class Guard:
         self.cancellable = True
         self._depth = 0
         self._saved: list[bool] = []
+        self._operation = 0
         #: Set when a signal arrives, so that a wait (``sleep``) ends at once.
         self.woken = threading.Event()
 
     def handler(self, signum: int, frame: object) -> None:
+        if not self._depth or (self._operation and self.cancellable):
+            raise _interrupt_for(signum)
         self.pending = signum
         self.woken.set()
-        if not self._depth:
-            raise _interrupt_for(signum)
 
     def checkpoint(self) -> None:
         """Raise the signal that arrived meanwhile, if any: a point where stopping is clean."""
@@ -64,6 +67,17 @@ class Guard:
             signum, self.pending = self.pending, None
             self.woken.clear()
             raise _interrupt_for(signum)
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """An operation's own code runs (a ``RunPython`` function, a schema change): a signal
+        interrupts it at once, as it would interrupt plain Django, unless ``protect`` is on.
+        Its transaction is rolled back."""
+        self._operation += 1
+        try:
+            yield
+        finally:
+            self._operation -= 1
 
     def protect(self) -> None:
         """Until the current deferred section ends, do not cancel the running statement
@@ -100,7 +114,7 @@ class Guard:
 
     def reset(self) -> None:
         """Leave every deferred section without raising (the run is ending anyway)."""
-        self._depth = 0
+        self._depth = self._operation = 0
         self._saved.clear()
         self.cancellable = True
         self.pending = None

@@ -8,7 +8,9 @@ committed (``statements``) and the digest of a statement that may have committed
 being counted (``inflight``, e.g. a ``CREATE INDEX CONCURRENTLY`` cut short).
 
 A migration is thus always in one of two states: recorded in ``django_migrations`` (no row
-here), or not recorded with ``done`` of its operations applied (no row: none).
+here), or not recorded with ``done`` of its operations applied (no row: none). The
+fingerprint covers the operations that are applied, and ``statements_digest`` the statements
+of a part-way operation that committed: editing what has not run yet is allowed.
 """
 
 from __future__ import annotations
@@ -38,15 +40,19 @@ CREATE_TABLE = (
     " direction varchar(9) NOT NULL DEFAULT 'forwards',"
     " statements integer NOT NULL DEFAULT 0,"
     " inflight varchar(64),"
+    " statements_digest varchar(64),"
     " updated timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (app, name))"
 )
-_COLUMNS = "app, name, done, total, fingerprint, direction, statements, inflight"
+_COLUMNS = (
+    "app, name, done, total, fingerprint, direction, statements, inflight, statements_digest"
+)
 _UPSERT = (
-    f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (app, name) DO UPDATE SET done = EXCLUDED.done, total = EXCLUDED.total,"
     " fingerprint = EXCLUDED.fingerprint, direction = EXCLUDED.direction,"
-    " statements = EXCLUDED.statements, inflight = EXCLUDED.inflight, updated = now()"
+    " statements = EXCLUDED.statements, inflight = EXCLUDED.inflight,"
+    " statements_digest = EXCLUDED.statements_digest, updated = now()"
 )
 
 Key = tuple[str, str]
@@ -72,11 +78,21 @@ def _stable(value: Any) -> str:
     return repr(value)
 
 
-def fingerprint(migration: Any) -> str:
-    """A digest of the migration's operations: each one's full deconstruction (class,
-    arguments, keyword arguments, as Django's migration writer spells them), in order."""
-    text = "\n".join(_stable(operation) for operation in migration.operations)
+def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def fingerprint(migration: Any, done: int | None = None) -> str:
+    """A digest of the migration's operations 1 to ``done`` (all by default): each one's full
+    deconstruction (class, arguments, keyword arguments, as Django's migration writer spells
+    them), in order."""
+    operations = migration.operations[:done]
+    return _digest("\n".join(_stable(operation) for operation in operations))
+
+
+def statements_digest(previous: str | None, sql: str, params: Any) -> str:
+    """The digest of a statement list, ``previous`` (its statements so far) and one more."""
+    return _digest(f"{previous or ''}\n{sql}\n{params!r}")
 
 
 @dataclass(frozen=True)
@@ -86,12 +102,13 @@ class Progress:
     Attributes:
         done: Operations 1 to ``done`` are applied.
         total: The migration's number of operations.
-        fingerprint: ``fingerprint(migration)`` when the row was written.
+        fingerprint: ``fingerprint(migration, done)`` when the row was written.
         direction: ``"forwards"`` or ``"backwards"``: the direction of the run that wrote it.
         statements: For an operation whose statements commit one by one, how many of them
             committed: of operation ``done + 1`` forwards, of operation ``done`` backwards.
         inflight: Digest of that operation's next statement when it ran outside a
             transaction and may have committed without being counted.
+        statements_digest: ``statements_digest`` of the ``statements`` that committed.
     """
 
     done: int
@@ -100,11 +117,27 @@ class Progress:
     direction: str = FORWARDS
     statements: int = 0
     inflight: str | None = None
+    statements_digest: str | None = None
 
     @property
     def mid_operation(self) -> bool:
         """True when an operation stopped between two of its statements."""
         return bool(self.statements or self.inflight)
+
+    def describe(self) -> str:
+        """What an earlier run left applied, in words."""
+        if self.done == 0:
+            applied = "an earlier run applied none of its operations"
+        elif self.done == 1:
+            applied = "an earlier run applied operation 1"
+        else:
+            applied = f"an earlier run applied operations 1 to {self.done}"
+        applied += f" of {self.total}"
+        if self.mid_operation:
+            number = self.operation_index + 1
+            how = "applying" if self.direction == FORWARDS else "unapplying"
+            applied += f", and stopped {how} operation {number} part of the way"
+        return applied
 
     @property
     def operation_index(self) -> int:
@@ -119,13 +152,13 @@ class ProgressRecorder:
         self.connection = connection
         self._known: dict[Key, Progress] | None = None
         self._table_exists = False
-        self._fingerprints: dict[int, str] = {}
+        self._fingerprints: dict[tuple[int, int], str] = {}
 
-    def fingerprint(self, migration: Any) -> str:
-        """``fingerprint(migration)``, computed once per migration object."""
-        key = id(migration)
+    def fingerprint(self, migration: Any, done: int) -> str:
+        """``fingerprint(migration, done)``, computed once per migration object."""
+        key = (id(migration), done)
         if key not in self._fingerprints:
-            self._fingerprints[key] = fingerprint(migration)
+            self._fingerprints[key] = fingerprint(migration, done)
         return self._fingerprints[key]
 
     def load(self) -> dict[Key, Progress]:
@@ -201,6 +234,7 @@ class ProgressRecorder:
                     progress.direction,
                     progress.statements,
                     progress.inflight,
+                    progress.statements_digest,
                 ],
             )
         self._on_commit(key, progress)
@@ -208,7 +242,7 @@ class ProgressRecorder:
     def start(self, migration: Any, done: int, direction: str) -> Progress:
         """The progress of ``migration`` with ``done`` operations applied."""
         return Progress(
-            done, len(migration.operations), self.fingerprint(migration), direction=direction
+            done, len(migration.operations), self.fingerprint(migration, done), direction=direction
         )
 
     def forget(self, keys: Iterable[Key]) -> None:

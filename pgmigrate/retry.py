@@ -51,8 +51,9 @@ class LockRetry:
         finally:
             self._suspended = previous
 
-    def call(self, func: Callable[[], T], *, what: str) -> T:
-        """``func()``, retried up to ``retries`` times while it fails with a lock timeout."""
+    def call(self, func: Callable[[], T], *, what: str | Callable[[], str]) -> T:
+        """``func()``, retried up to ``retries`` times while it fails with a lock timeout.
+        ``what`` names it in messages (a callable: asked after each failure)."""
         attempt = 1
         while True:
             try:
@@ -60,10 +61,11 @@ class LockRetry:
             except Exception as exc:
                 if not is_lock_timeout(exc):
                     raise
+                name = what() if callable(what) else what
                 gave_up = attempt > self.retries
                 self.events.emit(
                     "lock_timeout",
-                    f"pgmigrate: {what} hit the lock timeout (attempt {attempt} of "
+                    f"pgmigrate: {name} hit the lock timeout (attempt {attempt} of "
                     f"{self.retries + 1})" + ("; giving up" if gave_up else ""),
                     attempt=attempt,
                     attempts=self.retries + 1,
@@ -72,19 +74,19 @@ class LockRetry:
                 if gave_up:
                     if self.retries:
                         self.notice(
-                            f"pgmigrate: {what} hit the lock timeout {attempt} times; giving up",
+                            f"pgmigrate: {name} hit the lock timeout {attempt} times; giving up",
                             warning=True,
                         )
                     raise
                 delay = backoff(attempt, self.base_delay, self.max_delay)
                 self.notice(
-                    f"pgmigrate: {what} hit the lock timeout (attempt {attempt} of "
+                    f"pgmigrate: {name} hit the lock timeout (attempt {attempt} of "
                     f"{self.retries + 1}); retrying in {delay:.2f} s",
                     warning=True,
                 )
                 self.events.emit(
                     "retry",
-                    f"pgmigrate: retrying {what} in {delay:.2f} s",
+                    f"pgmigrate: retrying {name} in {delay:.2f} s",
                     attempt=attempt + 1,
                     delay=round(delay, 6),
                 )

@@ -34,12 +34,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import pgactivity
 from django.core.management.base import CommandError
 from django.db import DatabaseError, Error, connections
+from django.db.migrations.exceptions import IrreversibleError
 
 from pgmigrate import concurrent, sql
 from pgmigrate.db import atomic
@@ -49,12 +51,19 @@ from pgmigrate.errors import (
     PartialMigrationError,
     sqlstate,
 )
-from pgmigrate.progress import BACKWARDS, FORWARDS, Progress, ProgressRecorder
+from pgmigrate.progress import (
+    BACKWARDS,
+    FORWARDS,
+    Progress,
+    ProgressRecorder,
+    statements_digest,
+)
 from pgmigrate.steps import (
     ForwardSteps,
     Mode,
     Step,
     backward_steps,
+    destroys_data,
     is_exempt,
     mode,
     references_any,
@@ -106,6 +115,9 @@ class _Position:
     leftover: str | None = None
     #: The step's transaction is committing (its outcome is unknown if that fails).
     committing: bool = False
+    #: ``progress.statements_digest`` of the statements seen so far, and the one recorded.
+    digest: str | None = None
+    saved_digest: str | None = None
 
 
 class Run:
@@ -224,14 +236,28 @@ class Run:
         done = saved.done if saved else len(migration.operations)
         with self._editing(schema_editor):
             if saved and saved.mid_operation and saved.direction == FORWARDS:
-                # An earlier run stopped between two statements of an operation it was
-                # applying: finish applying it, then unapply it like the others.
-                forward = ForwardSteps(migration, project_state.clone(), done)
-                self._run_steps(_Lazy(forward, done, stop=done + 1), schema_editor, saved)
+                if saved.statements:
+                    # An earlier run stopped between two statements of an operation it was
+                    # applying: finish applying it, then unapply it like the others.
+                    forward = ForwardSteps(migration, project_state.clone(), done)
+                    self._run_steps(_Lazy(forward, done, stop=done + 1), schema_editor, saved)
+                # Else only its first statement may have run (a cut-short CREATE INDEX
+                # CONCURRENTLY): unapplying the operation undoes what it left.
                 done, saved = done + 1, None
             steps = backward_steps(migration, project_state, done)
             self._run_steps(steps, schema_editor, saved)
         return project_state
+
+    def check_reversible(self, migration: Migration, done: int) -> None:
+        """Before anything of ``migration`` is unapplied: its operations 1 to ``done`` must
+        be reversible (Django's ``Migration.unapply`` checks the same first).
+
+        Raises:
+            IrreversibleError: Naming the first operation that is not.
+        """
+        for operation in migration.operations[:done]:
+            if not operation.reversible:
+                raise IrreversibleError(f"Operation {operation} in {migration} is not reversible")
 
     # The steps --------------------------------------------------------------------------
 
@@ -264,64 +290,104 @@ class Run:
                     self.guard.checkpoint()
             except _RunOutside:
                 continue  # the same position again, now outside a transaction
-            except BaseException as exc:
+            except (Exception, KeyboardInterrupt) as exc:  # SystemExit passes as it is
                 raise self._failure(step.migration, step.forwards, exc) from exc
 
     def _mode(self, step: Step) -> Mode:
         key = (step.migration.app_label, step.migration.name, step.index, step.forwards)
         if key in self._outside:
-            return Mode.STATEMENTS
+            return Mode.AUTOCOMMIT
         return mode(step.migration, step.operation, step.forwards)
 
     def _run_transaction(
         self, steps: Sequence[Step], first: int, schema_editor: BaseDatabaseSchemaEditor
     ) -> int:
-        """Run ``steps[first]`` (and the later steps its deferred SQL needs) in one
-        transaction with their progress record; retried as a whole on a lock timeout.
-        Return the position after the last step run."""
+        """Run ``steps[first]``, and the later steps that must share its transaction, in one
+        transaction with their progress record; retried as a whole on a lock timeout. Return
+        the position after the last step run.
+
+        Later steps share the transaction when they change what the pending deferred SQL
+        refers to (``_deferred_needs``); when a step deletes data that undoing it cannot
+        bring back, the steps after it share it up to the next step that runs outside a
+        transaction, so that a failure after it rolls it back, as in Django; and when
+        deferred constraints fail at the commit, the transaction is tried again with those
+        steps too, as Django would have checked them at the end of the migration."""
         migration = steps[first].migration
+        end = self._transactions_end(steps, first)
+        until = first + 1
+        reached = first
 
         def attempt() -> int:
+            nonlocal until, reached
             schema_editor.deferred_sql.clear()
             position = first
             with self.guard.deferred(cancellable=True), atomic(self.using):
                 while True:
                     step = steps[position]
-                    with self._running(step, Mode.TRANSACTION), self._exempt(step):
+                    with (
+                        self._running(step, Mode.TRANSACTION),
+                        self._exempt(step),
+                        self.guard.operation(),
+                    ):
                         step.run(schema_editor)
                     position += 1
+                    if destroys_data(step):
+                        until = end
+                    if position < until:
+                        continue
                     if not self._deferred_needs(steps, position, schema_editor.deferred_sql):
                         break
                 with self._running(step, Mode.TRANSACTION):
                     _run_deferred_sql(schema_editor)
+                self.guard.checkpoint()  # a signal that came meanwhile rolls it back
                 self.guard.protect()  # the record and the commit must not be cut in two
                 last = step.forwards and step.number == len(migration.operations)
                 if last and self._record_applied is not None:
                     self._record_applied()  # django_migrations, with the last operation
                 else:
                     self._record(migration, step, statements=0)
+                reached = position
                 if self._at is not None:
                     self._at.committing = True
             self._at = None
             return position
 
-        what = f"operation {steps[first].number} of {label(migration)}"
-        try:
-            return self.retry.call(attempt, what=what)
-        except DatabaseError as exc:
-            at = self._at
-            if (
-                sqlstate(exc) == CANNOT_RUN_IN_TRANSACTION
-                and at is not None
-                and not migration.atomic
-            ):
-                # The operation runs a statement that cannot run in a transaction (a custom
-                # CONCURRENTLY operation): run it statement by statement instead.
-                step = at.step
-                self._outside.add((migration.app_label, migration.name, step.index, step.forwards))
-                self._at = None
-                raise _RunOutside from exc
-            raise
+        def what() -> str:
+            step = self._at.step if self._at is not None else steps[first]
+            return f"operation {step.number} of {label(migration)}"
+
+        while True:
+            try:
+                return self.retry.call(attempt, what=what)
+            except DatabaseError as exc:
+                at = self._at
+                code = sqlstate(exc) or ""
+                if code == CANNOT_RUN_IN_TRANSACTION and at is not None and not migration.atomic:
+                    # The operation runs a statement that cannot run in a transaction (a
+                    # custom CONCURRENTLY operation): run it as Django runs it instead.
+                    step = at.step
+                    key = (migration.app_label, migration.name, step.index, step.forwards)
+                    self._outside.add(key)
+                    self._at = None
+                    raise _RunOutside from exc
+                if at is not None and at.committing and code.startswith("23") and reached < end:
+                    self.notice(
+                        f"pgmigrate: {what()}: a deferred constraint failed at the commit; "
+                        f"running operations {steps[first].number} to {steps[end - 1].number} "
+                        "in one transaction, as the constraint is checked at the end of the "
+                        "migration in Django"
+                    )
+                    until, self._at = end, None
+                    continue
+                raise
+
+    def _transactions_end(self, steps: Sequence[Step], first: int) -> int:
+        """The position of the first step after ``first`` that runs outside a transaction
+        (or the end)."""
+        for position in range(first + 1, len(steps)):
+            if self._mode(steps[position]) is not Mode.TRANSACTION:
+                return position
+        return len(steps)
 
     def _deferred_needs(self, steps: Sequence[Step], position: int, deferred: list[Any]) -> bool:
         """Whether a later step, up to the next one that runs outside a transaction, changes
@@ -347,7 +413,8 @@ class Run:
     ) -> None:
         """Run one step outside a transaction; its statements go through ``_execute``."""
         schema_editor.deferred_sql.clear()
-        with self._running(step, step_mode, resumed), self._exempt(step):
+        in_python = self.guard.operation() if step_mode is Mode.AUTOCOMMIT else nullcontext()
+        with self._running(step, step_mode, resumed), self._exempt(step), in_python:
             step.run(schema_editor)
             _run_deferred_sql(schema_editor)
         with self.guard.deferred(cancellable=False):
@@ -374,15 +441,16 @@ class Run:
         saved = self.progress.get(migration.app_label, migration.name)
         if saved is None:
             return None
-        if saved.fingerprint != self.progress.fingerprint(migration) or saved.total != len(
-            migration.operations
+        operations = len(migration.operations)
+        if saved.done > operations or saved.fingerprint != self.progress.fingerprint(
+            migration, saved.done
         ):
             raise CommandError(
-                f"pgmigrate: {label(migration)} changed since an earlier run left "
-                f"{saved.done} of its {saved.total} operations applied, so pgmigrate cannot "
-                "tell which of its operations are in the database. Restore the migration "
-                "file as it was and run migrate again to finish it (or migrate backwards to "
-                "unapply those operations), then make your change in a new migration."
+                f"pgmigrate: {label(migration)} changed since an earlier run applied its "
+                f"operations 1 to {saved.done}: one of them is not the same now, so pgmigrate "
+                "cannot tell what is in the database. Restore those operations as they were "
+                "(later ones may change) and run migrate again to finish the migration (or "
+                "migrate backwards to unapply them), then make your change in a new migration."
             )
         return saved
 
@@ -439,6 +507,7 @@ class Run:
             if resumed is not None:
                 at.skip = at.committed = resumed.statements
                 at.inflight = resumed.inflight
+                at.saved_digest = resumed.statements_digest
         yield at
 
     def _execute(self, execute: Callable[..., Any], sql_text: Any, params: Any = ()) -> Any:
@@ -449,9 +518,10 @@ class Run:
         at.seq += 1
         if at.mode is Mode.TRANSACTION:
             return execute(sql_text, params)
-        if at.mode is Mode.STATEMENTS and at.seq <= at.skip:
-            return None  # committed by an earlier run
         text = str(sql_text)
+        if at.mode is Mode.STATEMENTS and at.seq <= at.skip:
+            self._skip(at, text, params)  # committed by an earlier run
+            return None
         statement = self._statement(text, params)
         if statement.transactional is not False:
             if at.mode is Mode.AUTOCOMMIT:
@@ -460,6 +530,19 @@ class Run:
                 return None
         self._execute_alone(at, execute, text, params, statement)
         return None
+
+    def _skip(self, at: _Position, text: str, params: Any) -> None:
+        """Skip a statement an earlier run committed, after checking, once all of them are
+        seen, that they are the statements it committed."""
+        at.digest = statements_digest(at.digest, text, params)
+        if at.seq == at.skip and at.digest != at.saved_digest:
+            raise CommandError(
+                f"pgmigrate: the first {at.skip} statements of operation {at.step.number} of "
+                f"{label(at.step.migration)} are not those an earlier run committed (the "
+                "migration changed, or the operation's SQL depends on the database), so "
+                "pgmigrate cannot tell where to resume it. Restore the migration file as it "
+                "was and run migrate again."
+            )
 
     def _statement(self, text: str, params: Any) -> sql.Statement:
         """What the statement is (parameters merged in first, as the server would see it)."""
@@ -481,19 +564,21 @@ class Run:
         when it turned out that it cannot run in a transaction (nothing was done)."""
         step = at.step
 
+        digest = statements_digest(at.digest, text, params)
+
         def attempt() -> None:
             with self.guard.deferred(cancellable=True), atomic(self.using):
                 execute(text, params)
                 self.guard.protect()
-                self._count_statement(step, at.seq, inflight=None)
+                self._count_statement(step, at.seq, inflight=None, digest=digest)
 
         try:
             self.retry.call(attempt, what=self._statement_name(at))
         except DatabaseError as exc:
-            if statement.transactional is None and sqlstate(exc) == CANNOT_RUN_IN_TRANSACTION:
+            if sqlstate(exc) == CANNOT_RUN_IN_TRANSACTION:  # nothing was done
                 return False
             raise
-        at.committed = at.seq
+        at.committed, at.digest = at.seq, digest
         self.guard.checkpoint()
         return True
 
@@ -512,7 +597,7 @@ class Run:
         resumed = at.inflight == marker and (at.mode is Mode.AUTOCOMMIT or at.seq == at.skip + 1)
         counted = at.seq - 1 if at.mode is Mode.STATEMENTS else 0
         with self.guard.deferred(cancellable=False):
-            self._count_statement(step, counted, inflight=marker)
+            self._count_statement(step, counted, inflight=marker, digest=at.digest)
         attempts = 0
 
         def attempt() -> None:
@@ -532,9 +617,11 @@ class Run:
             with self.guard.deferred(cancellable=False):
                 at.leftover = self._leftover(statement)
             raise
+        by_statement = at.mode is Mode.STATEMENTS
+        digest = statements_digest(at.digest, text, params) if by_statement else None
         with self.guard.deferred(cancellable=False):
-            self._count_statement(step, at.seq if at.mode is Mode.STATEMENTS else 0, None)
-        at.committed = at.seq
+            self._count_statement(step, at.seq if by_statement else 0, None, digest=digest)
+        at.committed, at.digest = at.seq, digest
         at.inflight = None
         self.guard.checkpoint()
 
@@ -550,11 +637,21 @@ class Run:
                 )
             return None
 
-    def _count_statement(self, step: Step, statements: int, inflight: str | None) -> None:
+    def _count_statement(
+        self, step: Step, statements: int, inflight: str | None, *, digest: str | None
+    ) -> None:
         migration = step.migration
         direction = FORWARDS if step.forwards else BACKWARDS
         progress = self.progress.start(migration, _done_before(step), direction)
-        self.progress.save(migration, replace(progress, statements=statements, inflight=inflight))
+        self.progress.save(
+            migration,
+            replace(
+                progress,
+                statements=statements,
+                inflight=inflight,
+                statements_digest=digest if statements else None,
+            ),
+        )
 
     def _statement_name(self, at: _Position) -> str:
         return f"statement {at.seq} of operation {at.step.number} of {label(at.step.migration)}"
@@ -594,6 +691,7 @@ class Run:
             done=done,
             failed_index=None if at is None else at.step.index,
             detail=None if at is None else _detail(at, exc),
+            statements=at.committed if at is not None and at.mode is Mode.STATEMENTS else 0,
         )
 
 

@@ -66,12 +66,19 @@ class Statement:
             when ``CREATE INDEX CONCURRENTLY`` gives no name, or for ``REINDEX TABLE``).
         schema: The schema the statement names for the index or table, if any.
         table: The table of ``CREATE INDEX`` and ``REINDEX TABLE``.
+        keeps_session_state: See below.
+        destroys_data: See below.
     """
 
     kind: Kind
     index: str | None = None
     schema: str | None = None
     table: str | None = None
+    #: It leaves state in the session for later statements (``SET``, a temporary table...).
+    keeps_session_state: bool = False
+    #: It deletes data that undoing it cannot bring back (``DROP TABLE``, ``DROP COLUMN``,
+    #: ``DELETE``, ``TRUNCATE``).
+    destroys_data: bool = False
 
     @property
     def transactional(self) -> bool | None:
@@ -140,13 +147,62 @@ def _statement(node: dict[str, Any]) -> Statement:
         )
     if name == "TransactionStmt":
         return Statement(Kind.TRANSACTION_CONTROL)
-    if (
-        name in _NO_TRANSACTION_NODES
-        or (name == "VacuumStmt" and body.get("is_vacuumcmd"))  # not ANALYZE
-        or _detaches_concurrently(name, body)
-    ):
+    if name in _NO_TRANSACTION_NODES or _needs_no_transaction(name, body):
         return Statement(Kind.NO_TRANSACTION)
-    return Statement(Kind.OTHER)
+    return Statement(
+        Kind.OTHER,
+        keeps_session_state=_keeps_session_state(name, body),
+        destroys_data=_destroys_data(name, body),
+    )
+
+
+def _needs_no_transaction(name: str, body: dict[str, Any]) -> bool:
+    """Statements refused in a transaction block depending on their options."""
+    if name == "VacuumStmt":
+        return bool(body.get("is_vacuumcmd"))  # not ANALYZE
+    if name == "ReindexStmt":  # REINDEX SCHEMA, DATABASE, SYSTEM
+        return body.get("kind") != "REINDEX_OBJECT_INDEX" and "relation" not in body
+    if name == "DiscardStmt":
+        return body.get("target") == "DISCARD_ALL"
+    if name == "ClusterStmt":
+        return "relation" not in body  # CLUSTER of every table
+    if name == "AlterDatabaseStmt":
+        return any(
+            option.get("DefElem", {}).get("defname") == "tablespace"
+            for option in body.get("options", [])
+        )
+    return _detaches_concurrently(name, body)
+
+
+#: Statement nodes whose effect lasts for the session, not the transaction.
+_SESSION_NODES = frozenset({"PrepareStmt", "ListenStmt", "DeclareCursorStmt", "LoadStmt"})
+
+
+def _keeps_session_state(name: str, body: dict[str, Any]) -> bool:
+    if name in _SESSION_NODES:
+        return True
+    if name == "VariableSetStmt":
+        return not body.get("is_local")
+    temporary = {
+        "CreateStmt": body.get("relation", {}),
+        "CreateTableAsStmt": body.get("into", {}).get("rel", {}),
+        "ViewStmt": body.get("view", {}),
+        "CreateSeqStmt": body.get("sequence", {}),
+    }.get(name)
+    return bool(temporary) and temporary.get("relpersistence") == "t"
+
+
+def _destroys_data(name: str, body: dict[str, Any]) -> bool:
+    if name in ("DeleteStmt", "TruncateStmt"):
+        return True
+    if name == "DropStmt":
+        return body.get("removeType") in ("OBJECT_TABLE", "OBJECT_SCHEMA", "OBJECT_MATVIEW")
+    if name == "AlterTableStmt":
+        return any(
+            command.get("AlterTableCmd", {}).get("subtype") == "AT_DropColumn"
+            for command in body.get("cmds", [])
+        )
+    return False
 
 
 def _detaches_concurrently(name: str, body: dict[str, Any]) -> bool:

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from django.db.migrations.operations import RunPython, RunSQL, SeparateDatabaseAndState
+from django.db.migrations.operations import (
+    AddField,
+    CreateModel,
+    DeleteModel,
+    RemoveField,
+    RunPython,
+    RunSQL,
+    SeparateDatabaseAndState,
+)
 
 from pgmigrate import sql
 
@@ -158,6 +166,17 @@ def _sql_texts(operation: RunSQL, forwards: bool) -> list[str]:
     return [item[0] if isinstance(item, (list, tuple)) else item for item in statements]
 
 
+def _statements(operation: Operation, forwards: bool) -> list[sql.Statement]:
+    """The parsed statements of the ``RunSQL`` operations that ``operation`` runs."""
+    return [
+        statement
+        for leaf in leaves(operation)
+        if isinstance(leaf, RunSQL)
+        for text in _sql_texts(leaf, forwards)
+        for statement in sql.parse(text)
+    ]
+
+
 def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
     """How pgmigrate runs ``operation`` of ``migration``.
 
@@ -165,24 +184,47 @@ def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
     In a migration with ``atomic = False``, Django runs operations outside a transaction
     unless they say ``atomic=True`` (``RunPython(atomic=True)``); pgmigrate keeps that for
     ``RunPython``, runs ``RunSQL`` and the ``CONCURRENTLY`` index operations statement by
-    statement, and gives other operations (schema changes) a transaction of their own.
+    statement (their statements are the same in every run, so a resume can skip the ones
+    that committed), and gives other operations (schema changes) a transaction of their own.
+    An operation that mixes both kinds runs as Django runs it.
     """
     if migration.atomic or operation.atomic:
         return Mode.TRANSACTION
     found = list(leaves(operation))
     if any(isinstance(leaf, RunPython) and not leaf.atomic for leaf in found):
         return Mode.AUTOCOMMIT
-    if any(
-        statement.kind is sql.Kind.TRANSACTION_CONTROL
-        for leaf in found
-        if isinstance(leaf, RunSQL)
-        for text in _sql_texts(leaf, forwards)
-        for statement in sql.parse(text)
-    ):
+    by_statement = (RunSQL, *_concurrent_index_operations())
+    if not any(isinstance(leaf, by_statement) for leaf in found):
+        return Mode.TRANSACTION
+    if not all(isinstance(leaf, by_statement) for leaf in found):
+        return Mode.AUTOCOMMIT  # mixed with operations whose SQL depends on the database
+    statements = _statements(operation, forwards)
+    if any(statement.kind is sql.Kind.TRANSACTION_CONTROL for statement in statements):
         return Mode.AUTOCOMMIT  # the statements manage transactions themselves
-    if any(isinstance(leaf, (RunSQL, *_concurrent_index_operations())) for leaf in found):
-        return Mode.STATEMENTS
-    return Mode.TRANSACTION
+    if any(statement.keeps_session_state for statement in statements):
+        # A resume in a new session would lose it: one transaction when all can run in
+        # one, else as Django.
+        if all(statement.transactional for statement in statements):
+            return Mode.TRANSACTION
+        return Mode.AUTOCOMMIT
+    return Mode.STATEMENTS
+
+
+#: Operations whose effect undoing them cannot bring back (forwards, backwards).
+_DESTRUCTIVE_OPERATIONS = ((RemoveField, DeleteModel), (AddField, CreateModel))
+
+
+def destroys_data(step: Step) -> bool:
+    """Whether ``step`` deletes data that undoing it cannot bring back: it is irreversible,
+    removes a field or a model (adds one, backwards), or runs SQL that drops a table or a
+    column, deletes or truncates."""
+    operation = step.operation
+    if step.forwards and not operation.reversible:
+        return True
+    destructive = _DESTRUCTIVE_OPERATIONS[0 if step.forwards else 1]
+    if any(isinstance(leaf, destructive) for leaf in leaves(operation)):
+        return True
+    return any(statement.destroys_data for statement in _statements(operation, step.forwards))
 
 
 def is_exempt(operation: Operation, exempt: tuple[type, ...], forwards: bool) -> bool:

@@ -27,6 +27,16 @@ def progress_rows():
     return query("SELECT name, done, total, direction FROM pgmigrate_progress")
 
 
+def indexes():
+    return {
+        name
+        for (name,) in query(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["%%_name_idx"]
+        )
+    }
+
+
+@pytest.mark.scenario("indexes")
 @override_settings(PGMIGRATE_BLOCKING_ACTION=None)
 def test_each_operation_is_unapplied_in_its_own_transaction(scenario, sessions):
     migrate("tests", "0002")
@@ -34,20 +44,40 @@ def test_each_operation_is_unapplied_in_its_own_transaction(scenario, sessions):
     sessions.append(blocker)
     run = MigrateThread("tests", "0001")
     wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="unapplying waits on alpha")
-    # Operation 2 (beta.flag) is unapplied and committed; the migration is no longer
+    # Operation 2 (beta's index) is unapplied and committed; the migration is no longer
     # recorded, and its progress says operation 1 is still applied.
-    assert "flag" not in columns("tests_beta")
+    assert indexes() == {"alpha_name_idx"}
     assert applied() == ["0001_initial"]
-    assert progress_rows() == [("0002_add_fields", 1, 2, "backwards")]
+    assert progress_rows() == [("0002_indexes", 1, 2, "backwards")]
     blocker.release()
     run.finish()
-    assert "flag" not in columns("tests_alpha")
+    assert indexes() == set()
     assert progress_rows() == []
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+def test_unapplying_what_loses_data_is_one_transaction(scenario, sessions):
+    """Unapplying an AddField drops a column: the operations after it (in backwards order)
+    share its transaction, so a failure rolls it back, as Django would."""
+    migrate("tests", "0002")
+    query("UPDATE tests_beta SET flag = true")
+    blocker = Session().hold("tests_alpha")
+    sessions.append(blocker)
+    with override_settings(**LOCK_TIMEOUT), pytest.raises(CommandError) as raised:
+        migrate("tests", "0001")
+    assert "FAILED      1. Add field flag to Alpha (rolled back)" in str(raised.value)
+    assert "flag" in columns("tests_beta")  # rolled back with it: nothing lost
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == [("0002_add_fields", 2, 2, "backwards")]
+    blocker.release()
+    migrate("tests", "0002")  # all its operations are applied: it is recorded again
+    assert query("SELECT DISTINCT flag FROM tests_beta") in ([], [(True,)])
+    assert applied() == ["0001_initial", "0002_add_fields"]
 
 
 @pytest.fixture
 def half_unapplied(scenario, sessions):
-    """0002 stopped while being unapplied: operation 2 unapplied, operation 1 not."""
+    """0002_indexes stopped while being unapplied: operation 2 unapplied, operation 1 not."""
     migrate("tests", "0002")
     blocker = Session().hold("tests_alpha")
     sessions.append(blocker)
@@ -57,28 +87,34 @@ def half_unapplied(scenario, sessions):
     return str(raised.value)
 
 
+@pytest.mark.scenario("indexes")
 def test_a_stopped_unapply_reports_what_is_still_applied(half_unapplied):
     assert "was being unapplied and stopped with operations 1 to 1 of 2 still applied" in (
         half_unapplied
     )
-    assert "FAILED      1. Add field flag to Alpha (rolled back)" in half_unapplied
-    assert "unapplied   2. Add field flag to Beta" in half_unapplied
-    assert progress_rows() == [("0002_add_fields", 1, 2, "backwards")]
+    assert "FAILED      1. Create index alpha_name_idx" in half_unapplied
+    assert "unapplied   2. Create index beta_name_idx" in half_unapplied
+    assert progress_rows() == [("0002_indexes", 1, 2, "backwards")]
 
 
+@pytest.mark.scenario("indexes")
 def test_a_stopped_unapply_goes_on_when_run_again(half_unapplied):
     out = migrate("tests", "0001")
-    assert "rolling back half-applied tests.0002_add_fields (operations 1 to 1 of 2" in out
-    assert "flag" not in columns("tests_alpha")
+    assert (
+        "rolling back half-applied tests.0002_indexes (an earlier run applied operation 1 of 2)"
+        in out
+    )
+    assert indexes() == set()
     assert applied() == ["0001_initial"]
     assert progress_rows() == []
 
 
+@pytest.mark.scenario("indexes")
 def test_a_stopped_unapply_can_be_applied_again(half_unapplied):
     out = migrate("tests", "0002")
-    assert "resuming tests.0002_add_fields at operation 2 of 2" in out
-    assert "flag" in columns("tests_alpha") and "flag" in columns("tests_beta")
-    assert applied() == ["0001_initial", "0002_add_fields"]
+    assert "resuming tests.0002_indexes at operation 2 of 2" in out
+    assert indexes() == {"alpha_name_idx", "beta_name_idx"}
+    assert applied() == ["0001_initial", "0002_indexes"]
     assert progress_rows() == []
 
 
@@ -94,7 +130,10 @@ def half_applied(scenario):
 @pytest.mark.parametrize("target", ["0001", "zero"])
 def test_migrating_backwards_rolls_back_a_half_applied_migration(half_applied, target):
     out = migrate("tests", target)
-    assert "rolling back half-applied tests.0002_partial (operations 1 to 3 of 5" in out
+    assert (
+        "rolling back half-applied tests.0002_partial (an earlier run applied operations 1 to 3"
+        in out
+    )
     assert "flag" not in columns("tests_beta")
     assert "other_id" not in columns("tests_gamma")
     assert progress_rows() == []

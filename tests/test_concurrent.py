@@ -55,7 +55,7 @@ def test_runsql_list_resumes_after_its_last_committed_statement(scenario):
         "migrate resumes at statement 2)" in report
     )
     assert 'check constraint "not_bad" of relation "tests_alpha" is violated' in report
-    assert "operation 1 is applied, and it resumes at operation 2" in report
+    assert "it resumes at statement 2 of operation 2" in report
     assert progress_rows() == [("tests", "0002_double", 1, 2, "forwards", 1, None)]
     # The UPDATE (statement 1) committed once; the constraint (2) and the INSERT (3) did not.
     assert query("SELECT name FROM tests_alpha ORDER BY id") == [("a+",), ("bad+",)]

@@ -28,6 +28,7 @@ from tests.helpers import (
     query,
     wait_until,
 )
+from tests.scenarios import RUNPYTHON_SEEN as SEEN
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -128,28 +129,46 @@ def test_terminated_backend_is_a_lost_connection(scenario, sessions):
 
 
 @pytest.mark.scenario("interrupt")
-def test_interrupt_after_the_last_statement_lets_the_operation_commit(scenario):
-    """Ctrl-C in operation 1 after its last statement (the ``interrupt`` scenario's RunPython
-    signals its own process): operation 1 commits with its progress, operation 2 does not
-    run, and ``call_command`` raises the KeyboardInterrupt itself."""
+def test_interrupt_at_commit_lets_the_operation_commit(scenario):
+    """Ctrl-C the moment operation 1's transaction committed: it stays applied and recorded,
+    operation 2 does not run, and ``call_command`` raises the KeyboardInterrupt itself."""
     migrate("tests", "0001")
+    SEEN.clear()
+    SEEN["interrupt_at_commit"] = True
     out = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        call_command("migrate", "tests", stdout=out, stderr=out, no_color=True)
+        call_command("migrate", "tests", "0002", stdout=out, stderr=out, no_color=True)
+    SEEN.clear()
     report = out.getvalue()
-    assert "pgmigrate: migration tests.0002_pause interrupted by SIGINT (Ctrl-C)." in report
+    assert "pgmigrate: migration tests.0002_commit interrupted by SIGINT (Ctrl-C)." in report
     assert "it stopped after operation 1 of 2" in report
     assert "operation 1 is applied, and it resumes at operation 2" in report
-    assert progress_rows() == [("tests", "0002_pause", 1, 2, "forwards", 0, None)]
+    assert progress_rows() == [("tests", "0002_commit", 1, 2, "forwards", 0, None)]
     assert "flag" in columns("tests_alpha")
     assert "flag" not in columns("tests_beta")
     assert applied() == ["0001_initial"]
 
-    out = migrate("tests")
-    assert "resuming tests.0002_pause at operation 2 of 2" in out
+    out = migrate("tests", "0002")
+    assert "resuming tests.0002_commit at operation 2 of 2" in out
     assert "flag" in columns("tests_beta")
-    assert applied() == ["0001_initial", "0002_pause"]
+    assert applied() == ["0001_initial", "0002_commit"]
     assert progress_rows() == []
+
+
+@pytest.mark.scenario("interrupt")
+def test_interrupt_stops_an_operation_at_once(scenario):
+    """Ctrl-C while a RunPython computes without queries interrupts it at once, as it would
+    interrupt plain Django, and its transaction (with its ALTER) is rolled back."""
+    SEEN.clear()
+    migrate("tests", "0002")
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        call_command("migrate", "tests", stdout=out, stderr=out, no_color=True)
+    assert "busy_loop_finished" not in SEEN
+    assert "FAILED      1. Raw Python operation (rolled back)" in out.getvalue()
+    assert "flag" not in columns("tests_gamma")
+    assert progress_rows() == []
+    assert applied() == ["0001_initial", "0002_commit"]
 
 
 CIC_ENV = {"PGMIGRATE_TEST_SCENARIO": "concurrent", "PGMIGRATE_TEST_ACTION": ""}

@@ -170,8 +170,10 @@ def test_an_edited_migration_is_not_resumed(scenario, fingerprint):
     with pytest.raises(CommandError) as raised:
         migrate("tests")
     message = str(raised.value)
-    assert "tests.0002_steps changed since an earlier run left 1 of its 2 operations" in message
-    assert "Restore the migration file as it was" in message
+    assert "tests.0002_steps changed since an earlier run applied its operations 1 to 1" in (
+        message
+    )
+    assert "Restore those operations as they were" in message
     _edit_fingerprint_migration(max_length=10)  # restored: it resumes
     out = migrate("tests")
     assert "resuming tests.0002_steps at operation 2 of 2" in out
