@@ -138,6 +138,8 @@ class PartialMigrationError(Exception):
             committed, an index left behind...).
         statements: How many statements of the failed operation committed and are recorded
             (an operation that runs statement by statement; the next run resumes after them).
+        shared_from: 0-based index of the first operation of the failed transaction, when
+            the failed operation shared it with others (they were rolled back with it).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class PartialMigrationError(Exception):
         failed_index: int | None,
         detail: str | None = None,
         statements: int = 0,
+        shared_from: int | None = None,
     ) -> None:
         self.migration = migration
         self.forwards = forwards
@@ -156,6 +159,7 @@ class PartialMigrationError(Exception):
         self.failed_index = failed_index
         self.detail = detail
         self.statements = statements
+        self.shared_from = shared_from
         super().__init__(self.report())
 
     @property
@@ -239,6 +243,13 @@ class PartialMigrationError(Exception):
             f"{self.done + 1}."
         )
 
+    def _rolled_back_with(self, index: int) -> bool:
+        """Whether operation ``index`` ran in the failed operation's transaction."""
+        if self.shared_from is None or self.failed_index is None:
+            return False
+        low, high = sorted((self.shared_from, self.failed_index))
+        return low <= index <= high and index != self.failed_index
+
     @property
     def detail_commits(self) -> bool:
         """Whether the failed operation committed part of its work (statements, an index)."""
@@ -251,6 +262,9 @@ class PartialMigrationError(Exception):
             line = f"  {self._status(index):<12}{index + 1}. {operation.describe()}"
             if index == self.failed_index and self.detail:
                 line += f" ({self.detail})"
+            elif self._rolled_back_with(index):
+                number = (self.failed_index or 0) + 1
+                line += f" (ran in one transaction with operation {number}: rolled back)"
             lines.append(line)
         cause = self.__cause__
         if cause is not None and not isinstance(cause, KeyboardInterrupt):

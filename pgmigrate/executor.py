@@ -285,10 +285,10 @@ class PGMigrateExecutor(MigrationExecutor):
         if run is None:
             return super().unapply_migration(state, migration, fake=fake)
         key = (migration.app_label, migration.name)
-        if not fake:
-            run.check_reversible(migration, len(migration.operations))
         if self.progress_callback:
             self.progress_callback("unapply_start", migration, fake)
+        if not fake:  # as Django's Migration.unapply, before anything changes
+            run.check_reversible(migration, len(migration.operations))
         one_transaction = self._one_transaction(migration)
         runner = self._runner(migration, run.unapply_operations, atomic=one_transaction)
         with run.guard.deferred(cancellable=True):

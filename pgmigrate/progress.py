@@ -15,7 +15,9 @@ of a part-way operation that committed: editing what has not run yet is allowed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +75,13 @@ def _stable(value: Any) -> str:
         return "{" + ", ".join(f"{_stable(k)}: {_stable(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_stable(item) for item in value) + "]"
-    if callable(value):
-        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
-    return repr(value)
+    if isinstance(value, functools.partial):
+        return f"partial({_stable(value.func)}, {_stable(value.args)}, {_stable(value.keywords)})"
+    if isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        return f"{value.__module__}.{value.__qualname__}"
+    # Any other object (a callable instance, say): its class, never its address.
+    kind = type(value)
+    return f"<{kind.__module__}.{kind.__qualname__}>"
 
 
 def _digest(text: str) -> str:

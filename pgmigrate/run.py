@@ -147,6 +147,8 @@ class Run:
         self._prepared = False
         self._check_interval_set = False
         self._record_applied: Callable[[], None] | None = None
+        #: Index of the first operation of the transaction being run.
+        self._unit_first: int | None = None
 
     @property
     def connection(self) -> Any:
@@ -321,6 +323,7 @@ class Run:
             nonlocal until, reached
             schema_editor.deferred_sql.clear()
             position = first
+            self._unit_first = steps[first].index
             with self.guard.deferred(cancellable=True), atomic(self.using):
                 while True:
                     step = steps[position]
@@ -683,6 +686,7 @@ class Run:
         """The report of a step that failed (or of a run stopped between steps), from what is
         committed in ``pgmigrate_progress``."""
         at, self._at = self._at, None
+        in_transaction = at is not None and at.mode is Mode.TRANSACTION
         saved = self.progress.get(migration.app_label, migration.name)
         done = saved.done if saved is not None else 0
         return PartialMigrationError(
@@ -691,6 +695,7 @@ class Run:
             done=done,
             failed_index=None if at is None else at.step.index,
             detail=None if at is None else _detail(at, exc),
+            shared_from=self._unit_first if in_transaction else None,
             statements=at.committed if at is not None and at.mode is Mode.STATEMENTS else 0,
         )
 

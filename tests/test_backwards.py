@@ -180,3 +180,31 @@ def test_atomic_setting_unapplies_in_one_transaction(scenario, sessions):
     blocker.release()
     migrate("tests", "0001")
     assert "flag" not in columns("tests_alpha") and "flag" not in columns("tests_beta")
+
+
+@pytest.mark.scenario("runsql_statements")
+def test_a_statement_list_stopped_while_unapplied_is_finished_before_it_is_applied(
+    scenario, sessions
+):
+    """Unapplying 0002's RunSQL list stopped after its first reverse statement (a lock
+    timeout): a forward migrate first finishes unapplying it, then applies it again, so each
+    statement runs once per direction."""
+    migrate("tests", "0001")
+    query("INSERT INTO tests_alpha (name) VALUES ('a')")
+    migrate("tests")
+    assert query("SELECT name FROM tests_alpha") == [("a+",)]
+    blocker = Session().hold("tests_alpha")
+    sessions.append(blocker)
+    with override_settings(**LOCK_TIMEOUT), pytest.raises(CommandError) as raised:
+        migrate("tests", "0001")
+    assert "statements 1 to 1 of it committed" in str(raised.value) or (
+        "its statement 1 committed and is recorded" in str(raised.value)
+    )
+    assert query("SELECT count(*) FROM tests_gamma") == [(0,)]  # reverse statement 1 ran
+    assert query("SELECT direction, statements FROM pgmigrate_progress") == [("backwards", 1)]
+    blocker.release()
+    migrate("tests")
+    assert query("SELECT name FROM tests_alpha") == [("a+",)]
+    assert query("SELECT name FROM tests_gamma") == [("inserted once",)]
+    assert applied() == ["0001_initial", "0002_double"]
+    assert progress_rows() == []

@@ -280,6 +280,34 @@ def test_mode_reads_the_sql_of_the_direction():
     assert mode(migration(nested, atomic=False), nested, forwards=False) is Mode.AUTOCOMMIT
 
 
+ALTER_FIELD = migrations.AlterField("Alpha", "name", models.IntegerField())
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"),
+    [
+        # Mixed with operations whose statements depend on the database: as Django runs it.
+        (wrapped(migrations.RunSQL("SELECT 1", "SELECT 2"), ALTER_FIELD), Mode.AUTOCOMMIT),
+        (wrapped(ALTER_FIELD, migrations.RunSQL(CIC, DIC), depth=2), Mode.AUTOCOMMIT),
+        (wrapped(ADD_INDEX_CONCURRENTLY, ADD_FIELD), Mode.AUTOCOMMIT),
+        # Not mixed: statement by statement, or a transaction.
+        (wrapped(migrations.RunSQL(CIC, DIC), ADD_INDEX_CONCURRENTLY), Mode.STATEMENTS),
+        (wrapped(ALTER_FIELD, ADD_FIELD), Mode.TRANSACTION),
+        # State operations do not count.
+        (
+            migrations.SeparateDatabaseAndState(
+                state_operations=[ALTER_FIELD],
+                database_operations=[migrations.RunSQL("SELECT 1", "SELECT 2")],
+            ),
+            Mode.STATEMENTS,
+        ),
+    ],
+)
+@pytest.mark.parametrize("forwards", [True, False], ids=["forwards", "backwards"])
+def test_mode_of_separate_database_and_state_mixing_kinds(operation, expected, forwards):
+    assert mode(migration(operation, atomic=False), operation, forwards=forwards) is expected
+
+
 def test_leaves_of_nested_separate_database_and_state():
     inner = migrations.RunSQL(CIC)
     operation = migrations.SeparateDatabaseAndState(

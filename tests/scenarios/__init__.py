@@ -30,3 +30,40 @@ RESUME_FAIL_AT: dict = {"checkpoint": None}
 
 #: The ``fingerprint`` scenario: whether its operation 2 fails, and a field's max_length.
 FINGERPRINT: dict = {"fail": False, "max_length": 10}
+
+
+#: A function that takes 5 ms a call (a row of a big table): it makes index builds slow.
+SLOW_FUNCTION = """
+CREATE FUNCTION tests_slow(value text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    PERFORM pg_sleep(0.005);
+    RETURN value;
+END $$
+"""
+
+#: The ``irreversible`` scenario: whether its operation 2 fails.
+IRREVERSIBLE: dict = {"fail": False}
+
+#: The ``half_initial`` scenario: whether the RunPython of its 0001 fails.
+HALF_INITIAL: dict = {"fail": False}
+
+#: The ``edit_later`` scenario: the SQL and hints of its operation 2 (read at import).
+EDIT_LATER: dict = {
+    "sql": "INSERT INTO tests_beta (id, name) VALUES (1, 'operation 2')",
+    "hints": {},
+}
+
+#: The ``statement_list`` scenario: the statements of its RunSQL (read at import).
+STATEMENT_LIST: dict = {
+    "sql": [
+        "UPDATE tests_alpha SET name = name || '+'",
+        "INSERT INTO tests_gamma (name) VALUES ('statement 2')",
+        "SELECT 1 / 0",
+    ]
+}
+
+#: The ``system_exit`` scenario: whether its RunPython raises SystemExit(3).
+SYSTEM_EXIT: dict = {"exit": False}
+
+#: The ``unicode_error`` scenario: the error its RunPython raised.
+RAISED: dict = {}

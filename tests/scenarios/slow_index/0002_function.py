@@ -1,13 +1,6 @@
 from django.db import migrations
 
-# The same function as the ``concurrent`` scenario's: 5 ms per call.
-SLOW = """
-CREATE FUNCTION tests_slow(value text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    PERFORM pg_sleep(0.005);  -- a row of a big table
-    RETURN value;
-END $$
-"""
+from tests.scenarios import SLOW_FUNCTION as SLOW
 
 
 class Migration(migrations.Migration):
