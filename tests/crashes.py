@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import IO
 
-from tests.helpers import ROOT, Session, manage_env, query, wait_until
+from tests.helpers import ROOT, Session, is_alive, manage_env, query, wait_until
 
 #: The longest a test waits for a child to end.
 CHILD_TIMEOUT = 60.0
@@ -148,6 +148,18 @@ class ManageProcess:
     def kill(self) -> None:
         """SIGKILL: the process dies without running any code of its own."""
         self.process.send_signal(signal.SIGKILL)
+
+    def kill_and_wait_for_backend(self, backend_pid: int) -> None:
+        """SIGKILL the child, then wait until its backend ended: the server notices that the
+        client is gone (``client_connection_check_interval``) instead of running the dead
+        client's statement on to its end."""
+        self.kill()
+        assert self.wait() == -signal.SIGKILL
+        wait_until(
+            lambda: not is_alive(backend_pid),
+            what="the killed migrate's backend ended",
+            timeout=BACKEND_GONE_TIMEOUT,
+        )
 
     def wait(self, timeout: float = CHILD_TIMEOUT) -> int:
         """Wait for the child to end (failing after ``timeout``); return its exit status, with

@@ -1,15 +1,12 @@
 """Migrations with ``atomic = False``: ``RunSQL`` statement by statement, and ``CONCURRENTLY``
 index statements that are run again safely after a lock timeout or a crash."""
 
-import signal
-
 import pytest
 from django.core.management.base import CommandError
 from django.db import IntegrityError, OperationalError
 from django.test import override_settings
 
 from tests.crashes import (
-    BACKEND_GONE_TIMEOUT,
     ManageProcess,
     hold_snapshot,
     holds_lock,
@@ -23,7 +20,6 @@ from tests.helpers import (
     Session,
     applied,
     columns,
-    is_alive,
     is_waiting_on_lock,
     migrate,
     query,
@@ -307,13 +303,7 @@ def test_index_built_before_a_crash_counts_as_done(scenario, sessions):
         )
         built = index_state("alpha_name_idx")
         assert built is not None and built[1] is True
-        child.kill()
-        assert child.wait() == -signal.SIGKILL
-    wait_until(
-        lambda: not is_alive(backend_pid),
-        what="the killed migrate's backend ended",
-        timeout=BACKEND_GONE_TIMEOUT,
-    )
+        child.kill_and_wait_for_backend(backend_pid)
     assert holds_lock(progress_holder.pid, "pgmigrate_progress")
     progress_holder.release()
     ((done, statements, inflight),) = query(
@@ -344,13 +334,7 @@ def test_drop_index_concurrently_interrupted_by_a_crash(scenario, sessions, drop
     ) as child:
         backend_pid = child.backend_pid
         wait_until(lambda: is_waiting_on_lock(backend_pid), what="the drop waits for the reader")
-        child.kill()
-        assert child.wait() == -signal.SIGKILL
-    wait_until(
-        lambda: not is_alive(backend_pid),
-        what="the killed migrate's backend ended",
-        timeout=BACKEND_GONE_TIMEOUT,
-    )
+        child.kill_and_wait_for_backend(backend_pid)
     assert holds_lock(reader.pid, "tests_beta")
     reader.release()
     # The drop marked the index INVALID before it began to wait.

@@ -74,16 +74,10 @@ def assert_resumes_at_operation_2_and_completes():
 def test_kill_9_while_waiting_on_a_lock(scenario, sessions):
     blocker, child, backend_pid = blocked_child(sessions)
     with child:
-        child.kill()
-        assert child.wait() == -signal.SIGKILL
-    # The dead client's statement does not wait for the lock (and run and commit once the
-    # blocker is gone): the server notices the client is gone (client_connection_check_
-    # interval) and ends the backend while the blocker still holds its lock.
-    wait_until(
-        lambda: not is_alive(backend_pid),
-        what="the killed migrate's backend ended",
-        timeout=BACKEND_GONE_TIMEOUT,
-    )
+        # The dead client's statement does not wait for the lock (and run and commit once the
+        # blocker is gone): the server notices the client is gone (client_connection_check_
+        # interval) and ends the backend while the blocker still holds its lock.
+        child.kill_and_wait_for_backend(backend_pid)
     assert holds_lock(blocker.pid, "tests_beta")
     blocker.release()
     assert_resumes_at_operation_2_and_completes()
@@ -201,13 +195,7 @@ def test_kill_9_during_create_index_concurrently(scenario, sessions):
             lambda: waits_for_old_snapshot(backend_pid, "alpha_name_idx"),
             what="CREATE INDEX CONCURRENTLY waits for the old snapshot",
         )
-        child.kill()
-        assert child.wait() == -signal.SIGKILL
-    wait_until(
-        lambda: not is_alive(backend_pid),
-        what="the killed migrate's backend ended",
-        timeout=BACKEND_GONE_TIMEOUT,
-    )
+        child.kill_and_wait_for_backend(backend_pid)
     assert is_alive(holder.pid)  # the build never got past its wait
     holder.release()
     assert_next_migrate_rebuilds_alpha_name_idx()
