@@ -25,7 +25,6 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import ProgrammingError, transaction
 from django.db.migrations.operations.base import Operation
-from django.db.migrations.serializer import serializer_factory
 
 from pgmigrate.db import atomic
 
@@ -63,6 +62,8 @@ Key = tuple[str, str]
 def _stable(value: Any) -> str:
     """A text for ``value`` that is the same in every process: Django's migration
     serializer where it can, else a structural fallback (lambdas, local functions)."""
+    from django.db.migrations.serializer import serializer_factory  # only when needed
+
     if isinstance(value, Operation):
         name, args, kwargs = value.deconstruct()
         return f"{name}({_stable(list(args))}, {_stable(kwargs)})"
