@@ -17,6 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any, cast
 
 import django
+from django.apps import apps
 from django.db import transaction
 from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
@@ -137,6 +138,7 @@ class PGMigrateExecutor(MigrationExecutor):
         if key not in loader.graph.nodes:
             loader = MigrationLoader(self.connection, replace_migrations=False)
         migration = loader.graph.nodes[key]
+        self._as_planned(migration)
         state = loader.project_state(key, at_end=False)
         what = saved.describe()
         try:
@@ -156,6 +158,21 @@ class PGMigrateExecutor(MigrationExecutor):
             self.connection.schema_editor(atomic=False) as schema_editor,
         ):
             runner.unapply(state, schema_editor)
+
+    def _as_planned(self, migration: Migration) -> None:
+        """Give a migration that is not in Django's plan the operations it has in a plan:
+        ``django.contrib.contenttypes`` inserts a ``RenameContentType`` after each
+        ``RenameModel`` of the planned migrations (a ``pre_migrate`` receiver), and the
+        progress an earlier run recorded counts those operations too."""
+        if not apps.is_installed("django.contrib.contenttypes"):
+            return
+        from django.contrib.contenttypes.management import (
+            inject_rename_contenttypes_operations,
+        )
+
+        inject_rename_contenttypes_operations(
+            plan=[(migration, True)], using=self.connection.alias
+        )
 
     # Applying ---------------------------------------------------------------------------
 

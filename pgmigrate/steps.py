@@ -72,6 +72,19 @@ class Step:
         return tables_changed(self)
 
     def run(self, schema_editor: BaseDatabaseSchemaEditor) -> None:
+        # Django's RenameModel and RenameIndex swap their names for database_backwards and
+        # swap them back only when it succeeds: restore them after a failure, so that a
+        # retry (and a later run in this process) sees the operation as written.
+        saved = [(leaf, dict(vars(leaf))) for leaf in leaves(self.operation)]
+        try:
+            self._run(schema_editor)
+        except BaseException:
+            for leaf, attributes in saved:
+                vars(leaf).clear()
+                vars(leaf).update(attributes)
+            raise
+
+    def _run(self, schema_editor: BaseDatabaseSchemaEditor) -> None:
         app_label = self.migration.app_label
         if self.forwards:
             self.operation.database_forwards(

@@ -208,3 +208,58 @@ def test_a_statement_list_stopped_while_unapplied_is_finished_before_it_is_appli
     assert query("SELECT name FROM tests_gamma") == [("inserted once",)]
     assert applied() == ["0001_initial", "0002_double"]
     assert progress_rows() == []
+
+
+@pytest.fixture
+def contenttypes(scenario):
+    """django.contrib.contenttypes installed and migrated, as in most projects."""
+    apps = ["django.contrib.contenttypes", "pgactivity", "pglock", "pgmigrate", "tests"]
+    with override_settings(INSTALLED_APPS=apps):
+        migrate("contenttypes")
+        yield
+        migrate("contenttypes", "zero")
+    query("DELETE FROM django_migrations WHERE app = 'contenttypes'")
+
+
+@pytest.mark.scenario("rename_model")
+def test_a_half_unapplied_migration_keeps_the_operations_contenttypes_adds(contenttypes, sessions):
+    """Django's contenttypes app inserts a RenameContentType after each RenameModel of the
+    planned migrations; rolling back a half-unapplied migration (not in Django's plan)
+    counts its operations the same way."""
+    migrate("tests")
+    blocker = Session().hold("tests_delta")
+    sessions.append(blocker)
+    with override_settings(**LOCK_TIMEOUT), pytest.raises(CommandError) as raised:
+        migrate("tests", "0001")
+    assert "operations 1 to 3 of 3 still applied" in str(raised.value)
+    blocker.release()
+    out = migrate("tests", "0001")
+    assert "rolling back half-applied tests.0002_rename" in out
+    assert query("SELECT to_regclass('tests_gamma')::text") == [("tests_gamma",)]
+    assert "flag" not in columns("tests_beta")
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("rename_only")
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION=None,
+    PGMIGRATE_LOCK_TIMEOUT=0.1,
+    PGMIGRATE_LOCK_RETRIES=50,
+    PGMIGRATE_LOCK_RETRY_DELAY=0.02,
+    PGMIGRATE_LOCK_RETRY_MAX_DELAY=0.1,
+)
+def test_a_retried_rename_is_undone_in_the_right_direction(scenario, sessions):
+    """Django's RenameModel swaps its names while it is unapplied and swaps them back only
+    when that succeeds: the retry after a lock timeout must still rename Delta to Gamma."""
+    migrate("tests")
+    blocker = Session().hold("tests_delta")
+    sessions.append(blocker)
+    run = MigrateThread("tests", "0001")
+    wait_until(
+        lambda: "hit the lock timeout (attempt 2 of 51)" in run.output.getvalue(),
+        what="the unapply was retried",
+    )
+    blocker.release()
+    run.finish()
+    assert query("SELECT to_regclass('tests_gamma')::text") == [("tests_gamma",)]
+    assert applied() == ["0001_initial"]
