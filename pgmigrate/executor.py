@@ -134,12 +134,15 @@ class PGMigrateExecutor(MigrationExecutor):
         run = self.run
         assert run is not None
         saved = run.progress.known[key]
-        loader = self.loader
-        if key not in loader.graph.nodes:
-            loader = MigrationLoader(self.connection, replace_migrations=False)
-        migration = loader.graph.nodes[key]
+        executor: MigrationExecutor = self
+        if key not in self.loader.graph.nodes:  # replaced by a squashed migration
+            executor = MigrationExecutor(self.connection)
+            executor.loader = MigrationLoader(self.connection, replace_migrations=False)
+        migration = executor.loader.graph.nodes[key]
         self._as_planned(migration)
-        state = loader.project_state(key, at_end=False)
+        # The state before it, as Django builds it to unapply a migration: every applied
+        # migration (not only its ancestors: a RunPython may use other apps' models).
+        state = executor._create_project_state(with_applied_migrations=True)
         what = saved.describe()
         try:
             part_way = saved.mid_operation and saved.direction == FORWARDS
