@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,18 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
 ACT_MARGIN = 0.05
 
 
+def _while_installed(check: Callable[..., list[checks.CheckMessage]]) -> Any:
+    """``check``, silent while pgmigrate is not in ``INSTALLED_APPS`` (Django's check
+    registry outlives an ``override_settings(INSTALLED_APPS=...)`` that removes it)."""
+
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+        return check(*args, **kwargs) if apps.is_installed("pgmigrate") else []
+
+    return wrapper
+
+
+@_while_installed
 def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.E001/E002: pgactivity and pglock must be installed."""
     errors: list[checks.CheckMessage] = []
@@ -48,6 +61,7 @@ def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
     return errors
 
 
+@_while_installed
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.E003 to E014: each PGMIGRATE_* setting has a usable value."""
     if not (apps.is_installed("pgactivity") and apps.is_installed("pglock")):
@@ -61,6 +75,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return errors
 
 
+@_while_installed
 def check_migrate_owner(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.W001: another app's ``migrate`` command would bypass pgmigrate."""
     try:
@@ -82,6 +97,7 @@ def check_migrate_owner(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
+@_while_installed
 def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.W002: a lock timeout so short that blockers are never ended in time."""
     try:
@@ -103,6 +119,7 @@ def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMes
     ]
 
 
+@_while_installed
 def check_signal_privilege(
     databases: list[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:

@@ -82,6 +82,12 @@ def _executor_for(run: Run) -> Iterator[None]:
         _runs.current = previous
 
 
+def _applies_nothing(opts: dict[str, Any]) -> bool:
+    """``migrate --plan``, ``--check`` and ``--prune`` apply no migration: Django's command
+    runs them as it is, without pgmigrate's set-up or its lock."""
+    return bool(opts.get("plan") or opts.get("check_unapplied") or opts.get("prune"))
+
+
 def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     """The Ctrl-C/SIGTERM behind ``exc`` (itself, or in its causes), if any."""
     return next((e for e in chain(exc) if isinstance(e, KeyboardInterrupt)), None)
@@ -111,7 +117,7 @@ class MigrateCommand(DjangoMigrateCommand):
 
     def handle(self, *args: Any, **opts: Any) -> Any:
         using = opts["database"]
-        if connections[using].vendor != "postgresql":
+        if connections[using].vendor != "postgresql" or _applies_nothing(opts):
             return super().handle(*args, **opts)
 
         self.verbosity = opts["verbosity"]
@@ -124,12 +130,8 @@ class MigrateCommand(DjangoMigrateCommand):
             # Called inside the caller's transaction: nothing commits before it does, so each
             # migration runs in one transaction (a savepoint), as in Django.
             run_options = dataclasses.replace(run_options, atomic=True)
-        backend_pid = pgactivity.pid(using=using)
-        self.notice(
-            f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
-        )
         self.events = events = RunEvents(
-            self, database=using, backend_pid=backend_pid, log_queries=run_options.log_queries
+            self, database=using, backend_pid=None, log_queries=run_options.log_queries
         )
         guard = interrupts.Guard()
         retry = LockRetry(
@@ -140,70 +142,28 @@ class MigrateCommand(DjangoMigrateCommand):
             notice=self.notice,
             sleep=guard.sleep,
         )
-        progress = ProgressRecorder(connections[using])
         self._run = run = Run(
             using=using,
             options=run_options,
             events=events,
             guard=guard,
             retry=retry,
-            progress=progress,
+            progress=ProgressRecorder(connections[using]),
             notice=self.notice,
         )
-        watcher = Watcher(
-            self,
-            using=using,
-            backend_pid=backend_pid,
-            action=run_options.action,
-            interval=run_options.interval,
-            protected=run_options.protected,
-            lock_timeout=run_options.lock_timeout,
-        )
+        self._watcher: Watcher | None = None
         try:
             with contextlib.ExitStack() as stack:
-                stack.enter_context(
-                    interrupts.interruptible(
-                        guard, functools.partial(interrupts.cancel_backend, using, backend_pid)
-                    )
-                )
-                stack.enter_context(
-                    migrate_lock(
-                        using, wait=run_options.wait_for_other_migrate, notice=self.notice
-                    )
-                )
-                self._prepare_progress(progress, run_options)
-                watcher.start()
-                stack.callback(watcher.stop)
-                connection = connections[using]
-                stack.enter_context(
-                    connection.execute_wrapper(retry.statement_wrapper(connection))
-                )
-                stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
-                stack.enter_context(connection.execute_wrapper(guard.execute_wrapper))
-                stack.enter_context(
-                    connection.execute_wrapper(functools.partial(self._note_lost, using))
-                )
-                stack.callback(run.close)
-                if run_options.lock_timeout is not None:
-                    stack.enter_context(
-                        _keeping_the_error(
-                            pglock.timeout(run_options.lock_timeout, using=using), using
-                        )
-                    )
-                if run_options.statement_timeout is not None:
-                    stack.enter_context(
-                        _keeping_the_error(
-                            pgactivity.timeout(run_options.statement_timeout, using=using),
-                            using,
-                        )
-                    )
+                # Django's handle checks its arguments, loads the graph and prints the plan
+                # first; pgmigrate's set-up waits until the executor has something to do.
+                run.starter = functools.partial(self._start, stack, run)
                 stack.enter_context(_executor_for(run))
                 result = super().handle(*args, **opts)
             events.status = "applied"
             return result
         except (Exception, KeyboardInterrupt) as exc:
             guard.reset()
-            error, status = self._command_error(exc, run_options, using, backend_pid)
+            error, status = self._command_error(exc, run_options, using, events.backend_pid)
             events.status = status
             events.migration_finished(status)
             if error is None:
@@ -226,8 +186,56 @@ class MigrateCommand(DjangoMigrateCommand):
                 raise original  # noqa: B904 (it keeps its own cause)
             raise error from exc
         finally:
-            watcher.stop()
+            if self._watcher is not None:
+                self._watcher.stop()
             self._finish(events, run_options)
+
+    def _start(self, stack: contextlib.ExitStack, run: Run) -> None:
+        """pgmigrate's set-up, once the executor has something to apply or settle: the
+        backend pid, signal handling, the one-migrate-at-a-time lock, recorded progress, the
+        watcher, the timeouts. ``stack`` undoes it all when ``handle`` ends."""
+        using, run_options = run.using, run.options
+        connection = connections[using]
+        backend_pid = pgactivity.pid(using=using)
+        self.notice(
+            f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
+        )
+        run.events.backend_pid = backend_pid
+        self._watcher = watcher = Watcher(
+            self,
+            using=using,
+            backend_pid=backend_pid,
+            action=run_options.action,
+            interval=run_options.interval,
+            protected=run_options.protected,
+            lock_timeout=run_options.lock_timeout,
+        )
+        stack.enter_context(
+            interrupts.interruptible(
+                run.guard, functools.partial(interrupts.cancel_backend, using, backend_pid)
+            )
+        )
+        stack.enter_context(
+            migrate_lock(using, wait=run_options.wait_for_other_migrate, notice=self.notice)
+        )
+        self._prepare_progress(run.progress, run_options)
+        watcher.start()
+        stack.callback(watcher.stop)
+        stack.enter_context(connection.execute_wrapper(run.retry.statement_wrapper(connection)))
+        stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
+        stack.enter_context(connection.execute_wrapper(run.guard.execute_wrapper))
+        stack.enter_context(connection.execute_wrapper(functools.partial(self._note_lost, using)))
+        stack.callback(run.close)
+        if run_options.lock_timeout is not None:
+            stack.enter_context(
+                _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using), using)
+            )
+        if run_options.statement_timeout is not None:
+            stack.enter_context(
+                _keeping_the_error(
+                    pgactivity.timeout(run_options.statement_timeout, using=using), using
+                )
+            )
 
     def _note_lost(
         self, using: str, execute: Any, sql: Any, params: Any, many: bool, context: Any
@@ -260,7 +268,7 @@ class MigrateCommand(DjangoMigrateCommand):
             events.write_report(run_options.report_path)
 
     def _command_error(
-        self, exc: BaseException, run_options: Any, using: str, backend_pid: int
+        self, exc: BaseException, run_options: Any, using: str, backend_pid: int | None
     ) -> tuple[CommandError | None, str]:
         """A clear ``CommandError`` (and the run's status) for a failed run: a lock timeout,
         a lost connection, an interrupt, or a migration that failed. ``None`` for errors that
@@ -303,8 +311,9 @@ class MigrateCommand(DjangoMigrateCommand):
         elif self._connection_lost or is_connection_lost(exc, using):
             status = "connection_lost"
             message = (
-                f"pgmigrate: {where} stopped: the migrating connection (backend pid "
-                f"{backend_pid}) was lost: {first_line(original)}. Check the database, then run "
+                f"pgmigrate: {where} stopped: the migrating connection"
+                + (f" (backend pid {backend_pid})" if backend_pid is not None else "")
+                + f" was lost: {first_line(original)}. Check the database, then run "
                 "migrate again."
             )
             with contextlib.suppress(Error):

@@ -66,7 +66,7 @@ class MigrationFigures:
 class RunEvents:
     """Emits the events of one ``migrate`` run and keeps its figures."""
 
-    def __init__(self, command: Any, *, database: str, backend_pid: int, log_queries: bool):
+    def __init__(self, command: Any, *, database: str, backend_pid: int | None, log_queries: bool):
         self.command = command
         self.database = database
         self.backend_pid = backend_pid

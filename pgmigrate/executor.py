@@ -53,16 +53,41 @@ class PGMigrateExecutor(MigrationExecutor):
         fake: bool = False,
         fake_initial: bool = False,
     ) -> Any:
-        if self.run is not None:
-            self.settle_half_applied(
-                targets,
-                self.migration_plan(targets) if plan is None else plan,
+        run = self.run
+        if run is not None:
+            plan = self.migration_plan(targets) if plan is None else plan
+            if plan or run.options.restart or self._may_be_half_applied():
+                run.start()
+                plan, state = self._replanned(targets, plan, state)
                 # Django passes fake=False when the plan is empty.
-                fake=fake or self.run.options.fake,
-            )
+                self.settle_half_applied(targets, plan, fake=fake or run.options.fake)
         return super().migrate(
             targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial
         )
+
+    def _may_be_half_applied(self) -> bool:
+        """Whether ``pgmigrate_progress`` may describe a migration to settle: some migration
+        of the graph is unapplied (so a ``migrate`` with nothing to do, the usual deploy,
+        reads nothing more than Django), and progress is recorded."""
+        applied = self.loader.applied_migrations or {}
+        assert self.run is not None
+        return any(key not in applied for key in self.loader.graph.nodes) and bool(
+            self.run.progress.known
+        )
+
+    def _replanned(self, targets: Any, plan: Any, state: Any) -> tuple[Any, Any]:
+        """``(plan, state)`` again if another ``migrate`` changed the applied migrations
+        between Django's planning and this run taking the one-migrate-at-a-time lock."""
+        before = set(cast("dict[Key, Any]", self.loader.applied_migrations))
+        if set(self.recorder.applied_migrations()) == before:
+            return plan, state
+        assert self.run is not None
+        self.run.notice(
+            "pgmigrate: another migrate changed the applied migrations before this one "
+            "started; planning again"
+        )
+        self.loader.build_graph()
+        return self.migration_plan(targets), None
 
     def settle_half_applied(self, targets: Any, plan: Any, *, fake: bool) -> None:
         """Before the plan runs: forget progress that describes migrations recorded as

@@ -145,6 +145,9 @@ class Run:
         #: Steps found to need running outside a transaction (SQLSTATE 25001).
         self._outside: set[tuple[str, str, int, bool]] = set()
         self._prepared = False
+        #: pgmigrate's set-up (``MigrateCommand._start``), run once by ``start``.
+        self.starter: Callable[[], None] | None = None
+        self.started = False
         self._check_interval_set = False
         self._record_applied: Callable[[], None] | None = None
         #: Index of the first operation of the transaction being run.
@@ -155,6 +158,13 @@ class Run:
         return connections[self.using]
 
     # Before the first change, after the last -------------------------------------------
+
+    def start(self) -> None:
+        """Set pgmigrate up (once), when there is something to apply or settle."""
+        if not self.started:
+            self.started = True
+            if self.starter is not None:
+                self.starter()
 
     def prepare(self, *, progress_table: bool) -> None:
         """Before the run changes anything: make sure progress can be recorded, and that a

@@ -63,6 +63,13 @@ def test_missing_dependency_app(app, check_id):
     assert app in found[f"pgmigrate.{check_id}"]
 
 
+def test_checks_are_silent_when_pgmigrate_is_not_installed():
+    """Django's check registry keeps pgmigrate's checks after an
+    ``override_settings(INSTALLED_APPS=...)`` without pgmigrate: they must say nothing."""
+    found = ids(INSTALLED_APPS=["django.contrib.contenttypes", "tests"], PGMIGRATE_ATOMIC=1)
+    assert not [i for i in found if i.startswith("pgmigrate")], found
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [

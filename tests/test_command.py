@@ -18,12 +18,13 @@ from tests.helpers import applied, migrate, pgmigrate_sessions, wait_until, watc
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
 
-def test_migrate_prints_the_backend_pid_first(scenario):
-    out = migrate("tests")
-    first_line = out.splitlines()[0]
-    assert first_line == (
+def test_migrate_prints_the_backend_pid_before_applying(scenario):
+    lines = migrate("tests").splitlines()
+    pid_line = (
         f"pgmigrate: migrating with PostgreSQL backend pid {pgactivity.pid()} (database 'default')"
     )
+    assert lines[lines.index("Running migrations:") + 1] == pid_line
+    assert lines.index(pid_line) < min(i for i, line in enumerate(lines) if "Applying" in line)
 
 
 def test_pgmigrate_command_takes_migrate_options(scenario):

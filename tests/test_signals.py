@@ -40,8 +40,8 @@ def test_signal_ends_a_blocked_migrate_cleanly(scenario, sessions, signum, retur
         text=True,
     )
     try:
-        first_line = process.stdout.readline()
-        backend_pid = int(first_line.split("backend pid ")[1].split()[0])
+        pid_line = next(line for line in process.stdout if "backend pid " in line)
+        backend_pid = int(pid_line.split("backend pid ")[1].split()[0])
         wait_until(lambda: is_waiting_on_lock(backend_pid), what="migrate waits on the lock")
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
