@@ -225,6 +225,7 @@ class MigrateCommand(DjangoMigrateCommand):
         stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
         stack.enter_context(connection.execute_wrapper(run.guard.execute_wrapper))
         stack.enter_context(connection.execute_wrapper(functools.partial(self._note_lost, using)))
+        stack.enter_context(connection.execute_wrapper(run.count_statements))
         stack.callback(run.close)
         if run_options.lock_timeout is not None:
             stack.enter_context(

@@ -32,7 +32,7 @@ TABLE = "pgmigrate_progress"
 FORWARDS, BACKWARDS = "forwards", "backwards"
 
 CREATE_TABLE = (
-    f"CREATE TABLE {TABLE} ("
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
     " app varchar(255) NOT NULL,"
     " name varchar(255) NOT NULL,"
     " done integer NOT NULL,"
@@ -159,6 +159,8 @@ class ProgressRecorder:
         self.connection = connection
         self._known: dict[Key, Progress] | None = None
         self._table_exists = False
+        #: Whether the role may create the table (asked once, when it does not exist).
+        self._may_create: bool | None = None
         self._fingerprints: dict[tuple[int, int], str] = {}
 
     def fingerprint(self, migration: Any, done: int) -> str:
@@ -197,27 +199,43 @@ class ProgressRecorder:
         return self.known.get((app, name))
 
     def ensure_table(self) -> None:
-        """Create ``pgmigrate_progress`` unless it exists, before anything is applied.
+        """Before anything is applied: make sure ``pgmigrate_progress`` exists or can be
+        made. It is made by the first ``save``, in the transaction of the first operation
+        that needs a record, so a database where nothing is recorded never gets it (e.g. one
+        that a database router keeps every operation away from).
 
         Raises:
             CommandError: When the migrating role may not create it (PostgreSQL 15 and
                 later no longer grant ``CREATE`` on schema ``public`` to every role).
         """
         self.known  # noqa: B018 (loads, which tells whether the table exists)
-        if self._table_exists:
+        if self._table_exists or self._may_create is not None:
             return
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+            )
+            self._may_create = cursor.fetchone()[0]
+        if not self._may_create:
+            raise CommandError(self._cannot_create("permission denied to create a table"))
+
+    def _create_table(self) -> None:
         try:
             with atomic(self.connection.alias), self.connection.cursor() as cursor:
                 cursor.execute(CREATE_TABLE)
         except ProgrammingError as exc:
-            raise CommandError(self._cannot_create(exc)) from exc
-        self._table_exists = True
+            raise CommandError(self._cannot_create(str(exc))) from exc
 
-    def _cannot_create(self, exc: BaseException) -> str:
+        def exists() -> None:
+            self._table_exists = True
+
+        transaction.on_commit(exists, using=self.connection.alias)
+
+    def _cannot_create(self, error: str) -> str:
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT current_user, current_schema()")
             role, schema = cursor.fetchone()
-        reason = str(exc).strip().splitlines()[0]
+        reason = error.strip().splitlines()[0]
         return (
             f"pgmigrate: cannot create its table {TABLE} in schema {schema!r} ({reason}); "
             "nothing was applied. pgmigrate records in it, in the same transaction as each "
@@ -230,6 +248,8 @@ class ProgressRecorder:
     def save(self, migration: Any, progress: Progress) -> None:
         """Write ``progress`` for ``migration`` (in the caller's transaction, if any)."""
         key = (migration.app_label, migration.name)
+        if not self._table_exists:
+            self._create_table()
         with self.connection.cursor() as cursor:
             cursor.execute(
                 _UPSERT,

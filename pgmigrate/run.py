@@ -62,6 +62,7 @@ from pgmigrate.steps import (
     ForwardSteps,
     Mode,
     Step,
+    acts_only_through_sql,
     backward_steps,
     destroys_data,
     is_exempt,
@@ -148,6 +149,12 @@ class Run:
         #: pgmigrate's set-up (``MigrateCommand._start``), run once by ``start``.
         self.starter: Callable[[], None] | None = None
         self.started = False
+        #: Statements run on the migrating connection (``count_statements``), and their
+        #: number when the current transaction or step began.
+        self.executed = 0
+        self._executed_before = 0
+        #: A step of the current transaction or step may act other than through SQL here.
+        self._acts_elsewhere = False
         self._check_interval_set = False
         self._record_applied: Callable[[], None] | None = None
         #: Index of the first operation of the transaction being run.
@@ -165,6 +172,13 @@ class Run:
             self.started = True
             if self.starter is not None:
                 self.starter()
+
+    def count_statements(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Django ``execute_wrapper`` on the migrating connection: counts its statements."""
+        self.executed += 1
+        return execute(sql, params, many, context)
 
     def prepare(self, *, progress_table: bool) -> None:
         """Before the run changes anything: make sure progress can be recorded, and that a
@@ -334,6 +348,7 @@ class Run:
             schema_editor.deferred_sql.clear()
             position = first
             self._unit_first = steps[first].index
+            self._executed_before, self._acts_elsewhere = self.executed, False
             with self.guard.deferred(cancellable=True), atomic(self.using):
                 while True:
                     step = steps[position]
@@ -426,6 +441,7 @@ class Run:
     ) -> None:
         """Run one step outside a transaction; its statements go through ``_execute``."""
         schema_editor.deferred_sql.clear()
+        self._executed_before, self._acts_elsewhere = self.executed, False
         in_python = self.guard.operation() if step_mode is Mode.AUTOCOMMIT else nullcontext()
         with self._running(step, step_mode, resumed), self._exempt(step), in_python:
             step.run(schema_editor)
@@ -489,10 +505,15 @@ class Run:
         )
 
     def _record(self, migration: Migration, step: Step, *, statements: int) -> None:
-        """Record that ``step`` is done (in the caller's transaction, if any)."""
+        """Record that ``step`` is done (in the caller's transaction, if any). Steps that
+        ran no statement here and act only through SQL (a database router sent their work
+        elsewhere) changed nothing: running them again is harmless, so no record (nor
+        table) is made."""
         done = _done_after(step)
         if not step.forwards and done == 0:
             self.progress.forget([(migration.app_label, migration.name)])
+            return
+        if self.executed == self._executed_before and not self._acts_elsewhere:
             return
         direction = FORWARDS if step.forwards else BACKWARDS
         progress = self.progress.start(migration, done, direction)
@@ -517,6 +538,7 @@ class Run:
         at = self._at
         if at is None or at.step is not step:
             at = self._at = _Position(step, step_mode)
+            self._acts_elsewhere |= not acts_only_through_sql(step, self.using)
             if resumed is not None:
                 at.skip = at.committed = resumed.statements
                 at.inflight = resumed.inflight

@@ -159,6 +159,26 @@ def leaves(operation: Operation) -> Iterator[Operation]:
         yield operation
 
 
+def acts_only_through_sql(step: Step, using: str) -> bool:
+    """Whether everything ``step`` does to the world goes through SQL on its connection:
+    Django's own operations, and a ``RunPython`` that the database router keeps away from
+    ``using`` (Django then does not call its code). So a step that ran no statement there
+    changed nothing, and running it again is harmless."""
+    from django.db import router
+
+    for leaf in leaves(step.operation):
+        if isinstance(leaf, RunPython):
+            if router.allow_migrate(using, step.migration.app_label, **leaf.hints):
+                return False
+        elif not type(leaf).__module__.startswith(_DJANGO_OPERATIONS):
+            return False
+    return True
+
+
+#: Modules of Django's own operations (a subclass elsewhere may do anything).
+_DJANGO_OPERATIONS = ("django.db.migrations.operations.", "django.contrib.postgres.operations")
+
+
 def _concurrent_index_operations() -> tuple[type, ...]:
     try:
         from django.contrib.postgres.operations import (

@@ -84,3 +84,26 @@ def test_non_postgresql_alias_is_plain_django(scenario):
         assert "tests_alpha" in tables
     finally:
         migrate("tests", "zero", database="sqlite", verbosity=0)
+
+
+class TestsAppOnOther:
+    """A database router that keeps the ``tests`` app's tables on ``other`` only."""
+
+    def allow_migrate(self, db: str, app_label: str, **hints: object) -> bool | None:
+        return db == "other" if app_label == "tests" else None
+
+
+@override_settings(DATABASE_ROUTERS=[TestsAppOnOther()])
+def test_progress_table_only_where_something_is_recorded(scenario):
+    """Django records the ``tests`` migrations on both databases but runs their operations
+    on ``other`` only: ``default`` has nothing to record, so it gets no pgmigrate_progress."""
+    query("DROP TABLE IF EXISTS pgmigrate_progress")
+    query("DROP TABLE IF EXISTS pgmigrate_progress", using="other")
+    migrate("tests", database="default")
+    migrate("tests", database="other")
+    assert applied() == applied("other") == ["0001_initial", "0002_add_fields", "0003_alpha_note"]
+    assert "flag" in columns("tests_alpha", using="other")
+    assert query("SELECT to_regclass('pgmigrate_progress')") == [(None,)]
+    assert query("SELECT to_regclass('pgmigrate_progress')::text", using="other") == [
+        ("pgmigrate_progress",)
+    ]

@@ -200,7 +200,8 @@ def test_fingerprint_is_stable_and_covers_arguments():
 
 def test_progress_of_a_recorded_migration_is_forgotten(scenario):
     """A progress row never outlives the schema it describes: one left for a migration that
-    is recorded as applied (by another tool, say) is dropped at the next run that applies or unapplies something."""
+    is recorded as applied (by another tool, say) is dropped at the next run that applies or
+    unapplies something."""
     migrate("tests")
     assert query("SELECT to_regclass('pgmigrate_progress')::text") == [("pgmigrate_progress",)]
     query(
