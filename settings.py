@@ -18,8 +18,10 @@ INSTALLED_APPS = ["pgactivity", "pglock", "pgmigrate", "tests"]
 
 _url = pgserver.database_url()
 _default = dj_database_url.parse(_url)
-_other = copy.deepcopy(_default) | {"NAME": f"{_default['NAME']}_other"}
-pgserver.ensure_database(_url, _other["NAME"])  # so `migrate --database other` works
+_other_name = f"{_default['NAME']}_other"
+_other = copy.deepcopy(_default) | {"NAME": _other_name}
+# So `migrate --database other` works. The test suite drops what it created (conftest.py).
+TESTS_CREATED_DATABASES = [_other_name] if pgserver.ensure_database(_url, _other_name) else []
 DATABASES = {
     "default": _default,
     "other": _other,

@@ -57,6 +57,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario(name): migrations scenario for the tests app")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop the databases that settings.py created for this run (``<name>_other``), so a
+    ``$DATABASE_URL`` server is left as it was found. pytest-django drops its test_* ones."""
+    from django.conf import settings
+
+    from tests import pgserver
+
+    if settings.configured:
+        for name in getattr(settings, "TESTS_CREATED_DATABASES", []):
+            pgserver.drop_database(pgserver.database_url(), name)
+
+
 @pytest.fixture(autouse=True)
 def _close_connections() -> Iterator[None]:
     yield

@@ -41,12 +41,13 @@ def database_url() -> str:
     return url
 
 
-def ensure_database(url: str, name: str) -> None:
-    """Create database ``name`` on the server of ``url`` unless it exists (idempotent)."""
-    parts = urllib.parse.urlsplit(url)
-    admin_url = urllib.parse.urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
+def ensure_database(url: str, name: str) -> bool:
+    """Create database ``name`` on the server of ``url`` unless it exists (idempotent).
+
+    Return True when this call created it.
+    """
     driver = _driver()
-    conn = driver.connect(admin_url)
+    conn = driver.connect(_admin_url(url))
     try:
         conn.autocommit = True
         cursor = conn.cursor()
@@ -55,14 +56,37 @@ def ensure_database(url: str, name: str) -> None:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             return cursor.fetchone() is not None
 
-        if not exists():
-            try:
-                cursor.execute('CREATE DATABASE "{}"'.format(name.replace('"', '""')))
-            except driver.Error:
-                if not exists():  # otherwise another process created it just now
-                    raise
+        if exists():
+            return False
+        try:
+            cursor.execute(f"CREATE DATABASE {_quote(name)}")
+        except driver.Error:
+            if not exists():  # otherwise another process created it just now
+                raise
+            return False
+        return True
     finally:
         conn.close()
+
+
+def drop_database(url: str, name: str) -> None:
+    """Drop database ``name`` on the server of ``url``, ending its sessions (idempotent)."""
+    conn = _driver().connect(_admin_url(url))
+    try:
+        conn.autocommit = True
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+    finally:
+        conn.close()
+
+
+def _admin_url(url: str) -> str:
+    """The URL of the ``postgres`` database on the server of ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
+
+
+def _quote(name: str) -> str:
+    return '"{}"'.format(name.replace('"', '""'))
 
 
 def _driver() -> Any:
