@@ -1,4 +1,5 @@
-"""The demo's app, a process of its own: reads demo_account every 10 ms until stdin closes.
+"""The demo's app, a process of its own: CONNECTIONS sessions, each reading demo_account every
+10 ms, until stdin closes.
 
 ``python -m demo.app URL`` prints one line per query: its start (``time.monotonic()``, the
 same clock as the demo's), its duration in seconds, and 1 if it succeeded, 0 if it failed.
@@ -14,6 +15,9 @@ import time
 from typing import Any
 
 APPLICATION_NAME = "app"
+#: Like a few app servers' connections: one of them queries every 2.5 ms on average.
+CONNECTIONS = 4
+INTERVAL = 0.01
 
 
 def _driver() -> Any:
@@ -23,17 +27,8 @@ def _driver() -> Any:
         return importlib.import_module("psycopg2")
 
 
-def main() -> None:
-    url = sys.argv[1]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the demo, which stops us
-    driver = _driver()
-    stop = threading.Event()
-
-    def wait_for_eof() -> None:
-        sys.stdin.read()
-        stop.set()
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
+def read_table(url: str, driver: Any, stop: threading.Event, output: threading.Lock) -> None:
+    """One connection's loop: query, report, pause; reconnect after a failure."""
     conn: Any = None
     while not stop.is_set():
         started = time.monotonic()
@@ -49,11 +44,33 @@ def main() -> None:
             ok = 0
             if conn is not None:
                 conn.close()
-            conn = None  # reconnect on the next query
-        print(f"{started:.6f} {time.monotonic() - started:.6f} {ok}", flush=True)
-        stop.wait(0.01)
+            conn = None
+        line = f"{started:.6f} {time.monotonic() - started:.6f} {ok}\n"
+        with output:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        stop.wait(INTERVAL)
     if conn is not None:
         conn.close()
+
+
+def main() -> None:
+    url = sys.argv[1]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the demo, which stops us
+    driver = _driver()
+    stop = threading.Event()
+    output = threading.Lock()
+    workers = [
+        threading.Thread(target=read_table, args=(url, driver, stop, output))
+        for _ in range(CONNECTIONS)
+    ]
+    for worker in workers:
+        worker.start()
+        stop.wait(INTERVAL / CONNECTIONS)  # spread their queries over the interval
+    sys.stdin.read()  # until the demo closes it
+    stop.set()
+    for worker in workers:
+        worker.join()
 
 
 if __name__ == "__main__":
