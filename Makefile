@@ -11,11 +11,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help venv test full-test-suite demo lint format type-check bench chaos clean
+.PHONY: help venv test full-test-suite demo lint format type-check bench chaos real-migrations clean
 
 help:
-	@echo "make test | full-test-suite | demo | lint | format | type-check | bench | chaos | clean"
-	@echo "  ARGS=... go to pytest (test, full-test-suite), demo, bench or chaos"
+	@echo "make test | full-test-suite | demo | lint | format | type-check | bench | chaos | real-migrations | clean"
+	@echo "  ARGS=... go to pytest (test, full-test-suite), demo, bench, chaos or real-migrations"
 
 # Re-install only when the project's dependencies may have changed.
 $(INSTALLED): pyproject.toml
@@ -68,6 +68,20 @@ bench: $(INSTALLED)
 # (chaos/README.md). Its own throwaway PostgreSQL; ARGS=--quick runs 30 trials.
 chaos: $(INSTALLED)
 	$(BIN)/python -m chaos $(ARGS)
+
+# Real apps' migrations (wagtail, allauth, celery-beat, reversion, dj-stripe, django.contrib)
+# applied with plain Django and with pgmigrate, compared (realmig/README.md). Its own venv,
+# as the apps bring their own dependencies. ARGS=--quick: a one-minute subset.
+REALMIG_VENV := .venv-realmig
+REALMIG_INSTALLED := $(REALMIG_VENV)/.installed
+
+$(REALMIG_INSTALLED): realmig/requirements.txt pyproject.toml
+	test -x $(REALMIG_VENV)/bin/python || $(PYTHON) -m venv $(REALMIG_VENV)
+	$(REALMIG_VENV)/bin/python -m pip install -r realmig/requirements.txt -e .
+	touch $@
+
+real-migrations: $(REALMIG_INSTALLED)
+	$(REALMIG_VENV)/bin/python -m realmig $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .nox build dist *.egg-info .pytest_cache .ruff_cache .coverage .coverage.* htmlcov

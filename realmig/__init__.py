@@ -1,0 +1,2 @@
+"""Apply real apps' migrations with plain Django and with pgmigrate, and compare
+(``python -m realmig``; see realmig/README.md)."""

@@ -1,0 +1,3 @@
+"""No views: system checks only need a URLconf."""
+
+urlpatterns: list[object] = []
