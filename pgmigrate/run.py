@@ -41,10 +41,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pgactivity
 from django.core.management.base import CommandError
 from django.db import DatabaseError, Error, connections
+from django.db.backends.ddl_references import Statement
 from django.db.migrations.exceptions import IrreversibleError
 
 from pgmigrate import concurrent, sql
 from pgmigrate.db import atomic
+from pgmigrate.deferred import name_as_renamed
 from pgmigrate.errors import (
     CANNOT_RUN_IN_TRANSACTION,
     ROLLED_BACK,
@@ -61,11 +63,13 @@ from pgmigrate.progress import (
 from pgmigrate.steps import (
     ForwardSteps,
     Mode,
+    Rename,
     Step,
     acts_only_through_sql,
     backward_steps,
     destroys_data,
     is_exempt,
+    later_renames,
     mode,
     references_any,
 )
@@ -119,6 +123,8 @@ class _Position:
     #: ``progress.statements_digest`` of the statements seen so far, and the one recorded.
     digest: str | None = None
     saved_digest: str | None = None
+    #: The step dropped a foreign key made early from deferred SQL (``_early_fk_renamed``).
+    remakes_early_fk: bool = False
 
 
 class Run:
@@ -155,6 +161,8 @@ class Run:
         self._executed_before = 0
         #: A step of the current transaction or step may act other than through SQL here.
         self._acts_elsewhere = False
+        #: Foreign keys made from deferred SQL before later operations rename them.
+        self._early_fks: set[str] = set()
         self._check_interval_set = False
         self._record_applied: Callable[[], None] | None = None
         #: Index of the first operation of the transaction being run.
@@ -218,6 +226,7 @@ class Run:
         (in the caller's transaction): it is called in the transaction of its last
         operation, so that the migration is recorded exactly when all of it is applied."""
         self._record_applied = record
+        self._early_fks.clear()
         if collect_sql:  # pragma: no cover (sqlmigrate calls Migration.apply itself)
             return migration.apply(project_state, schema_editor, collect_sql=True)
         if schema_editor.atomic_migration:
@@ -366,7 +375,7 @@ class Run:
                     if not self._deferred_needs(steps, position, schema_editor.deferred_sql):
                         break
                 with self._running(step, Mode.TRANSACTION):
-                    _run_deferred_sql(schema_editor)
+                    _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
                 self.guard.checkpoint()  # a signal that came meanwhile rolls it back
                 self.guard.protect()  # the record and the commit must not be cut in two
                 last = step.forwards and step.number == len(migration.operations)
@@ -445,7 +454,7 @@ class Run:
         in_python = self.guard.operation() if step_mode is Mode.AUTOCOMMIT else nullcontext()
         with self._running(step, step_mode, resumed), self._exempt(step), in_python:
             step.run(schema_editor)
-            _run_deferred_sql(schema_editor)
+            _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
         with self.guard.deferred(cancellable=False):
             self._record(step.migration, step, statements=0)
         self._at = None
@@ -551,6 +560,8 @@ class Run:
         if at is None:
             return execute(sql_text, params)
         at.seq += 1
+        if self._early_fks:
+            self._early_fk_renamed(at, sql_text, getattr(execute, "__self__", None))
         if at.mode is Mode.TRANSACTION:
             return execute(sql_text, params)
         text = str(sql_text)
@@ -565,6 +576,20 @@ class Run:
                 return None
         self._execute_alone(at, execute, text, params, statement)
         return None
+
+    def _early_fk_renamed(self, at: _Position, statement: Any, editor: Any) -> None:
+        """A later operation's ``alter_field`` drops a foreign key that pgmigrate made
+        from deferred SQL before the end of the migration, and makes it again: give the new
+        one the name Django's deferred statement would have had (in Django the key does not
+        exist yet, so it is neither dropped nor made again)."""
+        if not isinstance(statement, Statement) or editor is None:
+            return
+        name = str(statement.parts.get("name", ""))
+        if statement.template == editor.sql_delete_fk and name in self._early_fks:
+            at.remakes_early_fk = True
+        elif statement.template == editor.sql_create_fk and at.remakes_early_fk:
+            name_as_renamed(statement, later_renames(at.step))
+            at.remakes_early_fk = False
 
     def _skip(self, at: _Position, text: str, params: Any) -> None:
         """Skip a statement an earlier run committed, after checking, once all of them are
@@ -763,10 +788,25 @@ def _detail(at: _Position, exc: BaseException) -> str:
     return "; ".join(parts)
 
 
-def _run_deferred_sql(schema_editor: BaseDatabaseSchemaEditor) -> None:
-    """Run the schema editor's deferred statements now, each once."""
+def _run_deferred_sql(
+    schema_editor: BaseDatabaseSchemaEditor,
+    renames: Sequence[Rename] = (),
+    early_fks: set[str] | None = None,
+) -> None:
+    """Run the schema editor's deferred statements now, each once, named as at the end of
+    the migration after ``renames`` (``steps.later_renames``); the names of the foreign keys
+    made before later operations rename them go to ``early_fks``."""
     while schema_editor.deferred_sql:
-        schema_editor.execute(schema_editor.deferred_sql.pop(0), None)
+        statement = schema_editor.deferred_sql.pop(0)
+        if renames:
+            name_as_renamed(statement, renames)
+            if (
+                early_fks is not None
+                and isinstance(statement, Statement)
+                and statement.template == schema_editor.sql_create_fk
+            ):
+                early_fks.add(str(statement.parts["name"]))
+        schema_editor.execute(statement, None)
 
 
 class _RunOutside(Exception):

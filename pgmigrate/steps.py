@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.db.migrations.operations import (
     AddField,
+    AlterField,
+    AlterModelTable,
     CreateModel,
     DeleteModel,
     RemoveField,
+    RenameField,
+    RenameModel,
     RunPython,
     RunSQL,
     SeparateDatabaseAndState,
@@ -157,6 +161,60 @@ def leaves(operation: Operation) -> Iterator[Operation]:
             yield from leaves(inner)
     else:
         yield operation
+
+
+#: A table rename ``("table", old, new)`` or a column rename ``("column", table, old, new)``.
+Rename = tuple[str, ...]
+
+#: Operations whose schema editor call renames what deferred SQL refers to (Django's
+#: ``alter_field`` and ``alter_db_table`` update the references of pending deferred SQL).
+_RENAMING = (RenameField, AlterField, RenameModel, AlterModelTable)
+
+
+def later_renames(step: Step) -> list[Rename]:
+    """The table and column renames that the operations after ``step`` make in the
+    database, in order (forwards only). Deferred SQL that runs after ``step`` takes the names
+    these give, as it would at the end of the migration in Django."""
+    migration = step.migration
+    later = migration.operations[step.index + 1 :]
+    if not step.forwards or not any(
+        isinstance(leaf, _RENAMING) for operation in later for leaf in leaves(operation)
+    ):
+        return []
+    app_label = migration.app_label
+    renames: list[Rename] = []
+    state = step.to_state.clone()
+    for operation in later:
+        before = state
+        for leaf in leaves(operation):
+            after = before.clone()
+            leaf.state_forwards(app_label, after)
+            if isinstance(leaf, _RENAMING):
+                renames.extend(_renames(leaf, app_label, before, after))
+            before = after
+        operation.state_forwards(app_label, state)
+    return renames
+
+
+def _renames(operation: Operation, app_label: str, before: Any, after: Any) -> list[Rename]:
+    if isinstance(operation, (RenameField, AlterField)):
+        old_name = operation.old_name if isinstance(operation, RenameField) else operation.name
+        new_name = operation.new_name if isinstance(operation, RenameField) else operation.name
+        old_model = before.apps.get_model(app_label, operation.model_name)
+        new_model = after.apps.get_model(app_label, operation.model_name)
+        old_column = old_model._meta.get_field(old_name).column
+        new_column = new_model._meta.get_field(new_name).column
+        if old_column != new_column:
+            return [("column", old_model._meta.db_table, old_column, new_column)]
+        return []
+    if isinstance(operation, RenameModel):
+        old_table = before.apps.get_model(app_label, operation.old_name)._meta.db_table
+        new_table = after.apps.get_model(app_label, operation.new_name)._meta.db_table
+    else:
+        name = cast(AlterModelTable, operation).name
+        old_table = before.apps.get_model(app_label, name)._meta.db_table
+        new_table = after.apps.get_model(app_label, name)._meta.db_table
+    return [("table", old_table, new_table)] if old_table != new_table else []
 
 
 def acts_only_through_sql(step: Step, using: str) -> bool:
