@@ -8,6 +8,7 @@ checks in ``pgmigrate.checks`` call them to turn bad values into check errors.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from django.conf import settings
@@ -22,19 +23,48 @@ DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
 MIN_INTERVAL, MAX_INTERVAL = 0.001, 60.0
 #: Smallest lock timeout PostgreSQL can express (it counts milliseconds).
 MIN_LOCK_TIMEOUT = 0.001
+#: Largest lock or statement timeout PostgreSQL accepts, in seconds: 2147483647 milliseconds
+#: (its integer range), about 24.8 days.
+MAX_TIMEOUT = 2147483.647
+#: Largest delay between lock-timeout retries, in seconds (one hour).
+MAX_RETRY_DELAY = 3600.0
 
 _UNSET: Any = object()
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` for a message, shortened (an int of 10,000 digits has no repr)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _seconds(name: str, value: object) -> float:
-    """Convert a number of seconds or a ``timedelta`` to float seconds, or fail clearly."""
+    """Convert a number of seconds or a ``timedelta`` to float seconds, or fail clearly.
+
+    NaN stays NaN and an int too large for a float becomes infinity: callers check the
+    range, which neither is in."""
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
     raise ImproperlyConfigured(
-        f"{name} must be a number of seconds or a datetime.timedelta, not {value!r}."
+        f"{name} must be a number of seconds or a datetime.timedelta, not {_shown(value)}."
     )
+
+
+def _seconds_between(name: str, value: object, low: float, high: float, bounds: str) -> float:
+    """``_seconds``, failing with ``"{name} must be {bounds}, not {value}"`` unless the
+    result is from ``low`` to ``high`` (never for NaN or infinity)."""
+    seconds = _seconds(name, value)
+    if not low <= seconds <= high:
+        raise ImproperlyConfigured(f"{name} must be {bounds}, not {_shown(value)}.")
+    return seconds
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -44,14 +74,49 @@ def _bool(name: str, default: bool) -> bool:
     return value
 
 
+#: Short names of the built-in actions, accepted by ``PGMIGRATE_BLOCKING_ACTION`` and
+#: ``--blocking-action`` alike (in any case).
+ACTION_NAMES: dict[str, str | None] = {
+    "terminate": "pgmigrate.Terminate",
+    "cancel": "pgmigrate.Cancel",
+    "show": "pgmigrate.Show",
+    "none": None,
+}
+
+
+def resolve_action(value: object, *, name: str) -> actions.BlockingAction | None:
+    """The action that ``value`` names: a short name (``ACTION_NAMES``), a dotted path, a
+    ``BlockingAction`` subclass or instance, or ``None``. ``name`` (the setting or option)
+    is named in the ``ImproperlyConfigured`` raised for anything else."""
+    if isinstance(value, str):
+        short = value.strip().lower()
+        if short in ACTION_NAMES:
+            value = ACTION_NAMES[short]
+        elif "." not in value:
+            raise ImproperlyConfigured(
+                f"{name}: {_shown(value)} is not an action: use one of "
+                f"{', '.join(ACTION_NAMES)}, or a dotted path such as 'pgmigrate.Show'."
+            )
+    try:
+        return actions.resolve(value, setting=name)
+    except ImproperlyConfigured as exc:
+        if not isinstance(value, str):
+            raise
+        raise ImproperlyConfigured(
+            f"{str(exc).rstrip('.')}. Use one of {', '.join(ACTION_NAMES)}, or a dotted path "
+            "such as 'pgmigrate.Show'."
+        ) from exc
+
+
 def blocking_action() -> actions.BlockingAction | None:
     """``PGMIGRATE_BLOCKING_ACTION``: what to do with sessions that block a migration.
 
-    A ``BlockingAction`` subclass, an instance of one, a dotted path to either, or ``None``.
+    A ``BlockingAction`` subclass, an instance of one, a dotted path to either, one of the
+    short names ``"terminate"``, ``"cancel"``, ``"show"`` and ``"none"``, or ``None``.
     Defaults to ``pgmigrate.Terminate``.
     """
-    value = getattr(settings, "PGMIGRATE_BLOCKING_ACTION", actions.Terminate)
-    return actions.resolve(value, setting="PGMIGRATE_BLOCKING_ACTION")
+    name = "PGMIGRATE_BLOCKING_ACTION"
+    return resolve_action(getattr(settings, name, actions.Terminate), name=name)
 
 
 def blocking_action_interval() -> float:
@@ -62,29 +127,29 @@ def blocking_action_interval() -> float:
     """
     name = "PGMIGRATE_BLOCKING_ACTION_INTERVAL"
     value = getattr(settings, name, DEFAULT_BLOCKING_ACTION_INTERVAL)
-    seconds = _seconds(name, value)
-    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
-        raise ImproperlyConfigured(
-            f"{name} must be between {MIN_INTERVAL} and {MAX_INTERVAL:g} seconds, not {value!r}."
-        )
-    return seconds
+    bounds = f"between {MIN_INTERVAL} and {MAX_INTERVAL:g} seconds"
+    return _seconds_between(name, value, MIN_INTERVAL, MAX_INTERVAL, bounds)
+
+
+#: What a lock or statement timeout may be, as the error messages say it.
+TIMEOUT_BOUNDS = (
+    "at least 1 millisecond and at most 2147483.647 seconds (PostgreSQL's limit, about 24.8 "
+    "days), or None for no {what}"
+)
 
 
 def lock_timeout() -> float | None:
     """``PGMIGRATE_LOCK_TIMEOUT``: PostgreSQL ``lock_timeout`` of the migrating connection.
 
-    Seconds or a ``timedelta``; ``None`` (the default) leaves the server's setting alone.
+    Seconds (float) or a ``timedelta``, from 0.001 to ``MAX_TIMEOUT`` (2147483.647); ``None``
+    (the default) leaves the server's setting alone.
     """
     name = "PGMIGRATE_LOCK_TIMEOUT"
     value = getattr(settings, name, None)
     if value is None:
         return None
-    seconds = _seconds(name, value)
-    if seconds < MIN_LOCK_TIMEOUT:
-        raise ImproperlyConfigured(
-            f"{name} must be at least 1 millisecond, or None for no lock timeout, not {value!r}."
-        )
-    return seconds
+    bounds = TIMEOUT_BOUNDS.format(what="lock timeout")
+    return _seconds_between(name, value, MIN_LOCK_TIMEOUT, MAX_TIMEOUT, bounds)
 
 
 def patch_migrate() -> bool:
@@ -150,18 +215,14 @@ def concurrent_migrate() -> str:
 def _count(name: str, default: int) -> int:
     value = getattr(settings, name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {value!r}.")
+        raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {_shown(value)}.")
     return value
 
 
-def _positive_seconds(name: str, default: float | None) -> float | None:
+def _retry_delay(name: str, default: float) -> float:
     value = getattr(settings, name, default)
-    if value is None:
-        return None
-    seconds = _seconds(name, value)
-    if seconds < MIN_LOCK_TIMEOUT:
-        raise ImproperlyConfigured(f"{name} must be at least 1 millisecond, not {value!r}.")
-    return seconds
+    bounds = "at least 1 millisecond and at most 3600 seconds (one hour)"
+    return _seconds_between(name, value, MIN_LOCK_TIMEOUT, MAX_RETRY_DELAY, bounds)
 
 
 def lock_retries() -> int:
@@ -176,25 +237,29 @@ DEFAULT_LOCK_RETRY_DELAY, DEFAULT_LOCK_RETRY_MAX_DELAY = 0.5, 30.0
 
 
 def lock_retry_delay() -> float:
-    """``PGMIGRATE_LOCK_RETRY_DELAY``: the delay before the first retry (default 0.5 s); it
-    doubles with each attempt, with random jitter, up to ``PGMIGRATE_LOCK_RETRY_MAX_DELAY``."""
-    value = _positive_seconds("PGMIGRATE_LOCK_RETRY_DELAY", DEFAULT_LOCK_RETRY_DELAY)
-    assert value is not None
-    return value
+    """``PGMIGRATE_LOCK_RETRY_DELAY``: the delay before the first retry, in seconds (float;
+    default 0.5, at most ``MAX_RETRY_DELAY``); it doubles with each attempt, with random
+    jitter, up to ``PGMIGRATE_LOCK_RETRY_MAX_DELAY``."""
+    return _retry_delay("PGMIGRATE_LOCK_RETRY_DELAY", DEFAULT_LOCK_RETRY_DELAY)
 
 
 def lock_retry_max_delay() -> float:
-    """``PGMIGRATE_LOCK_RETRY_MAX_DELAY``: cap of the delay between retries (default 30 s)."""
-    value = _positive_seconds("PGMIGRATE_LOCK_RETRY_MAX_DELAY", DEFAULT_LOCK_RETRY_MAX_DELAY)
-    assert value is not None
-    return value
+    """``PGMIGRATE_LOCK_RETRY_MAX_DELAY``: cap of the delay between retries, in seconds
+    (float; default 30, at most ``MAX_RETRY_DELAY``)."""
+    return _retry_delay("PGMIGRATE_LOCK_RETRY_MAX_DELAY", DEFAULT_LOCK_RETRY_MAX_DELAY)
 
 
 def statement_timeout() -> float | None:
     """``PGMIGRATE_STATEMENT_TIMEOUT``: PostgreSQL ``statement_timeout`` of the migrating
-    connection (seconds or ``timedelta``; default None: the server's setting). Operations in
-    ``PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT`` run without it."""
-    return _positive_seconds("PGMIGRATE_STATEMENT_TIMEOUT", None)
+    connection, in seconds (float; from 0.001 to ``MAX_TIMEOUT``) or a ``timedelta``;
+    default None: the server's setting. Operations in ``PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT``
+    run without it."""
+    name = "PGMIGRATE_STATEMENT_TIMEOUT"
+    value = getattr(settings, name, None)
+    if value is None:
+        return None
+    bounds = TIMEOUT_BOUNDS.format(what="statement timeout")
+    return _seconds_between(name, value, MIN_LOCK_TIMEOUT, MAX_TIMEOUT, bounds)
 
 
 #: Operations that must not be cut short by ``PGMIGRATE_STATEMENT_TIMEOUT`` by default.

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from django.core.management.base import CommandError
 
+from pgmigrate.text import printable
+
 if TYPE_CHECKING:
     from django.db.migrations import Migration
     from django.db.migrations.operations.base import Operation
@@ -112,7 +114,9 @@ def _migrate_error_class(original: type[BaseException]) -> type[MigrateError]:
 
 def migrate_error(message: str, original: BaseException, returncode: int = 1) -> CommandError:
     """A ``MigrateError`` for ``original`` (a plain ``CommandError`` if the two classes
-    cannot be combined, e.g. a built-in exception with a layout of its own)."""
+    cannot be combined, e.g. a built-in exception with a layout of its own). Control
+    characters in ``message`` (from the server's error, say) are escaped; its lines stay."""
+    message = printable(message, keep="\n")
     try:
         cls = _migrate_error_class(type(original))
         return cls(message, returncode=returncode)

@@ -7,13 +7,17 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.core.management.base import CommandError
+
 from pgmigrate import signals
+from pgmigrate.text import printable
 
 logger = logging.getLogger("pgmigrate")
 logger.addHandler(logging.NullHandler())  # a library: the project decides where logs go
@@ -90,7 +94,8 @@ class RunEvents:
         with self._lock:
             self._count(event, fields)
         level = logging.WARNING if event in WARNING_EVENTS else logging.INFO
-        logger.log(level, message, extra=fields)
+        # The message is for people: escaped (see pgmigrate.text). Fields keep raw values.
+        logger.log(level, printable(message, keep="\n"), extra=fields)
         responses = getattr(signals, event).send_robust(sender=type(self.command), **fields)
         for receiver, response in responses:
             if isinstance(response, Exception):  # a receiver's bug must not stop migrate
@@ -216,6 +221,26 @@ class RunEvents:
         }
 
     def write_report(self, path: str) -> None:
+        """Write ``report()`` as JSON to the file ``path`` (raises ``OSError``)."""
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(self.report(), handle, indent=2)
             handle.write("\n")
+
+
+def check_report_path(path: str) -> None:
+    """Raise ``CommandError`` unless the file ``path`` (of ``--pgmigrate-report``) can be
+    written: checked by opening it for appending before anything runs (a file that did not
+    exist is removed again), so that a run is not lost to a typo in the path."""
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CommandError(
+            f"pgmigrate: --pgmigrate-report: cannot write to {path!r}: "
+            f"{printable(reason)}. Nothing was migrated."
+        ) from exc
+    if not existed:
+        with contextlib.suppress(OSError):
+            os.remove(path)

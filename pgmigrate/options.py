@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from pgmigrate import actions, config
+from pgmigrate import actions, config, events
+from pgmigrate.text import printable
 
-#: Short names accepted by ``--blocking-action``.
-ACTION_NAMES = {
-    "terminate": "pgmigrate.Terminate",
-    "cancel": "pgmigrate.Cancel",
-    "show": "pgmigrate.Show",
-    "none": None,
-}
+#: Short names accepted by ``--blocking-action`` (and ``PGMIGRATE_BLOCKING_ACTION``).
+ACTION_NAMES = config.ACTION_NAMES
 
 
 @dataclass(frozen=True)
@@ -61,52 +58,93 @@ class RunOptions:
 
     @classmethod
     def from_command(cls, options: dict[str, Any]) -> RunOptions:
-        """The settings, with the command line's ``--blocking-action`` etc. on top."""
+        """The settings, with the command line's ``--blocking-action`` etc. on top.
+
+        The options are checked again here: ``call_command`` passes keyword values as they
+        are, without the command line's parser. Anything unusable is a ``CommandError``."""
         overrides: dict[str, Any] = {}
         if options.get("blocking_action") is not None:
             overrides["action"] = parse_action(options["blocking_action"])
         if options.get("lock_timeout") is not None:
-            overrides["lock_timeout"] = options["lock_timeout"] or None
+            overrides["lock_timeout"] = _timeout("--lock-timeout", options["lock_timeout"])
         if options.get("lock_retries") is not None:
-            overrides["lock_retries"] = options["lock_retries"]
+            overrides["lock_retries"] = _retries(options["lock_retries"])
         if options.get("statement_timeout") is not None:
-            overrides["statement_timeout"] = options["statement_timeout"] or None
+            timeout = _timeout("--statement-timeout", options["statement_timeout"])
+            overrides["statement_timeout"] = timeout
+        report_path = options.get("pgmigrate_report")
+        if report_path:
+            events.check_report_path(report_path)
+        try:
+            settings = cls.from_settings()
+        except ImproperlyConfigured as exc:  # the checks were skipped (--skip-checks)
+            raise CommandError(f"pgmigrate: {printable(exc)}") from exc
         return replace(
-            cls.from_settings(),
+            settings,
             restart=bool(options.get("pgmigrate_restart")),
             fake=bool(options.get("fake")),
-            report_path=options.get("pgmigrate_report"),
+            report_path=report_path,
             overrides=overrides,
             **overrides,
         )
 
 
-def parse_action(value: str) -> actions.BlockingAction | None:
-    """``--blocking-action``: terminate, cancel, show, none, or a dotted path."""
-    path = ACTION_NAMES.get(value.lower(), value)
+def _timeout(option: str, value: object) -> float | None:
+    """A timeout option's seconds (float), or None for no timeout (0, ``"none"``)."""
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
     try:
-        return actions.resolve(path, setting="--blocking-action")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}")
+        return seconds_or_none(value if isinstance(value, str) else repr(float(value))) or None
+    except (argparse.ArgumentTypeError, OverflowError) as exc:
+        raise CommandError(f"{option}: {printable(exc)}") from None
+
+
+def _retries(value: object) -> int:
+    """``--lock-retries``: a whole number >= 0 (an int, or its digits)."""
+    if isinstance(value, str):
+        try:
+            return whole_number(value)
+        except argparse.ArgumentTypeError as exc:
+            raise CommandError(f"--lock-retries: {exc}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CommandError(f"--lock-retries: not a whole number >= 0: {value!r}")
+    return value
+
+
+def parse_action(value: object) -> actions.BlockingAction | None:
+    """``--blocking-action``: terminate, cancel, show, none, or a dotted path (resolved as
+    ``PGMIGRATE_BLOCKING_ACTION`` is, by ``config.resolve_action``)."""
+    try:
+        return config.resolve_action(value, name="--blocking-action")
     except ImproperlyConfigured as exc:
-        raise CommandError(
-            f"{str(exc).rstrip('.')}. Use one of {', '.join(ACTION_NAMES)} or a dotted path to "
-            "an action."
-        ) from exc
+        raise CommandError(printable(exc)) from exc
 
 
 #: What ``seconds_or_none`` returns for "no timeout" (None would mean "not given").
 NO_TIMEOUT = 0.0
+#: Words of ``--lock-timeout``/``--statement-timeout`` for no timeout (as is any zero).
+NO_TIMEOUT_WORDS = ("none", "off")
 
 
 def seconds_or_none(text: str) -> float:
-    """argparse type: seconds (``0.5``), or ``none``/``0`` for no timeout (``NO_TIMEOUT``)."""
-    if text.lower() in ("none", "0", "off"):
+    """argparse type of ``--lock-timeout``/``--statement-timeout``: seconds (float, from
+    0.001 to ``config.MAX_TIMEOUT``), or ``0``/``none``/``off`` for no timeout
+    (``NO_TIMEOUT``)."""
+    if text.strip().lower() in NO_TIMEOUT_WORDS:
         return NO_TIMEOUT
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < config.MIN_LOCK_TIMEOUT:
-        raise argparse.ArgumentTypeError(f"must be at least 0.001 seconds, not {text!r}")
+    if value == 0:
+        return NO_TIMEOUT
+    if not config.MIN_LOCK_TIMEOUT <= value <= config.MAX_TIMEOUT:  # NaN and inf too
+        raise argparse.ArgumentTypeError(
+            "must be at least 0.001 and at most 2147483.647 seconds (PostgreSQL's limit, "
+            f"about 24.8 days), or 0 or none for no timeout, not {text!r}"
+        )
     return value
 
 
@@ -134,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lock-timeout",
         type=seconds_or_none,
         metavar="SECONDS",
-        help="lock_timeout of the migrating connection; 'none' for none "
+        help="lock_timeout of the migrating connection, in seconds; 0 or 'none' for none "
         "(default: PGMIGRATE_LOCK_TIMEOUT).",
     )
     group.add_argument(
@@ -147,8 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--statement-timeout",
         type=seconds_or_none,
         metavar="SECONDS",
-        help="statement_timeout of the migrating connection; 'none' for none "
-        "(default: PGMIGRATE_STATEMENT_TIMEOUT).",
+        help="statement_timeout of the migrating connection, in seconds; 0 or 'none' for "
+        "none (default: PGMIGRATE_STATEMENT_TIMEOUT).",
     )
     group.add_argument(
         "--pgmigrate-restart",
@@ -160,4 +198,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pgmigrate-report",
         metavar="FILE",
         help="Write a JSON report of the run (per migration: duration, lock wait, blockers).",
+    )
+
+
+def retries_without_timeout(run_options: RunOptions, connection: Any) -> str | None:
+    """What to tell the user when lock retries are asked for but no lock timeout can make a
+    statement give up (none set by pgmigrate, and the server's ``lock_timeout`` is 0):
+    nothing would ever be retried. None when retries can happen, or none are asked for.
+
+    ``connection`` is the migrating Django connection; it is asked for the server's
+    ``lock_timeout`` only when pgmigrate sets none."""
+    if not run_options.lock_retries or run_options.lock_timeout is not None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        if cursor.fetchone()[0] != "0":
+            return None  # the server's lock timeout (role, database, ...) applies
+    retries = (
+        f"--lock-retries {run_options.lock_retries}"
+        if "lock_retries" in run_options.overrides
+        else f"PGMIGRATE_LOCK_RETRIES = {run_options.lock_retries}"
+    )
+    timeout = (
+        "--lock-timeout none"
+        if "lock_timeout" in run_options.overrides
+        else "PGMIGRATE_LOCK_TIMEOUT is None"
+    )
+    return (
+        f"pgmigrate: {retries} has no effect: no lock timeout is set ({timeout}, and the "
+        "server's lock_timeout is 0), so no statement gives up waiting for a lock and none is "
+        "retried. Set PGMIGRATE_LOCK_TIMEOUT or --lock-timeout."
     )

@@ -12,13 +12,20 @@ from pgmigrate.errors import is_lock_timeout
 
 T = TypeVar("T")
 
+#: The delay doubles at most this many times (2**64 times the smallest delay, 1 ms, is far
+#: above the largest cap, an hour).
+MAX_DOUBLINGS = 64
+
 
 def backoff(
     attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
 ) -> float:
     """Delay before retry ``attempt`` (1-based): ``base * 2**(attempt-1)``, capped, times a
-    random factor in [0.5, 1) so that several migrating pods do not retry in step."""
-    return min(cap, base * 2 ** (attempt - 1)) * (0.5 + rand() / 2)
+    random factor in [0.5, 1) so that several migrating pods do not retry in step.
+
+    All in seconds. The doubling stops at 2**64 (past any cap), so that the ten-thousandth
+    attempt of a large ``PGMIGRATE_LOCK_RETRIES`` does not overflow a float."""
+    return min(cap, base * 2 ** min(attempt - 1, MAX_DOUBLINGS)) * (0.5 + rand() / 2)
 
 
 class LockRetry:

@@ -128,11 +128,11 @@ def test_command_line_overrides_settings(scenario, sessions):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--blocking-action", "explode"], "--blocking-action: cannot import 'explode'"),
+        (["--blocking-action", "explode"], "--blocking-action: 'explode' is not an action"),
         (["--lock-timeout", "soon"], "not a number of seconds"),
         (["--lock-retries", "-1"], "not a whole number"),
         (["--lock-retries", "many"], "not a whole number"),
-        (["--statement-timeout", "0.0001"], "at least 0.001 seconds"),
+        (["--statement-timeout", "0.0001"], "at least 0.001 and at most"),
     ],
 )
 def test_bad_command_line_values(argv, message):

@@ -1,0 +1,435 @@
+"""Bad input gets a clear error (a ``pgmigrate.E…`` check, an argparse or ``CommandError``
+message), never a traceback: settings, command-line options, the report path, a missing
+dependency app, a server that is down, a read-only database."""
+
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError, connections
+from django.test import override_settings
+
+import pgmigrate
+from pgmigrate import config, events, options, retry
+from tests.helpers import (
+    ROOT,
+    MigrateThread,
+    Session,
+    applied,
+    is_waiting_on_lock,
+    manage_env,
+    migrate,
+    query,
+    wait_until,
+    waited_at_least,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+NAN, INF = math.nan, math.inf
+
+#: Values that are wrong for every duration setting (None is wrong for some).
+BAD_DURATIONS = ["5s", True, [1], -1, NAN, INF, -INF, 1e12, 10**400, 10**5000]
+
+#: (setting, check id, bad values): wrong type, negative, zero, NaN, infinity, huge, unknown.
+BAD_SETTINGS = [
+    (
+        "PGMIGRATE_BLOCKING_ACTION",
+        "pgmigrate.E003",
+        ["kill", "", "no.such.Action", "datetime.timedelta", 42, NAN, ["show"], pgmigrate],
+    ),
+    ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", "pgmigrate.E004", [*BAD_DURATIONS, None, 0, 60.5]),
+    (
+        "PGMIGRATE_LOCK_TIMEOUT",
+        "pgmigrate.E005",
+        [*BAD_DURATIONS, 0, 0.0009, 2147483.648, dt.timedelta(days=25), dt.timedelta.max],
+    ),
+    ("PGMIGRATE_PATCH_MIGRATE", "pgmigrate.E006", ["yes", 1, 0, None, NAN]),
+    ("PGMIGRATE_ATOMIC", "pgmigrate.E007", ["true", 1, None, NAN]),
+    (
+        "PGMIGRATE_PROTECTED",
+        "pgmigrate.E008",
+        [["pg_dump"], None, NAN, {"app_name": ["x"]}, {"application_name": "x"}, {"query": [1]}],
+    ),
+    ("PGMIGRATE_CONCURRENT_MIGRATE", "pgmigrate.E009", ["queue", "WAIT", None, 1, NAN]),
+    (
+        "PGMIGRATE_LOCK_RETRIES",
+        "pgmigrate.E010",
+        [-1, 1.5, "3", True, None, NAN, INF, -INF, 1e12],
+    ),
+    ("PGMIGRATE_LOCK_RETRY_DELAY", "pgmigrate.E011", [*BAD_DURATIONS, None, 0, 3601]),
+    ("PGMIGRATE_LOCK_RETRY_MAX_DELAY", "pgmigrate.E011", [*BAD_DURATIONS, None, 0, 3601]),
+    (
+        "PGMIGRATE_STATEMENT_TIMEOUT",
+        "pgmigrate.E012",
+        [*BAD_DURATIONS, 0, 2147483.648, dt.timedelta(days=25)],
+    ),
+    (
+        "PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT",
+        "pgmigrate.E013",
+        ["RunPython", None, NAN, ["no.Such"], [42], [NAN]],
+    ),
+    ("PGMIGRATE_LOG_QUERIES", "pgmigrate.E014", ["no", 1, None, NAN]),
+]
+
+
+def _label(value):
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**20 else "huge-int"
+    return text[:30]
+
+
+def check_messages(**settings):
+    """The pgmigrate messages of ``manage.py check`` under ``settings`` (raises on a crash)."""
+    with override_settings(**settings):
+        found = checks.run_checks()
+    return {message.id: message.msg for message in found if message.id.startswith("pgmigrate")}
+
+
+@pytest.mark.parametrize(
+    ("setting", "check_id", "value"),
+    [
+        pytest.param(setting, check_id, value, id=f"{setting}={_label(value)}")
+        for setting, check_id, values in BAD_SETTINGS
+        for value in values
+    ],
+)
+def test_bad_setting_value_is_a_check_error(setting, check_id, value):
+    found = check_messages(**{setting: value})
+    assert check_id in found, found
+    assert setting in found[check_id]
+    assert len(found[check_id]) < 400  # a huge value is shortened, not printed in full
+    errors = [i for i in found if ".E" in i]
+    assert errors == [check_id], found
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("PGMIGRATE_LOCK_TIMEOUT", 2147483.647),
+        ("PGMIGRATE_LOCK_TIMEOUT", dt.timedelta(days=24)),
+        ("PGMIGRATE_LOCK_TIMEOUT", 0.001),
+        ("PGMIGRATE_STATEMENT_TIMEOUT", 2147483),
+        ("PGMIGRATE_LOCK_RETRIES", 10**12),
+        ("PGMIGRATE_LOCK_RETRY_DELAY", 3600),
+        ("PGMIGRATE_LOCK_RETRY_MAX_DELAY", dt.timedelta(hours=1)),
+        ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 60),
+    ],
+)
+def test_values_at_the_limits_are_accepted(setting, value):
+    settings = {setting: value}
+    if setting == "PGMIGRATE_LOCK_RETRIES":
+        settings["PGMIGRATE_LOCK_TIMEOUT"] = 5
+    assert not [i for i in check_messages(**settings) if ".E" in i]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("show", pgmigrate.Show()),
+        ("Terminate", pgmigrate.Terminate()),
+        (" CANCEL ", pgmigrate.Cancel()),
+        ("none", None),
+        ("pgmigrate.Show", pgmigrate.Show()),
+    ],
+)
+def test_setting_takes_the_short_names_of_the_command_line(value, expected):
+    with override_settings(PGMIGRATE_BLOCKING_ACTION=value):
+        assert config.blocking_action() == expected
+    assert options.parse_action(value) == expected
+
+
+def test_unknown_action_name_suggests_the_names_and_a_path():
+    found = check_messages(PGMIGRATE_BLOCKING_ACTION="kill")
+    assert "'kill' is not an action" in found["pgmigrate.E003"]
+    assert "terminate, cancel, show, none" in found["pgmigrate.E003"]
+    assert "'pgmigrate.Show'" in found["pgmigrate.E003"]
+
+
+def test_retries_without_a_lock_timeout_warn():
+    found = check_messages(PGMIGRATE_LOCK_RETRIES=3)
+    assert "PGMIGRATE_LOCK_RETRIES = 3 has no effect" in found["pgmigrate.W004"]
+    assert "pgmigrate.W004" not in check_messages(
+        PGMIGRATE_LOCK_RETRIES=3, PGMIGRATE_LOCK_TIMEOUT=5
+    )
+    assert "pgmigrate.W004" not in check_messages()
+
+
+# The command line ---------------------------------------------------------------------
+
+#: (option, bad values): each must give an argparse or CommandError message.
+BAD_OPTIONS = [
+    ("--lock-timeout", ["nan", "NaN", "inf", "-inf", "1e12", "2147483.648", "-1", "0.0001", "5s"]),
+    ("--statement-timeout", ["nan", "infinity", "-inf", "1e12", "-0.5", "", "ten"]),
+    ("--lock-retries", ["-1", "1.5", "nan", "inf", "1e12", "", "three"]),
+    ("--blocking-action", ["kill", "", "no.such.Action", "datetime.timedelta", "pgmigrate"]),
+    ("--pgmigrate-report", ["/nonexistent-pgmigrate-dir/report.json", str(ROOT)]),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param(option, value, id=f"{option}={value}")
+        for option, values in BAD_OPTIONS
+        for value in values
+    ],
+)
+def test_bad_option_value_is_a_command_error(scenario, option, value):
+    with pytest.raises(CommandError) as caught:
+        migrate("tests", f"{option}={value}")
+    message = str(caught.value)
+    assert option.lstrip("-") in message or "action" in message, message
+    assert applied() == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("lock_timeout", NAN),
+        ("lock_timeout", -INF),
+        ("lock_timeout", 1e12),
+        ("lock_timeout", 10**400),
+        ("lock_timeout", "soon"),
+        ("lock_timeout", True),
+        ("statement_timeout", dt.timedelta(days=30)),
+        ("statement_timeout", [5]),
+        ("lock_retries", -1),
+        ("lock_retries", 2.0),
+        ("lock_retries", "many"),
+        ("blocking_action", 42),
+        ("blocking_action", "kill"),
+    ],
+)
+def test_bad_keyword_of_call_command_is_a_command_error(scenario, option, value):
+    """``call_command`` passes keyword values without the parser: they are checked too."""
+    with pytest.raises(CommandError) as caught:
+        migrate("tests", **{option: value})
+    assert option.replace("_", "-") in str(caught.value)
+    assert applied() == []
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "none", "None", "off"])
+def test_zero_or_none_turns_the_timeout_off(value):
+    parser = pgmigrate.MigrateCommand().create_parser("manage.py", "migrate")
+    parsed = vars(parser.parse_args(["--lock-timeout", value, "--statement-timeout", value]))
+    with override_settings(PGMIGRATE_LOCK_TIMEOUT=5, PGMIGRATE_STATEMENT_TIMEOUT=10):
+        run_options = options.RunOptions.from_command(parsed)
+    assert run_options.lock_timeout is None
+    assert run_options.statement_timeout is None
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=0.2, PGMIGRATE_BLOCKING_ACTION=None)
+def test_lock_timeout_0_waits_past_the_setting(scenario, sessions):
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session().hold("tests_beta")
+    sessions.append(blocker)
+    run = MigrateThread("tests", "0002", "--lock-timeout", "0")
+    wait_until(lambda: waited_at_least(run.backend_pid, 1.0), what="migrate waited 1 s")
+    assert run.is_alive()  # PGMIGRATE_LOCK_TIMEOUT (0.2 s) is off for this run
+    blocker.release()
+    run.finish()
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def test_retries_without_a_lock_timeout_are_noticed_at_run_time(scenario):
+    out = migrate("tests", "0001", "--lock-retries", "2")
+    assert "pgmigrate: --lock-retries 2 has no effect: no lock timeout is set" in out
+    migrate("tests", "zero", verbosity=0)
+    with override_settings(PGMIGRATE_LOCK_RETRIES=2):
+        out = migrate("tests", "0001", "--lock-timeout", "5")
+    assert "has no effect" not in out
+
+
+def test_server_lock_timeout_makes_retries_useful():
+    connection = connections["default"]
+    run_options = options.RunOptions.from_command({"lock_retries": 2})
+    assert "has no effect" in (options.retries_without_timeout(run_options, connection) or "")
+    query("SET lock_timeout = '5s'")
+    try:
+        assert options.retries_without_timeout(run_options, connection) is None
+    finally:
+        query("RESET lock_timeout")
+
+
+def manage(*args, **env):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=manage_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--lock-timeout", "nan"], "error: argument --lock-timeout: must be at least 0.001"),
+        (["--statement-timeout", "1e12"], "error: argument --statement-timeout: must be at"),
+        (["--lock-retries", "inf"], "error: argument --lock-retries: not a whole number"),
+        (["--blocking-action", "kill"], "CommandError: --blocking-action: 'kill' is not an"),
+        (["--pgmigrate-report", "/nonexistent-dir/r.json"], "CommandError: pgmigrate: --pgm"),
+    ],
+)
+def test_bad_options_on_the_command_line(scenario, args, expected):
+    result = manage("migrate", "tests", *args)
+    assert result.returncode in (1, 2), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert applied() == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "check_id"),
+    [
+        ({"PGMIGRATE_LOCK_TIMEOUT": NAN}, "pgmigrate.E005"),
+        ({"PGMIGRATE_STATEMENT_TIMEOUT": 1e10}, "pgmigrate.E012"),
+        ({"PGMIGRATE_LOCK_RETRY_DELAY": INF}, "pgmigrate.E011"),
+    ],
+)
+def test_bad_settings_on_the_command_line(scenario, settings, check_id):
+    for skip in ([], ["--skip-checks"]):
+        result = manage("migrate", "tests", *skip, PGMIGRATE_TEST_SETTINGS=json.dumps(settings))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert (check_id if not skip else f"CommandError: pgmigrate: {next(iter(settings))}") in (
+            result.stderr
+        )
+    assert applied() == []
+
+
+# The report path ------------------------------------------------------------------------
+
+
+def test_unwritable_report_path_stops_before_migrating(scenario, tmp_path):
+    path = tmp_path / "missing-dir" / "report.json"
+    with pytest.raises(CommandError, match=r"cannot write to .*No such file or directory"):
+        migrate("tests", pgmigrate_report=str(path))
+    assert applied() == []
+    assert not path.parent.exists()
+
+
+def test_report_path_check_leaves_files_as_they_were(tmp_path):
+    path = tmp_path / "report.json"
+    events.check_report_path(str(path))
+    assert not path.exists()
+    path.write_text("an earlier report")
+    events.check_report_path(str(path))
+    assert path.read_text() == "an earlier report"
+
+
+@pytest.mark.parametrize("outcome", ["applied", "failed"])
+def test_report_write_failure_keeps_the_outcome(scenario, sessions, tmp_path, outcome):
+    """The report's folder vanishes while migrate runs: the run's own outcome stands."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session().hold("tests_beta")
+    sessions.append(blocker)
+    run = MigrateThread(
+        "tests", "0002", blocking_action="none", pgmigrate_report=str(folder / "r.json")
+    )
+    wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate waits")
+    folder.rmdir()
+    if outcome == "applied":
+        blocker.release()
+        out = run.finish()
+        assert applied() == ["0001_initial", "0002_add_fields"]
+    else:
+        query("SELECT pg_cancel_backend(%s)", [run.backend_pid])
+        with pytest.raises(CommandError, match=r"migration tests\.0002_add_fields failed"):
+            run.finish()
+        out = run.output.getvalue()
+        assert applied() == ["0001_initial"]
+    assert "pgmigrate: could not write the report to" in out
+    assert "No such file or directory" in out
+
+
+# Missing apps, a server that is down, a read-only database -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("apps", "check_ids"),
+    [
+        (["pgactivity", "pgmigrate", "tests"], ["pgmigrate.E002"]),
+        (["pgmigrate", "tests"], ["pgmigrate.E001", "pgmigrate.E002"]),
+    ],
+)
+def test_missing_dependency_apps_are_check_errors(apps, check_ids):
+    settings = json.dumps({"INSTALLED_APPS": apps})
+    result = manage("check", PGMIGRATE_TEST_SETTINGS=settings)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    found = sorted({word.strip("():") for word in result.stderr.split() if "pgmigrate.E" in word})
+    assert found == check_ids, result.stderr
+
+
+def test_server_down_is_one_line(scenario):
+    result = manage("migrate", "tests", PGMIGRATE_TEST_DATABASE=json.dumps({"PORT": 1}))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: pgmigrate: cannot connect to database 'default': ")
+    assert lines[0].endswith("Nothing was migrated.")
+
+
+def test_server_down_raises_the_driver_error_too(scenario):
+    """``call_command`` callers can catch the ``OperationalError``, as with Django."""
+    from pgmigrate import command
+
+    connections["default"].close()
+    settings = connections["default"].settings_dict
+    port = settings["PORT"]
+    settings["PORT"] = 1
+    try:
+        with pytest.raises(OperationalError) as caught:
+            command._connect("default")
+    finally:
+        settings["PORT"] = port
+    assert isinstance(caught.value, CommandError)
+    assert "cannot connect to database 'default'" in str(caught.value)
+
+
+@pytest.fixture
+def read_only_database(scenario) -> Iterator[str]:
+    """The test database, read-only for new sessions (as a hot standby is)."""
+    name = connections["default"].settings_dict["NAME"]
+    query(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        yield name
+    finally:
+        query(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+
+def test_read_only_database_is_one_clear_line(read_only_database):
+    result = manage("migrate", "tests")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith(
+        "CommandError: pgmigrate: migration tests.0001_initial stopped: database 'default' is "
+        "read-only (cannot execute CREATE TABLE in a read-only transaction)"
+    ), result.stderr
+    assert "Run migrate against the primary." in first
+    assert applied() == []
+
+
+def test_call_command_with_bad_settings_is_a_command_error(scenario):
+    with override_settings(PGMIGRATE_LOCK_TIMEOUT=NAN), pytest.raises(CommandError) as caught:
+        call_command("migrate", "tests", verbosity=0)
+    assert "PGMIGRATE_LOCK_TIMEOUT must be at least 1 millisecond" in str(caught.value)
+
+
+def test_backoff_of_a_late_attempt_does_not_overflow():
+    """A large PGMIGRATE_LOCK_RETRIES reaches attempts whose 2**n no float holds."""
+    assert retry.backoff(10_000, 0.001, 3600, rand=lambda: 1.0) == 3600
+    assert retry.backoff(3, 0.5, 30, rand=lambda: 0.0) == 1.0
