@@ -82,6 +82,8 @@ max_connections = 300
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+max_prepared_transactions = 10
+wal_level = logical
 EOF
         } >"$data/postgresql.conf"
         if _pg15_as_owner "$dir" "$PG15_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w \

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pgactivity
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgmigrate.errors import sqlstate
+from pgmigrate.text import printable
 
 if TYPE_CHECKING:
     from pglock.models import BlockedPGLockQuerySet
@@ -33,11 +34,22 @@ class Blocker:
     query: str | None
     usename: str | None = None
     transaction_age: dt.timedelta | None = None
+    #: The session's virtual transaction (``3/1234``) when the watcher saw it block: it is
+    #: ended only while that transaction runs (so neither a later transaction of the
+    #: session nor another session that got its pid is hit).
+    virtualtransaction: str | None = None
+    #: True for a session that holds no lock the migration needs but waits for one, ahead
+    #: of the migration in the lock's queue.
+    queued: bool = False
+    #: True when PostgreSQL hides the session's state, query and times from the migrating
+    #: role (neither a superuser nor a member of ``pg_read_all_stats`` or of its role).
+    hidden: bool = False
 
     @property
-    def key(self) -> tuple[int, dt.datetime | None]:
-        """Identifies the session even if its pid is later reused by another one."""
-        return (self.pid, self.backend_start)
+    def key(self) -> tuple[int, dt.datetime | str | None]:
+        """Identifies the session even if its pid is later reused by another one (by its
+        transaction when its ``backend_start`` is hidden)."""
+        return (self.pid, self.backend_start or self.virtualtransaction)
 
     @property
     def readable_state(self) -> str:
@@ -51,24 +63,55 @@ class Blocker:
         return text
 
     def describe(self) -> str:
-        return f"pid {self.pid} (application {self.application_name!r}, {self.readable_state})"
+        queued = ", queued ahead of the migration" if self.queued else ""
+        return (
+            f"pid {self.pid} (application {self.application_name!r}, "
+            f"{self.readable_state}{queued})"
+        )
 
 
 #: Attribute of a ``blocked_locks`` queryset holding the blockers the watcher already read.
 PREFETCHED = "_pgmigrate_blockers"
+#: Attribute of that queryset and of the querysets made from it (filtered, excluded): the
+#: same blockers by pid, to complete what django-pglock reads.
+KNOWN = "_pgmigrate_known_blockers"
+
+
+@functools.cache
+def _carrying(base: type[Any]) -> type[Any]:
+    """A subclass of the queryset class ``base`` whose clones keep ``KNOWN``."""
+
+    class Carrying(base):  # type: ignore[misc,valid-type]
+        def _clone(self) -> Any:
+            clone = super()._clone()
+            setattr(clone, KNOWN, getattr(self, KNOWN, None))
+            return clone
+
+    Carrying.__name__ = Carrying.__qualname__ = base.__name__
+    return Carrying
+
+
+def with_blockers(blocked_locks: Any, found: list[Blocker]) -> Any:
+    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``)."""
+    blocked_locks.__class__ = _carrying(type(blocked_locks))
+    setattr(blocked_locks, PREFETCHED, list(found))
+    setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
+    return blocked_locks
 
 
 def blockers(blocked_locks: BlockedPGLockQuerySet) -> list[Blocker]:
     """The distinct sessions behind ``blocked_locks``, ordered by pid.
 
     The watcher hands actions a queryset whose blockers it has already read (one cheap
-    query); a filtered queryset (a clone) is read through django-pglock. Traversing
-    ``blocking_activity`` joins pgactivity's view of ``pg_stat_activity``, which only holds
-    sessions of the migration's database: a session of another database is never returned.
+    query); a filtered queryset (a clone) is read through django-pglock, and its sessions
+    completed with what the watcher read. Traversing ``blocking_activity`` joins
+    pgactivity's view of ``pg_stat_activity``, which only holds sessions of the migration's
+    database: a session of another database is never returned.
     """
     prefetched = getattr(blocked_locks, PREFETCHED, None)
     if prefetched is not None:
         return list(prefetched)
+    known: dict[int, Blocker] | None = getattr(blocked_locks, KNOWN, None)
     rows = (
         blocked_locks.order_by("blocking_activity_id")
         .values_list(
@@ -80,6 +123,9 @@ def blockers(blocked_locks: BlockedPGLockQuerySet) -> list[Blocker]:
         )
         .distinct()
     )
+    if known is not None:
+        pids = dict.fromkeys(row[0] for row in rows)
+        return [known[pid] for pid in pids if pid in known]
     return [Blocker(*row) for row in rows]
 
 
@@ -136,11 +182,45 @@ def signal_failure_hint(exc: BaseException, using: str) -> str:
             "that migrate gives up instead of queueing behind it"
         )
     if sqlstate(exc) == "42501" or "permission denied" in text or "must be a member" in text:
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT current_user")
-            role = cursor.fetchone()[0]
-        return f'GRANT pg_signal_backend TO "{role}"; (run as a superuser)'
+        return f"GRANT pg_signal_backend TO {current_role(using)}; (run as a superuser)"
     return "see the PostgreSQL server log"
+
+
+def current_role(using: str) -> str:
+    """The migrating role, quoted as an SQL identifier (``"migrator"``), to be printed."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT quote_ident(current_user)")
+        role: str = cursor.fetchone()[0]
+    return printable(role if role.startswith('"') else f'"{role}"')
+
+
+#: Signals the sessions that are still those the watcher saw: the same virtual transaction
+#: (``pg_locks``, visible to every role) and the same ``backend_start`` (when known), checked
+#: in the statement that signals them. ``{function}`` is ``pg_terminate_backend`` or
+#: ``pg_cancel_backend``; a session is signalled only where ``{allowed}`` holds (NULL for
+#: the others).
+SIGNAL = """
+WITH transactions AS MATERIALIZED (
+    SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
+)
+SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
+FROM unnest(%s::int[], %s::text[], %s::timestamptz[]) AS seen(pid, vxid, backend_start)
+CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
+LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
+WHERE (seen.vxid IS NULL
+       OR EXISTS (SELECT FROM transactions AS t
+                  WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid))
+  AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
+"""
+#: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
+#: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
+#: that one refusal does not fail the statement that signals all the others at once.
+ALLOWED = """
+    (NOT COALESCE(r.rolsuper, false)
+     OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+    AND (COALESCE(pg_has_role(a.usesysid, 'USAGE'), false)
+         OR pg_has_role('pg_signal_backend', 'USAGE'))
+"""
 
 
 def _event(
@@ -169,19 +249,40 @@ class _SignalBlockers(BlockingAction):
 
     def __init__(self, **filters: Any) -> None:
         super().__init__(**filters)
-        self._announced: set[tuple[int, dt.datetime | None]] = set()
-        self._failed: set[tuple[int, dt.datetime | None]] = set()
+        self._announced: set[tuple[int, Any]] = set()
+        self._failed: set[tuple[int, Any]] = set()
 
-    def signal(self, *pids: int, using: str) -> None:
-        raise NotImplementedError
+    def signal(self, *found: Blocker, using: str, checked: bool = True) -> dict[int, bool | None]:
+        """Send the signal, in one statement, to those of ``found`` that are still the
+        sessions (and transactions) the watcher saw. Returns, by pid, whether each was
+        signalled: None when PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's
+        refusal raises); sessions gone or changed are left out."""
+        allowed = ALLOWED if checked else "true"
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                SIGNAL.format(function=self.function, allowed=allowed),
+                [
+                    [blocker.pid for blocker in found],
+                    [blocker.virtualtransaction for blocker in found],
+                    [blocker.backend_start for blocker in found],
+                ],
+            )
+            return dict(cursor.fetchall())
+
+    def cannot_help(self, cmd: MigrateCommand, found: list[Blocker]) -> list[Blocker]:
+        """Those of ``found`` that the signal cannot free the lock of (reported here)."""
+        return []
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []
         found = [b for b in blockers(blocked_locks) if b.key not in self._failed]
+        hopeless = {blocker.key for blocker in self.cannot_help(cmd, found)}
+        found = [blocker for blocker in found if blocker.key not in hopeless]
+        reached: dict[int, bool | None] = {}
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
-                self.signal(*(blocker.pid for blocker in found), using=blocked_locks.db)
+                reached = self.signal(*found, using=blocked_locks.db)
             batch_failed = False
         except DatabaseError as exc:
             if sqlstate(exc) is None:
@@ -189,8 +290,9 @@ class _SignalBlockers(BlockingAction):
             batch_failed = True  # one of them is out of reach: go one by one to say which
         for blocker in found:
             try:
-                if batch_failed:
-                    self.signal(blocker.pid, using=blocked_locks.db)
+                if batch_failed or (blocker.pid in reached and reached[blocker.pid] is None):
+                    # Out of reach: PostgreSQL's own refusal says why.
+                    reached.update(self.signal(blocker, using=blocked_locks.db, checked=False))
             except DatabaseError as exc:
                 if sqlstate(exc) is None:
                     raise
@@ -203,6 +305,8 @@ class _SignalBlockers(BlockingAction):
                 cmd.notice(message, warning=True)
                 _event(cmd, "action_failed", message, blocker, self, error=str(exc), hint=hint)
                 continue
+            if not reached.get(blocker.pid):
+                continue  # gone, or no longer the session (transaction) that blocked
             signalled.append(blocker)
             if blocker.key not in self._announced:
                 _event(
@@ -218,10 +322,15 @@ class _SignalBlockers(BlockingAction):
             plural = "s" if len(new) > 1 else ""
             cmd.notice(
                 f"pgmigrate: {self.verb} {len(new)} session{plural} blocking the migration: "
-                + ", ".join(blocker.describe() for blocker in new),
+                + ", ".join(blocker.describe() for blocker in new)
+                + self.note(new),
                 warning=True,
             )
         return [blocker.pid for blocker in signalled]
+
+    def note(self, signalled: list[Blocker]) -> str:
+        """More to say about the sessions just signalled (a line of its own, or nothing)."""
+        return ""
 
 
 class Terminate(_SignalBlockers):
@@ -230,22 +339,57 @@ class Terminate(_SignalBlockers):
     verb = "terminated"
     function = "pg_terminate_backend"
 
-    def signal(self, *pids: int, using: str) -> None:
-        pgactivity.terminate(*pids, using=using)
-
 
 class Cancel(_SignalBlockers):
     """Cancel the running query of the blocking sessions with ``pg_cancel_backend``.
 
     This frees locks held by a single running statement (a long report). It does not help
-    against a session idle in transaction: use ``Terminate`` for those.
+    against a session idle in transaction: there is no query to cancel, and its transaction
+    keeps its locks. Such sessions are reported, not cancelled (nor counted as cancelled):
+    use ``Terminate`` for those.
     """
 
     verb = "cancelled the query of"
     function = "pg_cancel_backend"
 
-    def signal(self, *pids: int, using: str) -> None:
-        pgactivity.cancel(*pids, using=using)
+    def __init__(self, **filters: Any) -> None:
+        super().__init__(**filters)
+        self._reported: set[tuple[int, Any]] = set()
+
+    def cannot_help(self, cmd: MigrateCommand, found: list[Blocker]) -> list[Blocker]:
+        idle = [blocker for blocker in found if blocker.readable_state.startswith("idle")]
+        for blocker in idle:
+            if blocker.key in self._reported:
+                continue
+            self._reported.add(blocker.key)
+            message = (
+                f"pgmigrate: cannot cancel {blocker.describe()}: it runs no query, so "
+                "pg_cancel_backend would not free the locks it holds; it is left alone and "
+                "the migration waits for it (or for the lock timeout).\n"
+                f"    to end it: SELECT pg_terminate_backend({blocker.pid}); (or run migrate "
+                "with --blocking-action terminate)"
+            )
+            cmd.notice(message, warning=True)
+            _event(
+                cmd,
+                "blocker_shown",
+                message,
+                blocker,
+                self,
+                reason="idle: cancelling does not free its locks",
+            )
+        return idle
+
+    def note(self, signalled: list[Blocker]) -> str:
+        hidden = [blocker for blocker in signalled if blocker.hidden and not blocker.queued]
+        if not hidden:
+            return ""
+        pids = ", ".join(str(blocker.pid) for blocker in hidden)
+        return (
+            f"\n    PostgreSQL hides the state of pid {pids} from the migrating role: if it "
+            "sits idle in a transaction, cancelling does not free its locks (Terminate ends "
+            "it; GRANT pg_read_all_stats to the migrating role to let pgmigrate tell)"
+        )
 
 
 def _session_details(pids: list[int], using: str) -> dict[int, tuple[str, dt.timedelta | None]]:
@@ -262,6 +406,11 @@ def _age(value: dt.timedelta | None) -> str:
     """A transaction's age as ``H:MM:SS.s``."""
     if value is None:
         return "no open transaction"
+    return elapsed(value)
+
+
+def elapsed(value: dt.timedelta) -> str:
+    """A duration as ``H:MM:SS.s``."""
     tenths = round(value.total_seconds() * 10)
     minutes, seconds = divmod(tenths / 10, 60)
     hours, minutes = divmod(int(minutes), 60)
@@ -273,7 +422,7 @@ class Show(BlockingAction):
 
     def __init__(self, **filters: Any) -> None:
         super().__init__(**filters)
-        self._shown: set[tuple[int, dt.datetime | None]] = set()
+        self._shown: set[tuple[int, Any]] = set()
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         new = [blocker for blocker in blockers(blocked_locks) if blocker.key not in self._shown]
@@ -281,14 +430,27 @@ class Show(BlockingAction):
             return []
         missing = [blocker.pid for blocker in new if blocker.usename is None]
         details = _session_details(missing, blocked_locks.db) if missing else {}
+        role = current_role(blocked_locks.db) if any(b.hidden for b in new) else ""
         for blocker in new:
             self._shown.add(blocker.key)
             user, age = details.get(blocker.pid, (blocker.usename, blocker.transaction_age))
+            opened = "hidden" if blocker.hidden else _age(age)
+            notes = ""
+            if blocker.queued:
+                notes += (
+                    "\n    it holds no lock the migration needs, but waits for one ahead of "
+                    "the migration in the lock's queue"
+                )
+            if blocker.hidden:
+                notes += (
+                    "\n    PostgreSQL hides its state, query and times from the migrating role "
+                    f"{role}: GRANT pg_read_all_stats TO {role}; shows them"
+                )
             message = (
                 f"pgmigrate: session pid {blocker.pid} blocks the migration\n"
                 f"    user: {user}  application: {blocker.application_name!r}  "
-                f"state: {blocker.readable_state}  transaction open: {_age(age)}\n"
-                f"    query: {blocker.query_preview}\n"
+                f"state: {blocker.readable_state}  transaction open: {opened}\n"
+                f"    query: {blocker.query_preview}{notes}\n"
                 f"    to end it: SELECT pg_terminate_backend({blocker.pid});"
             )
             cmd.notice(message, warning=True)

@@ -153,6 +153,53 @@ def check_signal_privilege(
     return found
 
 
+@_while_installed
+def check_protected_columns_visible(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """pgmigrate.W005: PGMIGRATE_PROTECTED names columns the migrating role cannot see."""
+    from django.db import Error, connections
+
+    from pgmigrate import protection
+
+    try:
+        hidden = protection.hidden_columns(config.protected())
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if not hidden:
+        return []
+    found: list[checks.CheckMessage] = []
+    for using in databases or []:
+        connection = connections[using]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT quote_ident(current_user), pg_has_role('pg_read_all_stats', 'USAGE')"
+                )
+                role, sees_all = cursor.fetchone()
+        except Error:
+            continue  # no database to ask: nothing to say
+        if sees_all:
+            continue
+        role = role if role.startswith('"') else f'"{role}"'
+        found.append(
+            checks.Warning(
+                f"PGMIGRATE_PROTECTED names {', '.join(hidden)}, which PostgreSQL hides of "
+                f"other roles' sessions from the role {role} of database {using!r} (neither a "
+                "superuser nor a member of pg_read_all_stats): pgmigrate cannot tell whether "
+                "such a session is protected, so it never ends it; it shows it and the "
+                "migration waits for it (or for the lock timeout).",
+                hint=f"GRANT pg_read_all_stats TO {role}; (as a superuser), or protect "
+                "sessions by the columns every role sees: "
+                f"{', '.join(sorted(protection.VISIBLE_TO_ALL))}.",
+                id="pgmigrate.W005",
+            )
+        )
+    return found
+
+
 def register() -> None:
     for check in (
         check_required_apps,
@@ -162,3 +209,4 @@ def register() -> None:
     ):
         checks.register(check)
     checks.register(check_signal_privilege, checks.Tags.database)
+    checks.register(check_protected_columns_visible, checks.Tags.database)

@@ -5,8 +5,11 @@ Django ``execute_wrapper``), so the watcher costs nothing between statements and
 for statements that finish quickly. While a statement runs, the watcher takes a light look
 at the backend in ``pg_stat_activity`` (via django-pgactivity): first half an interval after
 the statement starts, then at gaps that double up to ten intervals. Only when the backend
-waits on a lock does it query the lock graph (``pg_blocking_pids``/``pg_locks`` via
-django-pglock) and run the blocking action.
+waits on a lock does it ask who blocks it (``pg_blocking_pids``); only when those change does
+it read the lock graph (``pg_locks``, ``pg_prepared_xacts``, the blockers'
+``pg_stat_activity`` rows: see ``pgmigrate.lockgraph``), sort the blockers out (holders and
+sessions queued ahead; protected, undecidable, prepared transactions) and run the blocking
+action on those it may end.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pgactivity
 from django.db import Error, connections
 
-from pgmigrate import protection
-from pgmigrate.actions import PREFETCHED, Blocker
+from pgmigrate import actions, lockgraph, protection
+from pgmigrate.actions import Blocker, with_blockers
+from pgmigrate.text import printable
 
 if TYPE_CHECKING:
     from pgmigrate.actions import BlockingAction
@@ -49,16 +53,27 @@ RUNNING_STATES = ("active", "fastpath function call")
 POOLING_EVIDENCE = 5
 #: Who blocks it (a lock-graph query: only asked while the backend waits on a lock).
 BLOCKING_PIDS = "SELECT pg_blocking_pids(%s)"
-#: The ``pg_stat_activity`` columns of the given sessions, if they are in this database.
-BLOCKING_SESSIONS = (
-    "SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, current_database() AS datname,"
-    " now() - a.xact_start AS transaction_age"
-    " FROM unnest(%s::int[]) AS blocking(pid), LATERAL pg_stat_get_activity(blocking.pid) AS a"
-    " WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
+#: The ``pg_stat_activity`` columns of the given sessions, and what pgmigrate needs to judge
+#: them: whether they are in this database; whether the migrating role sees all of their
+#: columns (PostgreSQL's rule: superuser, privileges of ``pg_read_all_stats`` or of the
+#: session's role); whether they are WAL senders (``pg_stat_get_wal_senders()`` shows their
+#: pids to every role, while ``backend_type`` may be hidden).
+BLOCKING_SESSIONS = """
+SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, d.datname,
+       now() - a.xact_start AS transaction_age,
+       a.datid IS NOT DISTINCT FROM
+           (SELECT oid FROM pg_database WHERE datname = current_database()) AS in_database,
+       COALESCE(pg_has_role(a.usesysid, 'USAGE'), false)
+           OR pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
+       a.pid IN (SELECT pid FROM pg_stat_get_wal_senders()) AS walsender,
+       quote_ident(current_user) AS migrating_role
+FROM unnest(%s::int[]) AS blocking(pid)
+CROSS JOIN LATERAL pg_stat_get_activity(blocking.pid) AS a
+LEFT JOIN pg_database AS d ON d.oid = a.datid
+"""
 
 
-def _blocker(row: dict[str, Any]) -> Blocker:
+def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: bool) -> Blocker:
     return Blocker(
         pid=row["pid"],
         backend_start=row["backend_start"],
@@ -67,7 +82,15 @@ def _blocker(row: dict[str, Any]) -> Blocker:
         query=row["query"],
         usename=row["usename"],
         transaction_age=row["transaction_age"],
+        virtualtransaction=virtualtransaction,
+        queued=queued,
+        hidden=not row["visible"],
     )
+
+
+def _quoted(role: str) -> str:
+    """A role name from ``quote_ident`` in double quotes, as GRANT wants it in messages."""
+    return printable(role if role.startswith('"') else f'"{role}"')
 
 
 class _Statement:
@@ -115,7 +138,8 @@ class Watcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reported_errors: set[str] = set()
-        self._protected_shown: set[int] = set()
+        #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
+        self._shown: set[Any] = set()
         self._connected_before = False
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
@@ -228,6 +252,7 @@ class Watcher:
                     act = functools.partial(self._act, pids, statement.migration)
                     done = self._safely(act, "running the action")
                     acted_on = pids if done else None
+                    gap = self.interval  # the lock's queue moves on: look again soon
                 gap_limit = self.interval * WAITING_GAP_INTERVALS
             else:
                 acted_on = None
@@ -306,55 +331,197 @@ class Watcher:
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
     def _act(self, pids: frozenset[int], migration: str | None) -> bool:
-        """Split the blockers into protected and unprotected; run the action on the latter.
-        True once done (errors raise)."""
+        """Sort out the blockers and run the action on those that may be ended and whose end
+        can shorten the wait; say once why each of the others is left alone. True once done
+        (errors raise)."""
         if self.action is None or not pids:
             return True
         events = getattr(self.command, "events", None)
         with events.about(migration) if events is not None else contextlib.nullcontext():
-            targets: list[Blocker] = []
-            for row in self._blocking_sessions(pids):
-                reason = protection.reason_protected(row, self.protected)
-                if reason is None:
-                    targets.append(_blocker(row))
-                elif row["pid"] not in self._protected_shown:
-                    self._protected_shown.add(row["pid"])
-                    self._show_protected(row, reason)
+            with connections[self.using].cursor() as cursor:
+                graph = lockgraph.read(cursor, self.backend_pid)
+            if graph is None:
+                return True  # the backend no longer waits
+            holders = {pid: vxid for pid, vxid in graph.holders.items() if pid in pids}
+            waiters = {
+                pid: vxid
+                for pid, vxid in graph.waiters.items()
+                if pid in pids and pid not in holders
+            }
+            endable: list[Blocker] = []
+            queued: list[Blocker] = []
+            staying: list[str] = []  # what stays in the migration's way, for messages
+            for row in self._blocking_sessions(frozenset(holders) | frozenset(waiters)):
+                pid = row["pid"]
+                blocker = _blocker(
+                    row,
+                    virtualtransaction=holders.get(pid) or waiters.get(pid),
+                    queued=pid not in holders,
+                )
+                verdict = protection.judge(
+                    row, self.protected, visible=row["visible"], walsender=row["walsender"]
+                )
+                if verdict.reason is not None:
+                    staying.append(f"pid {pid} (protected)")
+                    self._leave(row, blocker, verdict.reason, self._protected_message)
+                elif not row["in_database"]:
+                    staying.append(f"pid {pid} (database {row['datname']!r})")
+                    self._leave(row, blocker, "another database", self._elsewhere_message)
+                elif verdict.hidden:
+                    staying.append(f"pid {pid} (protection undecidable)")
+                    reason = "protection undecidable: hidden " + ", ".join(verdict.hidden)
+                    self._leave(row, blocker, reason, self._undecidable_message)
+                elif blocker.queued:
+                    queued.append(blocker)
+                else:
+                    endable.append(blocker)
+            for prepared in graph.prepared:
+                staying.append(f"prepared transaction {printable(prepared.literal)}")
+                self._show_prepared(prepared, graph)
+            if 0 in pids and not graph.prepared:
+                staying.append("a prepared transaction")
+                self._show_prepared(None, graph)
+            # A queued session is ended only when nothing else is in the way: ended along
+            # with holders, it would not make the wait shorter than they do (once they are
+            # gone, it gets its lock ahead of the migration and is ended then if it keeps
+            # it); behind a holder that stays, ending it would be in vain.
+            targets = endable or ([] if staying else queued)
+            for blocker in queued:
+                if blocker not in targets:
+                    self._show_queued(blocker, staying)
             if targets:
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
-                setattr(blocked_locks, PREFETCHED, targets)
-                self.action(self.command, blocked_locks)
+                self.action(self.command, with_blockers(blocked_locks, targets))
         return True
 
-    def _show_protected(self, row: dict[str, Any], reason: str) -> None:
-        blocker = protection.ProtectedBlocker(
-            pid=row["pid"],
-            usename=row["usename"],
-            application_name=row["application_name"],
-            reason=reason,
-        )
-        message = self._protected_message(blocker)
-        self.command.notice(message, warning=True)
+    def _outcome(self) -> str:
+        if self.lock_timeout is None:
+            return "migrate waits until it ends (set PGMIGRATE_LOCK_TIMEOUT to give up instead)"
+        return f"the lock timeout ({self.lock_timeout:g} s) decides"
+
+    def _leave(
+        self,
+        row: dict[str, Any],
+        blocker: Blocker,
+        reason: str,
+        message: Callable[[dict[str, Any], Blocker, str], str],
+    ) -> None:
+        """Say once that ``blocker`` is left alone, and why."""
+        if blocker.key in self._shown:
+            return
+        self._shown.add(blocker.key)
+        text = message(row, blocker, reason)
+        self.command.notice(text, warning=True)
         self._event(
             "blocker_shown",
-            message,
+            text,
             blocker_pid=blocker.pid,
             usename=blocker.usename,
             application_name=blocker.application_name,
             reason=reason,
         )
 
-    def _protected_message(self, blocker: protection.ProtectedBlocker) -> str:
-        if self.lock_timeout is None:
-            outcome = "migrate waits until it ends (set PGMIGRATE_LOCK_TIMEOUT to give up instead)"
-        else:
-            outcome = f"the lock timeout ({self.lock_timeout:g} s) decides"
+    def _who(self, blocker: Blocker) -> str:
         return (
-            f"pgmigrate: session pid {blocker.pid} (user {blocker.usename!r}, application "
-            f"{blocker.application_name!r}) blocks the migration but is protected "
-            f"({blocker.reason}); it is left alone and {outcome}.\n"
+            f"session pid {blocker.pid} (user {blocker.usename!r}, application "
+            f"{blocker.application_name!r})"
+        )
+
+    def _protected_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        return (
+            f"pgmigrate: {self._who(blocker)} blocks the migration but is protected "
+            f"({reason}); it is left alone and {self._outcome()}.\n"
             f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
         )
+
+    def _undecidable_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        hidden = ", ".join(protection.hidden_columns(self.protected))
+        role = _quoted(row["migrating_role"])
+        return (
+            f"pgmigrate: {self._who(blocker)} blocks the migration, but pgmigrate cannot tell "
+            f"whether it is protected: PGMIGRATE_PROTECTED names {hidden}, which PostgreSQL "
+            f"hides from the migrating role {role} for the sessions of other roles (it is "
+            "neither a superuser nor a member of pg_read_all_stats). It is left alone and "
+            f"{self._outcome()}.\n"
+            f"    to let pgmigrate see them: GRANT pg_read_all_stats TO {role}; (as a superuser)\n"
+            f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
+
+    def _elsewhere_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        return (
+            f"pgmigrate: {self._who(blocker)} of database {row['datname']!r} blocks the "
+            "migration; pgmigrate only ends sessions of the migration's database, so it is "
+            f"left alone and {self._outcome()}.\n"
+            f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
+
+    def _show_queued(self, blocker: Blocker, staying: list[str]) -> None:
+        """Say once that a queued session is left alone, and why."""
+        if blocker.key in self._shown:
+            return
+        self._shown.add(blocker.key)
+        if staying:
+            why = (
+                f"{', '.join(staying)} stay(s) in the migration's way, so ending it would not "
+                "shorten the wait"
+            )
+        else:
+            why = (
+                "once the sessions holding the lock are gone it gets its lock before the "
+                "migration, and is ended only if it then keeps the migration waiting"
+            )
+        text = (
+            f"pgmigrate: {self._who(blocker)} waits in the lock queue ahead of the migration "
+            f"but holds no lock it needs; it is left alone: {why}."
+        )
+        self.command.notice(text, warning=True)
+        self._event(
+            "blocker_shown",
+            text,
+            blocker_pid=blocker.pid,
+            usename=blocker.usename,
+            application_name=blocker.application_name,
+            reason="queued",
+        )
+
+    def _show_prepared(
+        self, prepared: lockgraph.PreparedTransaction | None, graph: lockgraph.LockGraph
+    ) -> None:
+        """Say once that a prepared transaction blocks, and how to end it."""
+        key = ("prepared", prepared.key if prepared is not None else None)
+        if key in self._shown:
+            return
+        self._shown.add(key)
+        if prepared is None:  # it ended between two looks at pg_locks
+            what = "a prepared transaction (pid 0 in pg_blocking_pids)"
+            how = "see pg_prepared_xacts: ROLLBACK PREPARED '<gid>'; in its database"
+            fields: dict[str, Any] = {}
+        else:
+            age = actions.elapsed(prepared.age) if prepared.age is not None else "?"
+            gid = printable(prepared.literal)
+            what = (
+                f"prepared transaction {gid} (owner {prepared.owner!r}, database "
+                f"{prepared.database!r}, prepared {age} ago)"
+            )
+            how = (
+                f"ROLLBACK PREPARED {gid}; (or COMMIT PREPARED {gid}; to keep its changes), "
+                f"in database {prepared.database!r} as {prepared.owner!r} or a superuser"
+            )
+            fields = {
+                "gid": prepared.gid,
+                "owner": prepared.owner,
+                "prepared_database": prepared.database,
+                "prepared_at": prepared.prepared.isoformat() if prepared.prepared else None,
+            }
+        text = (
+            f"pgmigrate: {what} blocks the migration: it holds a lock the migration needs "
+            f"({printable(graph.target)}). No session runs it, so it cannot be terminated or "
+            "cancelled: it keeps its locks until it is committed or rolled back. It is left "
+            f"alone and {self._outcome()}.\n"
+            f"    to end it: {how}"
+        )
+        self.command.notice(text, warning=True)
+        self._event("blocker_shown", text, blocker_pid=0, reason="prepared transaction", **fields)
 
     def _safely(self, func: Callable[[], T], doing: str) -> T | None:
         """Run ``func``; report an error once and go on, reconnecting if the link broke."""

@@ -27,3 +27,15 @@ class Gated(pgmigrate.Terminate):
     def worker(self, cmd, blocked_locks):
         type(self).gate.wait(30)
         return super().worker(cmd, blocked_locks)
+
+
+class GatedAtTheDoor(pgmigrate.Terminate):
+    """Terminate, but only once the test opens the gate; ``entered`` tells it is waiting."""
+
+    entered = threading.Event()
+    gate = threading.Event()
+
+    def worker(self, cmd, blocked_locks):
+        type(self).entered.set()
+        type(self).gate.wait(30)
+        return super().worker(cmd, blocked_locks)

@@ -1,0 +1,454 @@
+"""Which blockers pgmigrate ends, and what it says about the others, for a superuser and
+for a least-privilege migrating role (no superuser, granted ``pg_signal_backend`` only, as
+on managed PostgreSQL): hidden columns, replication senders, autovacuum, prepared
+transactions, sessions queued ahead of the migration, Cancel against idle sessions, and
+sessions that are no longer the ones seen."""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.core import checks
+from django.core.management.base import CommandError
+from django.db import connections
+from django.test import override_settings
+
+import pgmigrate
+from tests import actions, roles
+from tests.helpers import (
+    MigrateThread,
+    Session,
+    applied,
+    is_alive,
+    is_waiting_on_lock,
+    locked_tables,
+    migrate,
+    query,
+    wait_until,
+    waited_at_least,
+)
+from tests.roles import (
+    APP,
+    GID_PREFIX,
+    MIGRATOR,
+    REPLICATOR,
+    apply_0001,
+    prepare,
+    run_in_thread,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
+
+#: A safety net so that a broken watcher fails a test instead of hanging it.
+SAFETY_LOCK_TIMEOUT = 30
+
+
+@pytest.fixture
+def app_roles(scenario) -> Iterator[None]:
+    with roles.created():
+        yield
+
+
+@pytest.fixture(params=sorted(roles.ALIASES))
+def migrating(request, app_roles) -> str:
+    """The database alias migrate runs with: a superuser's, or the least-privilege role's."""
+    return roles.ALIASES[request.param]
+
+
+def terminated_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "pgmigrate: terminated" in line]
+
+
+# Protection rules and hidden columns -------------------------------------------------------
+
+
+@override_settings(
+    PGMIGRATE_PROTECTED={"query": ["*nightly-export*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_a_rule_on_a_hidden_column_never_fails_open(migrating, sessions):
+    apply_0001(migrating)
+    export = Session(user=APP, application_name="exporter")
+    sessions.append(export)
+    export.connection.set_autocommit(False)
+    export.execute("SELECT count(*) /* nightly-export */ FROM tests_beta")
+    web = Session(user=APP, application_name="web").hold("tests_beta")
+    own = Session(user=MIGRATOR, application_name="own").hold("tests_beta")
+    sessions += [web, own]
+
+    run = MigrateThread("tests", "0002", database=migrating)
+    # The migrating role sees all of its own sessions: they are judged, and ended.
+    wait_until(lambda: not is_alive(own.pid), what="the migrating role's own session ended")
+    if migrating == "default":
+        wait_until(lambda: not is_alive(web.pid), what="the unprotected session was ended")
+        wait_until(lambda: "is protected" in run.output.getvalue(), what="protected shown")
+    else:
+        wait_until(
+            lambda: run.output.getvalue().count("cannot tell whether it is protected") == 2,
+            what="both sessions of the other role shown as undecidable",
+        )
+        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        assert is_alive(web.pid)
+        web.release()
+    assert is_alive(export.pid)
+    export.release()
+    out = run.finish()
+
+    assert is_alive(export.pid)
+    assert applied() == ["0001_initial", "0002_add_fields"]
+    if migrating == "default":
+        assert (
+            f"session pid {export.pid} (user '{APP}', application 'exporter') blocks the "
+            "migration but is protected (PGMIGRATE_PROTECTED: query" in out
+        )
+    else:
+        for session, name in ((export, "exporter"), (web, "web")):
+            assert (
+                f"session pid {session.pid} (user '{APP}', application '{name}') blocks the "
+                "migration, but pgmigrate cannot tell whether it is protected: "
+                "PGMIGRATE_PROTECTED names query, which PostgreSQL hides from the migrating "
+                f'role "{MIGRATOR}"' in out
+            )
+        assert f'to let pgmigrate see them: GRANT pg_read_all_stats TO "{MIGRATOR}";' in out
+        assert out.count("cannot tell whether it is protected") == 2  # once each
+        assert is_alive(web.pid)
+    assert f"pid {own.pid} (application 'own'" in out
+
+
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_a_rule_on_a_column_every_role_sees_decides(migrating, sessions):
+    apply_0001(migrating)
+    backup = Session(user=APP, application_name="nightly-backup").hold("tests_beta")
+    web = Session(user=APP, application_name="web").hold("tests_beta")
+    sessions += [backup, web]
+
+    run = MigrateThread("tests", "0002", database=migrating)
+    wait_until(lambda: not is_alive(web.pid), what="the unprotected session was ended")
+    wait_until(lambda: "is protected" in run.output.getvalue(), what="the protected one shown")
+    assert is_alive(backup.pid)
+    backup.release()
+    out = run.finish()
+
+    assert "cannot tell" not in out
+    assert (
+        f"session pid {backup.pid} (user '{APP}', application 'nightly-backup') blocks the "
+        "migration but is protected (PGMIGRATE_PROTECTED: application_name" in out
+    )
+
+
+def test_check_warns_of_rules_on_hidden_columns(app_roles):
+    def warnings(using: str) -> list[checks.CheckMessage]:
+        found = checks.run_checks(databases=[using])
+        return [message for message in found if message.id == "pgmigrate.W005"]
+
+    with override_settings(PGMIGRATE_PROTECTED={"query": ["*x*"], "usename": ["backup"]}):
+        (warning,) = warnings("migrator")
+        assert "PGMIGRATE_PROTECTED names query" in warning.msg
+        assert f'GRANT pg_read_all_stats TO "{MIGRATOR}";' in warning.hint
+        assert not warnings("default")  # a superuser sees every column
+        query(f"GRANT pg_read_all_stats TO {MIGRATOR}")
+        assert not warnings("migrator")
+        query(f"REVOKE pg_read_all_stats FROM {MIGRATOR}")
+    with override_settings(PGMIGRATE_PROTECTED={"application_name": ["x"], "usename": ["y"]}):
+        assert not warnings("migrator")
+
+
+# PostgreSQL's own processes ----------------------------------------------------------------
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_logical_replication_sender_is_never_ended(migrating, sessions):
+    """A subscription's table sync: a walsender that copies the table in a transaction
+    holding ACCESS SHARE (here with a logical slot, as PostgreSQL's subscriber makes)."""
+    psycopg = pytest.importorskip("psycopg")
+    apply_0001(migrating)
+    params = connections["default"].get_connection_params()
+    for key in ("cursor_factory", "context", "user", "application_name"):
+        params.pop(key, None)
+    sender = psycopg.connect(
+        **params, user=REPLICATOR, application_name="sub-sync", replication="database"
+    )
+    try:
+        statements = ["BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ"]
+        # Making a logical slot waits for every transaction that has an xid (a leftover
+        # prepared transaction would make it wait forever).
+        busy = query(
+            "SELECT 1 FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+            " UNION ALL SELECT 1 FROM pg_prepared_xacts"
+        )
+        if query("SHOW wal_level") == [("logical",)] and not busy:
+            statements.append(
+                "CREATE_REPLICATION_SLOT pgm_sync TEMPORARY LOGICAL pgoutput (SNAPSHOT 'use')"
+                if connections["default"].pg_version >= 150000
+                else "CREATE_REPLICATION_SLOT pgm_sync TEMPORARY LOGICAL pgoutput USE_SNAPSHOT"
+            )
+        statements.append("SELECT count(*) FROM tests_beta")  # what the sync's COPY locks
+        for statement in statements:
+            result = sender.pgconn.exec_(statement.encode())
+            assert result.error_message == b"", result.error_message
+        pid = sender.pgconn.backend_pid
+        if len(statements) == 3:  # a logical replication slot, used by this sender
+            assert query(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pgm_sync'"
+            ) == [(pid,)]
+        run = MigrateThread("tests", "0002", database=migrating)
+        wait_until(lambda: "always protected" in run.output.getvalue(), what="sender shown")
+        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        assert is_alive(pid)
+    finally:
+        sender.close()
+    out = run.finish()
+
+    assert not terminated_lines(out)
+    assert f"session pid {pid} (user '{REPLICATOR}', application 'sub-sync')" in out
+    if migrating == "migrator":  # backend_type is hidden from it: pg_stat_replication tells
+        assert "always protected: a WAL sender (replication)" in out
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def test_autovacuum_is_never_ended(migrating):
+    """An autovacuum worker has no user, and hides its backend_type from a least-privilege
+    role. (PostgreSQL itself cancels it after deadlock_timeout: then migrate goes on.)"""
+    apply_0001(migrating)
+    query("INSERT INTO tests_beta (name) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
+    query("DELETE FROM tests_beta")
+    # Vacuum it slowly (about a page every 100 ms): the worker keeps its lock for a while.
+    query(
+        "ALTER TABLE tests_beta SET (autovacuum_vacuum_threshold = 0,"
+        " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
+        " autovacuum_vacuum_cost_limit = 1)"
+    )
+    query("ALTER SYSTEM SET autovacuum_naptime = 1")
+    query("SELECT pg_reload_conf()")
+    try:
+        ((worker,),) = wait_until(
+            lambda: query(
+                "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid"
+                " WHERE a.backend_type = 'autovacuum worker'"
+                " AND l.relation = 'tests_beta'::regclass"
+            ),
+            what="autovacuum works on tests_beta",
+        )
+        out = migrate("tests", "0002", database=migrating)
+    finally:
+        query("ALTER SYSTEM RESET autovacuum_naptime")
+        query("SELECT pg_reload_conf()")
+    assert f"session pid {worker} " in out
+    assert "always protected" in out
+    assert not terminated_lines(out)
+
+
+# Prepared transactions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["terminate", "show"])
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_prepared_transaction_is_named_and_never_ended(migrating, action):
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    apply_0001(migrating)
+    gid = f"{GID_PREFIX} 'forgotten'"
+    literal = f"'{GID_PREFIX} ''forgotten'''"
+    prepare(gid, user=APP)
+    run = MigrateThread("tests", "0002", database=migrating, blocking_action=action)
+    try:
+        wait_until(
+            lambda: f"prepared transaction {literal}" in run.output.getvalue(),
+            what="the prepared transaction was named",
+        )
+        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        assert query("SELECT 1 FROM pg_prepared_xacts WHERE gid = %s", [gid])
+    finally:
+        roles.rollback_prepared()
+    out = run.finish()
+
+    database = connections["default"].settings_dict["NAME"]
+    assert out.count("pgmigrate: prepared transaction") == 1
+    assert (
+        f"pgmigrate: prepared transaction {literal} (owner '{APP}', database '{database}', "
+        "prepared 0:00:" in out
+    )
+    assert (
+        "blocks the migration: it holds a lock the migration needs (AccessExclusiveLock on "
+        "tests_beta)" in out
+    )
+    assert "cannot be terminated or cancelled" in out
+    assert f"to end it: ROLLBACK PREPARED {literal}; (or COMMIT PREPARED {literal};" in out
+    assert not terminated_lines(out)
+    assert "shown 1 blocker(s)" in out
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=0.5)
+def test_a_prepared_transaction_is_named_before_the_lock_timeout(migrating):
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    apply_0001(migrating)
+    prepare(f"{GID_PREFIX}-2", user=MIGRATOR)
+    try:
+        run = MigrateThread("tests", "0002", database=migrating)
+        with pytest.raises(CommandError, match="lock timeout"):
+            run.finish()
+    finally:
+        roles.rollback_prepared()
+    out = run.output.getvalue()
+    assert f"pgmigrate: prepared transaction '{GID_PREFIX}-2' (owner '{MIGRATOR}'" in out
+    assert "the lock timeout (0.5 s) decides" in out
+
+
+# Sessions queued ahead of the migration ----------------------------------------------------
+
+
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_a_queued_session_is_not_ended_behind_a_holder_that_stays(migrating, sessions):
+    apply_0001(migrating)
+    holder = Session(user=APP, application_name="nightly-index").hold("tests_beta", "SHARE")
+    writer = Session(user=APP, application_name="writer")
+    sessions += [holder, writer]
+    thread, outcome = run_in_thread(
+        lambda: writer.execute("INSERT INTO tests_beta (name) VALUES ('w')")
+    )
+    wait_until(lambda: is_waiting_on_lock(writer.pid), what="the writer queues")
+
+    run = MigrateThread("tests", "0002", database=migrating)
+    wait_until(
+        lambda: "waits in the lock queue ahead of the migration" in run.output.getvalue(),
+        what="the queued writer was shown",
+    )
+    wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+    assert is_alive(writer.pid) and is_waiting_on_lock(writer.pid)
+    # The test, not pgmigrate, ends the writer's wait (it would otherwise get its lock, and
+    # be done, before the migration).
+    query("SELECT pg_cancel_backend(%s)", [writer.pid])
+    thread.join(SAFETY_LOCK_TIMEOUT)
+    assert "canceling statement due to user request" in str(outcome.get("error"))
+    holder.release()
+    out = run.finish()
+
+    assert is_alive(writer.pid) and is_alive(holder.pid)
+    assert (
+        f"session pid {writer.pid} (user '{APP}', application 'writer') waits in the lock "
+        f"queue ahead of the migration but holds no lock it needs; it is left alone: pid "
+        f"{holder.pid} (protected) stay(s) in the migration's way" in out
+    )
+    assert not terminated_lines(out)
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_queued_session_goes_ahead_once_the_holders_are_ended(migrating, sessions):
+    """Ending the holder lets the queued writer have its lock first: it writes and is done,
+    and the migration follows. The writer is not ended for merely queueing."""
+    apply_0001(migrating)
+    holder = Session(user=APP, application_name="index-build").hold("tests_beta", "SHARE")
+    writer = Session(user=APP, application_name="writer")
+    sessions += [holder, writer]
+    thread, outcome = run_in_thread(
+        lambda: writer.execute("INSERT INTO tests_beta (name) VALUES ('w')")
+    )
+    wait_until(lambda: is_waiting_on_lock(writer.pid), what="the writer queues")
+
+    out = migrate("tests", "0002", database=migrating)
+    thread.join(SAFETY_LOCK_TIMEOUT)
+
+    assert not is_alive(holder.pid)
+    assert "queued ahead of the migration" not in "\n".join(terminated_lines(out))
+    assert (
+        f"session pid {writer.pid} (user '{APP}', application 'writer') waits in the lock "
+        "queue ahead of the migration but holds no lock it needs; it is left alone: once the "
+        "sessions holding the lock are gone it gets its lock before the migration" in out
+    )
+    if "error" not in outcome:  # it wrote (unless it kept its lock long enough to be ended)
+        assert query("SELECT count(*) FROM tests_beta WHERE name = 'w'") == [(1,)]
+
+
+@pytest.mark.scenario("share_update_lock")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_queued_session_alone_in_the_way_is_ended(migrating, sessions):
+    """The migration wants SHARE UPDATE EXCLUSIVE (as CREATE INDEX CONCURRENTLY does); a
+    reader's ACCESS SHARE does not conflict with it, but an ALTER queued behind the reader
+    does, and is ahead of the migration: ending that ALTER lets the migration go on."""
+    apply_0001(migrating)
+    reader = Session(user=APP, application_name="report").hold("tests_beta")
+    alter = Session(user=APP, application_name="admin-alter")
+    sessions += [reader, alter]
+    thread, _ = run_in_thread(lambda: alter.hold("tests_beta", "ACCESS EXCLUSIVE"))
+    wait_until(lambda: is_waiting_on_lock(alter.pid), what="the ALTER queues")
+
+    out = migrate("tests", "0002", database=migrating)
+    thread.join(SAFETY_LOCK_TIMEOUT)
+
+    assert not is_alive(alter.pid)
+    assert is_alive(reader.pid)
+    (line,) = terminated_lines(out)
+    assert f"pid {alter.pid} (application 'admin-alter', " in line
+    assert line.endswith("queued ahead of the migration)")
+
+
+# What the actions do -----------------------------------------------------------------------
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=pgmigrate.Cancel)
+def test_cancel_says_it_cannot_free_an_idle_transaction(migrating, sessions, tmp_path):
+    apply_0001(migrating)
+    idle = Session(user=APP, application_name="forgotten").hold("tests_beta")
+    sessions.append(idle)
+    report = tmp_path / "report.json"
+    run = MigrateThread("tests", "0002", database=migrating, pgmigrate_report=str(report))
+    said = "cannot cancel" if migrating == "default" else "PostgreSQL hides the state of pid"
+    wait_until(lambda: said in run.output.getvalue(), what="Cancel said it")
+    wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+    assert is_alive(idle.pid) and is_waiting_on_lock(run.backend_pid)
+    idle.release()
+    out = run.finish()
+
+    figures = json.loads(report.read_text())["migrations"][0]
+    if migrating == "default":
+        assert out.count("cannot cancel") == 1
+        assert (
+            f"pgmigrate: cannot cancel pid {idle.pid} (application 'forgotten', idle in "
+            "transaction): it runs no query, so pg_cancel_backend would not free the locks "
+            "it holds" in out
+        )
+        assert f"to end it: SELECT pg_terminate_backend({idle.pid});" in out
+        assert "cancelled the query of" not in out
+        assert figures["blockers_cancelled"] == []
+        assert figures["blockers_shown"] == [idle.pid]
+    else:  # its state is hidden: cancelled, with a word on what that cannot do
+        assert f"cancelled the query of 1 session blocking the migration: pid {idle.pid}" in out
+        assert "if it sits idle in a transaction, cancelling does not free its locks" in out
+
+
+def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
+    """The blocker's transaction ends between the look and the signal, and the session goes
+    on with another transaction (as a new session that got its pid would): not ended."""
+    apply_0001(migrating)
+    blocker = Session(user=APP, application_name="quick").hold("tests_beta")
+    sessions.append(blocker)
+    door = actions.GatedAtTheDoor
+    door.entered.clear()
+    door.gate.clear()
+    with override_settings(
+        PGMIGRATE_BLOCKING_ACTION="tests.actions.GatedAtTheDoor",
+        PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+    ):
+        run = MigrateThread("tests", "0002", database=migrating)
+        try:
+            wait_until(door.entered.is_set, what="the action is about to terminate")
+            blocker.release()
+            blocker.connection.set_autocommit(False)
+            blocker.execute("SELECT 1")  # another transaction of the same session
+        finally:
+            door.gate.set()
+        out = run.finish()
+
+    assert is_alive(blocker.pid)
+    assert not terminated_lines(out)
+    assert "tests_beta" not in locked_tables(blocker.pid)
+    blocker.release()
+    assert applied() == ["0001_initial", "0002_add_fields"]
