@@ -27,6 +27,9 @@ DATABASES = {
     "other": _other,
     # A role without superuser rights, created by the test suite (tests/test_privileges.py).
     "migrator": {**copy.deepcopy(_default), "USER": "pgm_migrator", "TEST": {"MIRROR": "default"}},
+    # The test database through a PgBouncer that tests/test_pgbouncer.py starts (it sets HOST
+    # and PORT while one runs; otherwise this is a direct connection like "default").
+    "pgbouncer": {**copy.deepcopy(_default), "TEST": {"MIRROR": "default"}},
     "sqlite": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.path.join(tempfile.gettempdir(), "django-pgmigrate.sqlite3"),

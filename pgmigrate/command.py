@@ -17,7 +17,7 @@ from django.core.management.commands import migrate as django_migrate
 from django.db import Error, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from pgmigrate import interrupts, options
+from pgmigrate import interrupts, options, pooling
 from pgmigrate.errors import (
     PartialMigrationError,
     add_note,
@@ -196,6 +196,7 @@ class MigrateCommand(DjangoMigrateCommand):
         watcher, the timeouts. ``stack`` undoes it all when ``handle`` ends."""
         using, run_options = run.using, run.options
         connection = connections[using]
+        pooling.ensure_one_session(using)  # before anything is taken or set
         backend_pid = pgactivity.pid(using=using)
         self.notice(
             f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
