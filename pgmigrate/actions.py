@@ -57,7 +57,7 @@ class Blocker:
 
     @property
     def query_preview(self) -> str:
-        text = " ".join((self.query or "").split())
+        text = printable(" ".join((self.query or "").split()))
         if len(text) > QUERY_PREVIEW_CHARS:
             return text[: QUERY_PREVIEW_CHARS - 3] + "..."
         return text
@@ -300,7 +300,7 @@ class _SignalBlockers(BlockingAction):
                 hint = signal_failure_hint(exc, blocked_locks.db)
                 message = (
                     f"pgmigrate: could not run {self.function}({blocker.pid}) on "
-                    f"{blocker.describe()}: {str(exc).strip()}\n    remedy: {hint}"
+                    f"{blocker.describe()}: {printable(str(exc).strip())}\n    remedy: {hint}"
                 )
                 cmd.notice(message, warning=True)
                 _event(cmd, "action_failed", message, blocker, self, error=str(exc), hint=hint)
@@ -448,7 +448,7 @@ class Show(BlockingAction):
                 )
             message = (
                 f"pgmigrate: session pid {blocker.pid} blocks the migration\n"
-                f"    user: {user}  application: {blocker.application_name!r}  "
+                f"    user: {printable(user)}  application: {blocker.application_name!r}  "
                 f"state: {blocker.readable_state}  transaction open: {opened}\n"
                 f"    query: {blocker.query_preview}{notes}\n"
                 f"    to end it: SELECT pg_terminate_backend({blocker.pid});"

@@ -45,6 +45,12 @@ def _while_installed(check: Callable[..., list[checks.CheckMessage]]) -> Any:
     return wrapper
 
 
+def _dependencies_installed() -> bool:
+    """Whether pgactivity and pglock are installed: reading the blocking action imports
+    their models, which fails without them (pgmigrate.E001/E002 report that instead)."""
+    return apps.is_installed("pgactivity") and apps.is_installed("pglock")
+
+
 @_while_installed
 def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.E001/E002: pgactivity and pglock must be installed."""
@@ -64,7 +70,7 @@ def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
 @_while_installed
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.E003 to E014: each PGMIGRATE_* setting has a usable value."""
-    if not (apps.is_installed("pgactivity") and apps.is_installed("pglock")):
+    if not _dependencies_installed():
         return []  # validating actions needs pglock's models
     errors: list[checks.CheckMessage] = []
     for check_id, accessor in SETTING_CHECKS:
@@ -100,6 +106,8 @@ def check_migrate_owner(**kwargs: Any) -> list[checks.CheckMessage]:
 @_while_installed
 def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMessage]:
     """pgmigrate.W002: a lock timeout so short that blockers are never ended in time."""
+    if not _dependencies_installed():
+        return []
     try:
         timeout, action = config.lock_timeout(), config.blocking_action()
         interval = config.blocking_action_interval()
@@ -115,6 +123,28 @@ def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMes
             f"{ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
             hint=f"Use a lock timeout of at least {needed:g} s, or a shorter interval.",
             id="pgmigrate.W002",
+        )
+    ]
+
+
+@_while_installed
+def check_retries_need_a_lock_timeout(**kwargs: Any) -> list[checks.CheckMessage]:
+    """pgmigrate.W004: lock retries without a lock timeout never happen."""
+    try:
+        retries, timeout = config.lock_retries(), config.lock_timeout()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if not retries or timeout is not None:
+        return []
+    return [
+        checks.Warning(
+            f"PGMIGRATE_LOCK_RETRIES = {retries} has no effect while PGMIGRATE_LOCK_TIMEOUT is "
+            "None: only a statement that hits the lock timeout is retried, and without one a "
+            "statement waits for its lock as long as it takes.",
+            hint="Set PGMIGRATE_LOCK_TIMEOUT (e.g. 5 seconds), or PGMIGRATE_LOCK_RETRIES = 0. "
+            "If the server sets lock_timeout for the migrating role or database, retries use "
+            "it: add 'pgmigrate.W004' to SILENCED_SYSTEM_CHECKS.",
+            id="pgmigrate.W004",
         )
     ]
 
@@ -206,6 +236,7 @@ def register() -> None:
         check_settings,
         check_migrate_owner,
         check_lock_timeout_leaves_time_to_act,
+        check_retries_need_a_lock_timeout,
     ):
         checks.register(check)
     checks.register(check_signal_privilege, checks.Tags.database)

@@ -26,6 +26,7 @@ from pgmigrate.errors import (
     is_connection_lost,
     is_lock_timeout,
     migrate_error,
+    sqlstate,
 )
 from pgmigrate.events import RunEvents
 from pgmigrate.executor import PGMigrateExecutor
@@ -33,6 +34,7 @@ from pgmigrate.migrate_lock import migrate_lock
 from pgmigrate.progress import ProgressRecorder
 from pgmigrate.retry import LockRetry
 from pgmigrate.run import Run
+from pgmigrate.text import printable
 from pgmigrate.watcher import Watcher
 
 #: Django's own ``migrate`` command, kept before pgmigrate patches it.
@@ -82,6 +84,23 @@ def _executor_for(run: Run) -> Iterator[None]:
         _runs.current = previous
 
 
+#: SQLSTATE ``read_only_sql_transaction``: a hot standby, or ``default_transaction_read_only``.
+READ_ONLY_TRANSACTION = "25006"
+
+
+def _connect(using: str) -> None:
+    """Connect to the database ``using`` (if not connected yet), or stop with a one-line
+    ``CommandError`` (also an instance of the driver's error) naming it."""
+    try:
+        connections[using].ensure_connection()
+    except Error as exc:
+        raise migrate_error(
+            f"pgmigrate: cannot connect to database {using!r}: {first_line(exc)}. Nothing was "
+            "migrated.",
+            exc,
+        ) from exc
+
+
 def _applies_nothing(opts: dict[str, Any]) -> bool:
     """``migrate --plan``, ``--check`` and ``--prune`` apply no migration: Django's command
     runs them as it is, without pgmigrate's set-up or its lock."""
@@ -126,6 +145,7 @@ class MigrateCommand(DjangoMigrateCommand):
         self._line_open = False
         self.current_migration = None
         run_options = options.RunOptions.from_command(opts)
+        _connect(using)
         if connections[using].in_atomic_block:
             # Called inside the caller's transaction: nothing commits before it does, so each
             # migration runs in one transaction (a savepoint), as in Django.
@@ -220,6 +240,9 @@ class MigrateCommand(DjangoMigrateCommand):
             migrate_lock(using, wait=run_options.wait_for_other_migrate, notice=self.notice)
         )
         self._prepare_progress(run.progress, run_options)
+        retries_notice = options.retries_without_timeout(run_options, connection)
+        if retries_notice:
+            self.notice(retries_notice, warning=True)
         watcher.start()
         stack.callback(watcher.stop)
         stack.enter_context(connection.execute_wrapper(run.retry.statement_wrapper(connection)))
@@ -267,7 +290,13 @@ class MigrateCommand(DjangoMigrateCommand):
         if lines:
             self.notice("pgmigrate summary:\n" + "\n".join(lines))
         if run_options.report_path:
-            events.write_report(run_options.report_path)
+            try:
+                events.write_report(run_options.report_path)
+            except OSError as exc:  # must not hide or change the run's outcome
+                self.stderr.write(
+                    f"pgmigrate: could not write the report to {run_options.report_path!r}: "
+                    f"{printable(exc)}"
+                )
 
     def _command_error(
         self, exc: BaseException, run_options: Any, using: str, backend_pid: int | None
@@ -309,6 +338,13 @@ class MigrateCommand(DjangoMigrateCommand):
             message = (
                 f"pgmigrate: {where} stopped: a statement waited for a lock longer than the "
                 f"lock timeout ({setting}). Run migrate again once the blocking sessions are gone."
+            )
+        elif sqlstate(exc) == READ_ONLY_TRANSACTION:
+            status = "failed"
+            message = (
+                f"pgmigrate: {where} stopped: database {using!r} is read-only "
+                f"({first_line(original)}): it is a hot standby, or default_transaction_read_only "
+                "is on. Run migrate against the primary."
             )
         elif self._connection_lost or is_connection_lost(exc, using):
             status = "connection_lost"
@@ -378,6 +414,7 @@ class MigrateCommand(DjangoMigrateCommand):
                 self.stdout.write("")
                 self._line_open = False
             style = self.style.WARNING  # pyright: ignore[reportAttributeAccessIssue]
+            message = printable(message, keep="\n")  # no terminal escapes from the database
             self.stdout.write(style(message) if warning else message)
 
     def event(self, event: str, message: str, **fields: Any) -> None:

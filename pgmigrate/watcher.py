@@ -535,7 +535,7 @@ class Watcher:
             return None
 
     def _report_error(self, what: str, exc: BaseException) -> None:
-        message = f"pgmigrate: {what}: {type(exc).__name__}: {str(exc).strip()}"
+        message = f"pgmigrate: {what}: {type(exc).__name__}: {printable(str(exc).strip())}"
         if message not in self._reported_errors:
             self._reported_errors.add(message)
             self.command.notice(message, warning=True)
