@@ -14,7 +14,7 @@ import pgactivity
 import pglock
 from django.core.management.base import CommandError
 from django.core.management.commands import migrate as django_migrate
-from django.db import Error, connections
+from django.db import Error, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from pgmigrate import interrupts, options, pooling
@@ -88,17 +88,17 @@ def _executor_for(run: Run) -> Iterator[None]:
 READ_ONLY_TRANSACTION = "25006"
 
 
-def _connect(using: str) -> None:
-    """Connect to the database ``using`` (if not connected yet), or stop with a one-line
-    ``CommandError`` (also an instance of the driver's error) naming it."""
-    try:
-        connections[using].ensure_connection()
-    except Error as exc:
-        raise migrate_error(
+def _cannot_connect(exc: BaseException, using: str) -> CommandError | None:
+    """A one-line ``CommandError`` (also an instance of the driver's error) naming the
+    database, when ``exc`` is a failure to connect to it (Django's first query connects;
+    the connection is still not open)."""
+    if isinstance(exc, OperationalError) and connections[using].connection is None:
+        return migrate_error(
             f"pgmigrate: cannot connect to database {using!r}: {first_line(exc)}. Nothing was "
             "migrated.",
             exc,
-        ) from exc
+        )
+    return None
 
 
 def _applies_nothing(opts: dict[str, Any]) -> bool:
@@ -145,7 +145,6 @@ class MigrateCommand(DjangoMigrateCommand):
         self._line_open = False
         self.current_migration = None
         run_options = options.RunOptions.from_command(opts)
-        _connect(using)
         if connections[using].in_atomic_block:
             # Called inside the caller's transaction: nothing commits before it does, so each
             # migration runs in one transaction (a savepoint), as in Django.
@@ -311,6 +310,8 @@ class MigrateCommand(DjangoMigrateCommand):
             return None, "failed"
         partial = next((e for e in chain(exc) if isinstance(e, PartialMigrationError)), None)
         original = next(e for e in chain(exc) if not isinstance(e, PartialMigrationError))
+        if not self._run.started and (error := _cannot_connect(original, using)) is not None:
+            return error, "failed"
         migration = partial.migration if partial else self.current_migration
         where = f"migration {migration.app_label}.{migration.name}" if migration else "migrate"
         returncode = 1

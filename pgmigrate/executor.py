@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import django
 from django.apps import apps
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
@@ -42,6 +43,8 @@ class PGMigrateExecutor(MigrationExecutor):
     """A ``MigrationExecutor`` that applies migrations through a pgmigrate ``Run``."""
 
     run: Run | None = None
+    _targets: Any = None
+    _fake = False
 
     # The plan ---------------------------------------------------------------------------
 
@@ -53,16 +56,71 @@ class PGMigrateExecutor(MigrationExecutor):
         fake: bool = False,
         fake_initial: bool = False,
     ) -> Any:
-        run = self.run
-        if run is not None:
-            plan = self.migration_plan(targets) if plan is None else plan
-            if plan or run.options.restart or self._may_be_half_applied():
-                run.start()
-                plan, state = self._replanned(targets, plan, state)
-                # Django passes fake=False when the plan is empty.
-                self.settle_half_applied(targets, plan, fake=fake or run.options.fake)
+        # Django's migrate runs the plan through _migrate_all_forwards/backwards, then
+        # check_replacements: pgmigrate sets up in those, so that a test that mocks
+        # MigrationExecutor.migrate runs nothing of pgmigrate's either.
+        self._targets, self._fake = targets, fake
         return super().migrate(
             targets, plan=plan, state=state, fake=fake, fake_initial=fake_initial
+        )
+
+    def _migrate_all_forwards(
+        self, state: Any, plan: Any, full_plan: Any, fake: bool, fake_initial: bool
+    ) -> Any:
+        if self.run is not None:
+            if self._start(plan):
+                plan = self.migration_plan(self._targets)
+                if any(backwards for _, backwards in plan):
+                    self._changed_direction()
+                state = self._create_project_state(with_applied_migrations=True)
+            if not plan:
+                return state
+        return super()._migrate_all_forwards(
+            state, plan, full_plan, fake=fake, fake_initial=fake_initial
+        )
+
+    def _migrate_all_backwards(self, plan: Any, full_plan: Any, fake: bool) -> Any:
+        if self.run is not None and self._start(plan):
+            plan = self.migration_plan(self._targets)
+            if any(not backwards for _, backwards in plan):
+                self._changed_direction()
+            if not plan:
+                return self._create_project_state(with_applied_migrations=True)
+        return super()._migrate_all_backwards(plan, full_plan, fake=fake)
+
+    def check_replacements(self) -> None:
+        run = self.run
+        if (
+            run is not None
+            and not run.started
+            and (run.options.restart or self._may_be_half_applied())
+        ):
+            self._start([])  # nothing to apply, but a half-applied migration to settle
+        super().check_replacements()
+
+    def _start(self, plan: Any) -> bool:
+        """Set pgmigrate up and settle half-applied migrations before ``plan`` runs; True
+        if another ``migrate`` changed the applied migrations since Django planned."""
+        run = self.run
+        assert run is not None
+        run.start()
+        changed = self._applied_changed()
+        if changed:
+            run.notice(
+                "pgmigrate: another migrate changed the applied migrations before this one "
+                "started; planning again"
+            )
+            self.loader.build_graph()
+            plan = self.migration_plan(self._targets)
+        # Django passes fake=False when the plan is empty.
+        self.settle_half_applied(self._targets, plan, fake=self._fake or run.options.fake)
+        return changed
+
+    def _changed_direction(self) -> None:
+        raise CommandError(
+            "pgmigrate: another migrate changed the applied migrations before this one "
+            "started, so that this one would now migrate in the other direction; nothing was "
+            "applied. Run migrate again."
         )
 
     def _may_be_half_applied(self) -> bool:
@@ -75,19 +133,11 @@ class PGMigrateExecutor(MigrationExecutor):
             self.run.progress.known
         )
 
-    def _replanned(self, targets: Any, plan: Any, state: Any) -> tuple[Any, Any]:
-        """``(plan, state)`` again if another ``migrate`` changed the applied migrations
-        between Django's planning and this run taking the one-migrate-at-a-time lock."""
+    def _applied_changed(self) -> bool:
+        """Whether another ``migrate`` changed the applied migrations between Django's
+        planning and this run taking the one-migrate-at-a-time lock."""
         before = set(cast("dict[Key, Any]", self.loader.applied_migrations))
-        if set(self.recorder.applied_migrations()) == before:
-            return plan, state
-        assert self.run is not None
-        self.run.notice(
-            "pgmigrate: another migrate changed the applied migrations before this one "
-            "started; planning again"
-        )
-        self.loader.build_graph()
-        return self.migration_plan(targets), None
+        return set(self.recorder.applied_migrations()) != before
 
     def settle_half_applied(self, targets: Any, plan: Any, *, fake: bool) -> None:
         """Before the plan runs: forget progress that describes migrations recorded as

@@ -384,15 +384,13 @@ def test_server_down_is_one_line(scenario):
 
 def test_server_down_raises_the_driver_error_too(scenario):
     """``call_command`` callers can catch the ``OperationalError``, as with Django."""
-    from pgmigrate import command
-
     connections["default"].close()
     settings = connections["default"].settings_dict
     port = settings["PORT"]
     settings["PORT"] = 1
     try:
         with pytest.raises(OperationalError) as caught:
-            command._connect("default")
+            migrate("tests")
     finally:
         settings["PORT"] = port
     assert isinstance(caught.value, CommandError)

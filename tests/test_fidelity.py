@@ -7,6 +7,7 @@ import contextlib
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pglock
 import pytest
@@ -17,7 +18,7 @@ from django.test import override_settings
 
 from pgmigrate.command import DjangoMigrateCommand, MigrateCommand
 from pgmigrate.migrate_lock import LOCK_NAME
-from tests.helpers import Session, applied, migrate
+from tests.helpers import Session, applied, migrate, pgmigrate_sessions
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -122,3 +123,16 @@ def test_something_to_apply_takes_the_migrate_lock(scenario, hold_migrate_lock):
     with pytest.raises(CommandError, match="another migrate is running on this database"):
         migrate("tests")
     assert applied() == []
+
+
+def test_a_mocked_executor_migrate_runs_nothing_of_pgmigrates(scenario):
+    """Django's own tests mock ``MigrationExecutor.migrate``: pgmigrate's set-up lives inside
+    it, so nothing of pgmigrate runs (no pid query, no lock, no watcher connection)."""
+    target = "django.db.migrations.executor.MigrationExecutor.migrate"
+    with mock.patch(target) as mocked:
+        ours = run(MigrateCommand, "tests")
+        djangos = run(DjangoMigrateCommand, "tests")
+    assert mocked.call_count == 2
+    assert ours == djangos
+    assert "pgmigrate" not in ours[0]
+    assert not pgmigrate_sessions()
