@@ -1,6 +1,7 @@
 # Development tasks. Every target sets up its own virtualenv first:
 #   make test ARGS="-k lock"   make demo   make lint   make format   make type-check
 #   make full-test-suite       make bench   make chaos   make clean
+#   make django-suite DJANGO=5.2 ARGS=--quick
 # PostgreSQL: $DATABASE_URL if set, else a throwaway server (tests/pgserver.py).
 # `make test` measures branch coverage of pgmigrate/ and, when run whole (no ARGS), fails
 # below [tool.coverage.report] fail_under in pyproject.toml.
@@ -35,6 +36,7 @@ test: $(INSTALLED)
 full-test-suite: $(INSTALLED)
 	$(BIN)/nox -t tests $(if $(ARGS),-- $(ARGS))
 	$(BIN)/nox -s coverage
+	$(BIN)/nox -t django_suite
 
 # The demo has a small venv of its own (the "demo" extra: no linters, no type checker).
 # `make demo ARGS=--help` lists its options.
@@ -69,6 +71,17 @@ bench: $(INSTALLED)
 chaos: $(INSTALLED)
 	$(BIN)/python -m chaos $(ARGS)
 
+# Django's own test suite (its sdist's tests/runtests.py) without and with pgmigrate,
+# compared test by test (django_suite/README.md). Each Django series runs in a venv of its
+# own (.venv-django-suite-X.Y, made by the harness); this venv only runs the harness.
+#   make django-suite DJANGO=6.0 ARGS="--modes plain,default --quick"
+DJANGO ?= 5.2
+
+.PHONY: django-suite
+
+django-suite: $(INSTALLED)
+	$(BIN)/python -m django_suite --django $(DJANGO) $(ARGS)
+
 # Real apps' migrations (wagtail, allauth, celery-beat, reversion, dj-stripe, django.contrib)
 # applied with plain Django and with pgmigrate, compared (realmig/README.md). Its own venv,
 # as the apps bring their own dependencies. ARGS=--quick: a one-minute subset.
@@ -84,7 +97,7 @@ real-migrations: $(REALMIG_INSTALLED)
 	$(REALMIG_VENV)/bin/python -m realmig $(ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-* .nox build dist *.egg-info .pytest_cache .ruff_cache .coverage .coverage.* htmlcov
+	rm -rf $(VENV) .venv-* .nox .django-suite build dist *.egg-info .pytest_cache .ruff_cache .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The documentation site (mkdocs.yml, docs/) into site/; any warning fails the build.

