@@ -218,7 +218,8 @@ class MigrateCommand(DjangoMigrateCommand):
         pooling.ensure_one_session(using)  # before anything is taken or set
         backend_pid = pgactivity.pid(using=using)
         self.notice(
-            f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})"
+            f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})",
+            status=True,
         )
         run.events.backend_pid = backend_pid
         self._watcher = watcher = Watcher(
@@ -406,8 +407,10 @@ class MigrateCommand(DjangoMigrateCommand):
         with lock:
             yield
 
-    def notice(self, message: str, *, warning: bool = False) -> None:
-        """Print a pgmigrate message (thread-safe; used by watchers and blocking actions)."""
+    def notice(self, message: str, *, warning: bool = False, status: bool = False) -> None:
+        """Print a pgmigrate message (thread-safe; used by watchers and blocking actions).
+        A ``status`` line (the backend pid, printed by every run) goes to stderr, so that
+        the output of a run without incident is Django's, line for line."""
         if self.verbosity < 1:
             return
         with self._output_guard():
@@ -416,7 +419,10 @@ class MigrateCommand(DjangoMigrateCommand):
                 self._line_open = False
             style = self.style.WARNING  # pyright: ignore[reportAttributeAccessIssue]
             message = printable(message, keep="\n")  # no terminal escapes from the database
-            self.stdout.write(style(message) if warning else message)
+            if status:
+                self.stderr.write(message, style_func=str)
+            else:
+                self.stdout.write(style(message) if warning else message)
 
     def event(self, event: str, message: str, **fields: Any) -> None:
         """Emit a pgmigrate event (log record + signal), e.g. from a custom blocking action."""

@@ -134,7 +134,7 @@ class ManageProcess:
         """The migrating backend's pid, as the child printed it."""
         match = wait_until(
             lambda: (
-                re.search(r"backend pid (\d+)", self.stdout) or self.process.poll() is not None
+                re.search(r"backend pid (\d+)", self.stderr) or self.process.poll() is not None
             ),
             what="the child printed its backend pid",
             timeout=CHILD_TIMEOUT,

