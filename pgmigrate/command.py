@@ -215,8 +215,8 @@ class MigrateCommand(DjangoMigrateCommand):
         watcher, the timeouts. ``stack`` undoes it all when ``handle`` ends."""
         using, run_options = run.using, run.options
         connection = connections[using]
-        pooling.ensure_one_session(using)  # before anything is taken or set
         backend_pid = pgactivity.pid(using=using)
+        pooling.ensure_one_session(using, backend_pid)  # before anything is taken or set
         self.notice(
             f"pgmigrate: migrating with PostgreSQL backend pid {backend_pid} (database {using!r})",
             status=True,

@@ -43,14 +43,19 @@ APPLICATION_NAME = "pgmigrate pooling check"
 Identity = tuple[int, Any]
 
 
-def ensure_one_session(using: str) -> None:
+def ensure_one_session(using: str, backend_pid: int) -> None:
     """Raise ``CommandError`` when the transactions of database ``using``'s connection do not
     all run in one PostgreSQL session (a transaction pooler): before pgmigrate takes its
-    lock or sets a timeout."""
+    lock or sets a timeout. ``backend_pid`` is ``pg_backend_pid()`` read on it."""
     connection = connections[using]
     if connection.in_atomic_block:
         # migrate runs inside the caller's transaction: a pooler keeps it on one server
         # connection until it ends, and pgmigrate undoes everything before it does.
+        return
+    if _driver_backend_pid(connection) == backend_pid:
+        # The server's start-up message (BackendKeyData) names this very backend: the
+        # driver talks to it directly. A pooler sends a key of its own (a transaction
+        # pooler cannot name one backend), so only then is the check below needed.
         return
     evidence = _evidence_of_pooling(using)
     if evidence is None:
@@ -102,6 +107,12 @@ def _evidence_of_pooling(using: str) -> str | None:
             with contextlib.suppress(Error):
                 other.close()
     return None
+
+
+def _driver_backend_pid(connection: Any) -> int | None:
+    """The backend pid the driver got when it connected (psycopg 3 and psycopg2 alike)."""
+    info = getattr(connection.connection, "info", None)
+    return getattr(info, "backend_pid", None)
 
 
 def _second_connection(using: str) -> Any:

@@ -298,3 +298,23 @@ def test_session_pooling_kill_while_waiting_on_a_lock(scenario, sessions):
         output = migrate("tests")
     assert "another migrate" not in output
     assert applied() == ["0001_initial", "0002_add_fields", "0003_alpha_note"]
+
+
+def test_a_direct_connection_is_recognised_without_a_query(transactional_db):
+    """The driver's backend pid (from the server's start-up message) is the backend's own:
+    no pooler in between, so the check costs no statement and no second connection. When
+    they differ (as through any pooler), the transactions are looked at."""
+    connection = connections["default"]
+    connection.ensure_connection()
+    backend_pid = query("SELECT pg_backend_pid()")[0][0]
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        pooling.ensure_one_session("default", backend_pid)
+        assert seen == []
+        pooling.ensure_one_session("default", -1)  # a pooler's own key: look, find one session
+    assert len(seen) == pooling.ROUNDS + 1
