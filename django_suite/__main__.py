@@ -248,15 +248,21 @@ def database(suite: Suite, labels: list[str]) -> tuple[str, list[str]]:
         sys.stderr.write(result.stderr)
         raise PrepareError("cannot query the PostgreSQL server")
     state = json.loads(result.stdout)
-    log(
-        f"PostgreSQL {state['version']}" + (" (stand-in uuid-ossp)" if "stand-in" in state else "")
-    )
+    major, minor = divmod(state["version"], 10000)
+    stand_in = " (stand-in uuid-ossp)" if "stand-in" in state else ""
+    log(f"PostgreSQL {major}.{minor}{stand_in}")
     if not state["uuid-ossp"] and "stand-in" not in state:
         dropped = [label for label in labels if label.split(".")[0] == "postgres_tests"]
         if dropped:
             log(f"WARNING: the server has no uuid-ossp extension: not running {dropped}")
             labels = [label for label in labels if label not in dropped]
     return url, labels
+
+
+def default_results(args: argparse.Namespace, version: str) -> Path:
+    """``.django-suite/results/django-5.2.19``, ``-quick`` or ``-labels`` for other labels."""
+    suffix = "" if args.labels == list(LABELS) else "-quick" if args.quick else "-labels"
+    return CACHE / "results" / f"django-{version}{suffix}"
 
 
 def run_suite(args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[ModeRun]] | int:
@@ -267,7 +273,7 @@ def run_suite(args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[Mode
     except PrepareError as exc:
         log(f"cannot set up the suite: {exc}")
         return 2
-    results = (args.results or CACHE / "results" / f"django-{suite.django_version}").resolve()
+    results = (args.results or default_results(args, suite.django_version)).resolve()
     results.mkdir(parents=True, exist_ok=True)
     log(
         f"Django {suite.django_version} on Python {suite.python_version}, "
@@ -299,7 +305,7 @@ def load_previous(args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[
         if not cached:
             log(f"no results of Django {args.django}: no sdist cached")
             return 2
-        results = CACHE / "results" / f"django-{cached[0][0]}"
+        results = default_results(args, cached[0][0])
     summary_file = results / "summary.json"
     if not summary_file.exists():
         log(f"no results in {results}")
