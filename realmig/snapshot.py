@@ -41,6 +41,28 @@ _OWN_ROWS = {
 }
 
 
+#: Tables whose ids depend on how many rows were ever added to them: in the pgmigrate modes,
+#: post_migrate adds rows for the models of pgmigrate's apps, so later rows get other ids.
+#: Their ids, and columns that refer to them, are compared as natural keys instead.
+_NATURAL_KEYS = {
+    "django_content_type": sql.SQL(
+        "(SELECT app_label || '.' || model FROM django_content_type WHERE id = {})"
+    ),
+    "auth_permission": sql.SQL(
+        "(SELECT c.app_label || '.' || p.codename FROM auth_permission p"
+        " JOIN django_content_type c ON c.id = p.content_type_id WHERE p.id = {})"
+    ),
+}
+#: Columns of a table that are foreign keys to one of the tables of ``_NATURAL_KEYS``.
+_REFERENCES = (
+    "SELECT a.attname, c.confrelid::regclass::text FROM pg_constraint c"
+    " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
+    " WHERE c.contype = 'f' AND cardinality(c.conkey) = 1"
+    " AND c.conrelid = (SELECT oid FROM pg_class WHERE relname = %s"
+    " AND relnamespace = 'public'::regnamespace) AND c.confrelid::regclass::text = ANY(%s)"
+)
+
+
 @dataclass
 class Snapshot:
     #: Normalised schema statements, in pg_dump's order.
@@ -91,6 +113,15 @@ def capture(server: Server, database: str) -> Snapshot:
                 [like],
             )
         ]
+        if "table pgmigrate_progress" in own:  # rows left: a migration is half applied
+            own += [
+                f"pgmigrate_progress row {app}.{name}: {done} of {total} operations applied, "
+                f"{direction}"
+                for app, name, done, total, direction in conn.execute(
+                    "SELECT app, name, done, total, direction FROM pgmigrate_progress"
+                    " ORDER BY app, name"
+                )
+            ]
         rows = conn.execute("SELECT app, name FROM django_migrations").fetchall()
         migrations = sorted(f"{app}.{name}" for app, name in rows if app not in PGMIGRATE_APPS)
         own += sorted(f"migration {app}.{name}" for app, name in rows if app in PGMIGRATE_APPS)
@@ -114,9 +145,20 @@ def capture(server: Server, database: str) -> Snapshot:
                     [table, list(_VARYING_TYPES)],
                 )
             ]
-            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+            refers = dict(conn.execute(_REFERENCES, [table, list(_NATURAL_KEYS)]).fetchall())
+            if table in _NATURAL_KEYS:
+                refers["id"] = table
+            values = [
+                _NATURAL_KEYS[refers[column]].format(
+                    sql.SQL("t.{}").format(sql.Identifier(column))
+                )
+                if column in refers
+                else sql.SQL("t.{}").format(sql.Identifier(column))
+                for column in columns
+            ]
+            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(values))
             where = _OWN_ROWS.get(table, sql.SQL("true"))
-            query = sql.SQL("SELECT {} AS r FROM {} WHERE {} ORDER BY 1").format(
+            query = sql.SQL("SELECT {} AS r FROM {} t WHERE {} ORDER BY 1").format(
                 row, sql.Identifier(table), where
             )
             data[table] = [r for (r,) in conn.execute(query, {"apps": PGMIGRATE_APPS})]
