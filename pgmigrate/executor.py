@@ -384,7 +384,8 @@ class PGMigrateExecutor(MigrationExecutor):
             self.progress_callback("unapply_start", migration, fake)
         if not fake:  # as Django's Migration.unapply, before anything changes
             run.check_reversible(migration, len(migration.operations))
-        one_transaction = self._one_transaction(migration)
+        # No operation to count down: unrecorded in one transaction, without progress.
+        one_transaction = self._one_transaction(migration) or not migration.operations
         runner = self._runner(migration, run.unapply_operations, atomic=one_transaction)
         with run.guard.deferred(cancellable=True):
             if fake:

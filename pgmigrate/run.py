@@ -368,6 +368,8 @@ class Run:
                     ):
                         step.run(schema_editor)
                     position += 1
+                    if isinstance(steps, _Lazy):
+                        steps.release(first, position - 1)
                     if destroys_data(step):
                         until = end
                     if position < until:
@@ -466,9 +468,12 @@ class Run:
         Django), with the deferred SQL run inside it so that Django records the migration in
         the same transaction."""
         with self._editing(schema_editor):
-            for step in steps:
+            for position in range(len(steps)):
+                step = steps[position]
                 with self._running(step, Mode.TRANSACTION), self._exempt(step):
                     step.run(schema_editor)
+                if isinstance(steps, _Lazy):
+                    steps.forget_before(position)
             _run_deferred_sql(schema_editor)
         self._at = None
 
@@ -829,3 +834,6 @@ class _Lazy(Sequence[Step]):
 
     def forget_before(self, position: int) -> None:
         self.steps.forget_before(self.start + position)
+
+    def release(self, first: int, current: int) -> None:
+        self.steps.release(self.start + first, self.start + current)

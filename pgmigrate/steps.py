@@ -117,6 +117,12 @@ class ForwardSteps:
         return len(self.migration.operations)
 
     def __getitem__(self, index: int) -> Step:
+        if index < self._next and index not in self._steps:
+            # Released: compute it again from the nearest step kept before it.
+            start = max(key for key in self._steps if key < index)
+            for later in [key for key in self._steps if key > start]:
+                del self._steps[later]
+            self._state, self._next = self._steps[start].to_state, start + 1
         while self._next <= index:
             to_state = self._state.clone()
             self.migration.operations[self._next].state_forwards(
@@ -132,6 +138,13 @@ class ForwardSteps:
         """Release the states of steps before ``index`` (they are done)."""
         for done in [key for key in self._steps if key < index]:
             del self._steps[done]
+
+    def release(self, first: int, current: int) -> None:
+        """Release the states of the steps after ``first`` and before ``current``: a
+        transaction of many operations keeps only what a retry from ``first`` needs (as
+        Django's ``Migration.apply`` keeps one pair of states at a time)."""
+        for index in [key for key in self._steps if first < key < current]:
+            del self._steps[index]
 
     @property
     def final_state(self) -> ProjectState:

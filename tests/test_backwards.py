@@ -263,3 +263,16 @@ def test_a_retried_rename_is_undone_in_the_right_direction(scenario, sessions):
     run.finish()
     assert query("SELECT to_regclass('tests_gamma')::text") == [("tests_gamma",)]
     assert applied() == ["0001_initial"]
+
+
+@pytest.mark.scenario("empty")
+def test_a_migration_without_operations_is_unapplied_without_progress(scenario):
+    """Nothing to count down: the migration is unrecorded, and no progress row is left to
+    be taken for a half-applied migration by the next run."""
+    migrate("tests")
+    migrate("tests", "0001")
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == []
+    out = migrate("tests")
+    assert "resuming" not in out and "half-applied" not in out
+    assert applied() == ["0001_initial", "0002_nothing"]

@@ -98,3 +98,19 @@ def test_a_closed_connection_is_lost_and_an_open_one_is_not():
     assert is_connection_lost(DatabaseError("no answer"), "default")
     assert not is_connection_lost(ValueError("not a database error"), "default")
     assert not is_connection_lost(None, "default")
+
+
+def test_released_steps_are_computed_again_alike():
+    """A transaction of many operations keeps only the states a retry from its first step
+    needs (memory stays flat, as in Django's apply); a released step comes back the same."""
+    fields = [f"f{number}" for number in range(6)]
+    migration = _migration(
+        *(migrations.AddField("Book", name, models.IntegerField(null=True)) for name in fields)
+    )
+    steps = ForwardSteps(migration, _state(), 0)
+    before = [sorted(steps[index].to_state.models["shop", "book"].fields) for index in range(6)]
+    steps.release(1, 5)
+    assert sorted(steps._steps) == [0, 1, 5]
+    again = [sorted(steps[index].to_state.models["shop", "book"].fields) for index in range(6)]
+    assert again == before
+    assert "f3" in again[3] and "f4" not in again[3]
