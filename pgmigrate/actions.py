@@ -209,7 +209,12 @@ CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
 WHERE (seen.vxid IS NULL
        OR EXISTS (SELECT FROM transactions AS t
-                  WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid))
+                  WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
+       -- a session-level lock of a session outside a transaction (vxid n/0): the session
+       -- still holds a lock under that vxid
+       OR (seen.vxid LIKE '%%/0'
+           AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = seen.pid AND l.granted
+                       AND l.virtualtransaction = seen.vxid)))
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
 """
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's

@@ -227,3 +227,18 @@ def test_actions_compare_and_hash_by_type_and_filters():
     assert hash(pgmigrate.Terminate(a=1)) == hash(pgmigrate.Terminate(a=1))
     assert pgmigrate.Terminate() != pgmigrate.Cancel()
     assert repr(pgmigrate.Show(a=1)) == "Show(a=1)"
+
+
+@pytest.mark.scenario("advisory")
+@override_settings(PGMIGRATE_BLOCKING_ACTION="pgmigrate.Terminate", PGMIGRATE_LOCK_TIMEOUT=30)
+def test_a_session_level_lock_of_an_idle_session_is_ended(scenario, sessions):
+    """A session outside a transaction that holds a session-level advisory lock has no
+    transaction to match (its locks' vxid is n/0): it is still the same session, and ended."""
+    migrate("tests", "0001")
+    holder = Session()
+    sessions.append(holder)
+    holder.execute("SELECT pg_advisory_lock(4242)")  # autocommit: idle, not in a transaction
+    out = migrate("tests")
+    assert f"terminated 1 session blocking the migration: pid {holder.pid}" in out
+    assert not is_alive(holder.pid)
+    assert applied() == ["0001_initial", "0002_advisory"]
