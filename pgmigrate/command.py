@@ -144,7 +144,14 @@ class MigrateCommand(DjangoMigrateCommand):
         self._output_lock = threading.Lock()
         self._line_open = False
         self.current_migration = None
-        run_options = options.RunOptions.from_command(opts)
+        try:
+            run_options = options.RunOptions.from_command(opts)
+        except CommandError:
+            if not opts.get("skip_checks"):
+                # Django 4.2 runs the system checks in handle (5.0+: before it): report the
+                # setting's check ID first, as Django would.
+                self.check(databases=[using])
+            raise
         if connections[using].in_atomic_block:
             # Called inside the caller's transaction: nothing commits before it does, so each
             # migration runs in one transaction (a savepoint), as in Django.
