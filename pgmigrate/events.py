@@ -63,7 +63,7 @@ class MigrationFigures:
             or self.actions_failed
             or self.lock_timeouts
             or self.resumed_at
-            or self.status != "applied"
+            or self.status not in ("applied", "unapplied", "faked")
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -136,3 +137,25 @@ def test_a_mocked_executor_migrate_runs_nothing_of_pgmigrates(scenario):
     assert ours == djangos
     assert "pgmigrate" not in ours[0]
     assert not pgmigrate_sessions()
+
+
+@pytest.mark.parametrize(
+    ("before", "args", "options"),
+    [
+        ({"args": ("tests", "zero")}, ("tests",), {}),
+        ({"args": ("tests",)}, ("tests", "0001"), {}),
+        ({"args": ("tests",), "fake": True}, ("tests", "zero"), {"fake": True}),
+    ],
+    ids=["apply", "unapply", "fake"],
+)
+def test_stdout_of_a_run_without_incident_is_djangos(scenario, before, args, options):
+    """pgmigrate's backend pid line goes to stderr, and a run without incident has no
+    summary: stdout is Django's, line for line (Django's own tests assert it)."""
+
+    def stdout_of(command: type) -> str:
+        migrate(*before["args"], fake=before.get("fake", False))
+        out = io.StringIO()
+        call_command(command(), *args, stdout=out, stderr=io.StringIO(), no_color=True, **options)
+        return re.sub(r"\(\d+\.\d+s\)", "(...s)", out.getvalue())
+
+    assert stdout_of(MigrateCommand) == stdout_of(DjangoMigrateCommand)

@@ -74,8 +74,11 @@ def test_queries_are_logged_only_when_asked(scenario, sessions, caplog):
 
 
 def test_quiet_run_has_no_summary(scenario):
+    """Applying, unapplying or faking without incident: the output is Django's alone."""
     out = migrate("tests")
     assert "pgmigrate summary" not in out
+    assert "pgmigrate summary" not in migrate("tests", "0001")
+    assert "pgmigrate summary" not in migrate("tests", "zero", fake=True)
 
 
 @override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1)
