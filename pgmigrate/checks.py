@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.apps import apps
@@ -149,27 +149,35 @@ def check_retries_need_a_lock_timeout(**kwargs: Any) -> list[checks.CheckMessage
     ]
 
 
-@_while_installed
-def check_signal_privilege(
-    databases: list[str] | None = None, **kwargs: Any
-) -> list[checks.CheckMessage]:
-    """pgmigrate.W003: the migrating role cannot end other roles' sessions."""
+def _ask_each_postgresql(databases: list[str] | None, sql: str) -> Iterator[tuple[str, Any]]:
+    """``(alias, row)``: the one row ``sql`` returns on each PostgreSQL database of
+    ``databases`` that can be asked (one that cannot has nothing to say)."""
     from django.db import Error, connections
 
-    found: list[checks.CheckMessage] = []
     for using in databases or []:
         connection = connections[using]
         if connection.vendor != "postgresql":
             continue
         try:
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_user, rolsuper OR pg_has_role(current_user, "
-                    "'pg_signal_backend', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
-                )
-                role, allowed = cursor.fetchone()
+                cursor.execute(sql)
+                row = cursor.fetchone()
         except Error:
-            continue  # no database to ask: nothing to say
+            continue
+        yield using, row
+
+
+@_while_installed
+def check_signal_privilege(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """pgmigrate.W003: the migrating role cannot end other roles' sessions."""
+    found: list[checks.CheckMessage] = []
+    for using, (role, allowed) in _ask_each_postgresql(
+        databases,
+        "SELECT current_user, rolsuper OR pg_has_role(current_user, 'pg_signal_backend', "
+        "'MEMBER') FROM pg_roles WHERE rolname = current_user",
+    ):
         if not allowed:
             found.append(
                 checks.Warning(
@@ -188,8 +196,6 @@ def check_protected_columns_visible(
     databases: list[str] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """pgmigrate.W005: PGMIGRATE_PROTECTED names columns the migrating role cannot see."""
-    from django.db import Error, connections
-
     from pgmigrate import protection
 
     try:
@@ -199,18 +205,9 @@ def check_protected_columns_visible(
     if not hidden:
         return []
     found: list[checks.CheckMessage] = []
-    for using in databases or []:
-        connection = connections[using]
-        if connection.vendor != "postgresql":
-            continue
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT quote_ident(current_user), pg_has_role('pg_read_all_stats', 'USAGE')"
-                )
-                role, sees_all = cursor.fetchone()
-        except Error:
-            continue  # no database to ask: nothing to say
+    for using, (role, sees_all) in _ask_each_postgresql(
+        databases, "SELECT quote_ident(current_user), pg_has_role('pg_read_all_stats', 'USAGE')"
+    ):
         if sees_all:
             continue
         role = role if role.startswith('"') else f'"{role}"'

@@ -6,6 +6,8 @@ import contextlib
 import io
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -140,6 +142,19 @@ def manage_env(**env: str) -> dict[str, str]:
         "PGMIGRATE_TEST_DB_NAME": connections["default"].settings_dict["NAME"],
         **env,
     }
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py`` with ``args`` in a child process (this test's database, ``env``
+    added to its environment); what it printed and its exit status."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=manage_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def pgmigrate_sessions(using: str = "default") -> list[tuple[int, str]]:

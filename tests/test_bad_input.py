@@ -5,8 +5,6 @@ dependency app, a server that is down, a read-only database."""
 import datetime as dt
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +22,7 @@ from tests.helpers import (
     Session,
     applied,
     is_waiting_on_lock,
-    manage_env,
+    manage,
     migrate,
     query,
     wait_until,
@@ -256,17 +254,6 @@ def test_server_lock_timeout_makes_retries_useful():
         assert options.retries_without_timeout(run_options, connection) is None
     finally:
         query("RESET lock_timeout")
-
-
-def manage(*args, **env):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=manage_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

@@ -1,24 +1,10 @@
 """``manage.py`` in a child process: exit status and messages, as a user sees them."""
 
-import subprocess
-import sys
-
 import pytest
 
-from tests.helpers import ROOT, Session, applied, manage_env, migrate
+from tests.helpers import Session, applied, manage, migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
-
-
-def manage(*args, **env):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=manage_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_lock_timeout_exits_1_without_traceback(scenario, sessions):
