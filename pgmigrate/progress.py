@@ -162,12 +162,17 @@ class ProgressRecorder:
         #: Whether the role may create the table (asked once, when it does not exist).
         self._may_create: bool | None = None
         self._fingerprints: dict[tuple[int, int], str] = {}
+        self._texts: dict[int, list[str]] = {}
 
     def fingerprint(self, migration: Any, done: int) -> str:
-        """``fingerprint(migration, done)``, computed once per migration object."""
+        """``fingerprint(migration, done)``; each operation is serialized once per migration
+        object (a migration of n operations records n prefixes)."""
         key = (id(migration), done)
         if key not in self._fingerprints:
-            self._fingerprints[key] = fingerprint(migration, done)
+            texts = self._texts.setdefault(id(migration), [])
+            operations = migration.operations[:done]
+            texts.extend(_stable(operation) for operation in operations[len(texts) :])
+            self._fingerprints[key] = _digest("\n".join(texts[: len(operations)]))
         return self._fingerprints[key]
 
     def load(self) -> dict[Key, Progress]:

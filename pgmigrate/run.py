@@ -329,10 +329,12 @@ class Run:
                 raise self._failure(step.migration, step.forwards, exc) from exc
 
     def _mode(self, step: Step) -> Mode:
-        key = (step.migration.app_label, step.migration.name, step.index, step.forwards)
-        if key in self._outside:
+        return self._mode_of(step.migration, step.index, step.forwards)
+
+    def _mode_of(self, migration: Migration, index: int, forwards: bool) -> Mode:
+        if (migration.app_label, migration.name, index, forwards) in self._outside:
             return Mode.AUTOCOMMIT
-        return mode(step.migration, step.operation, step.forwards)
+        return mode(migration, migration.operations[index], forwards)
 
     def _run_transaction(
         self, steps: Sequence[Step], first: int, schema_editor: BaseDatabaseSchemaEditor
@@ -424,7 +426,11 @@ class Run:
         """The position of the first step after ``first`` that runs outside a transaction
         (or the end)."""
         for position in range(first + 1, len(steps)):
-            if self._mode(steps[position]) is not Mode.TRANSACTION:
+            if isinstance(steps, _Lazy):  # by operation: no project state made ahead
+                step_mode = self._mode_of(steps.migration, steps.start + position, True)
+            else:
+                step_mode = self._mode(steps[position])
+            if step_mode is not Mode.TRANSACTION:
                 return position
         return len(steps)
 
@@ -823,6 +829,7 @@ class _Lazy(Sequence[Step]):
 
     def __init__(self, steps: ForwardSteps, start: int, stop: int | None = None) -> None:
         self.steps = steps
+        self.migration = steps.migration
         self.start = start
         self.stop = len(steps) if stop is None else stop
 

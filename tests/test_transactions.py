@@ -270,3 +270,17 @@ def test_executor_without_a_run_is_djangos(scenario):
     executor = PGMigrateExecutor(connection)
     executor.migrate([("tests", "0001_initial")])
     assert applied() == ["0001_initial"]
+
+
+@pytest.mark.scenario("many_ops")
+@pytest.mark.parametrize("atomic", [False, True], ids=["per-operation", "atomic"])
+def test_a_long_transaction_keeps_few_project_states(scenario, atomic):
+    """Memory stays flat over a migration of many operations, as in Django's apply (which
+    keeps one pair of states): not one pair per operation (dj-stripe's 523-operation
+    migration took 1.5 GiB)."""
+    from tests.scenarios import RUNPYTHON_SEEN
+
+    migrate("tests", "0001")
+    with override_settings(PGMIGRATE_ATOMIC=atomic):
+        migrate("tests")
+    assert RUNPYTHON_SEEN.pop("states") < 12
