@@ -410,7 +410,10 @@ class Watcher:
         if blocker.key in self._shown:
             return
         self._shown.add(blocker.key)
-        text = message(row, blocker, reason)
+        self._say_shown(blocker, message(row, blocker, reason), reason)
+
+    def _say_shown(self, blocker: Blocker, text: str, reason: str) -> None:
+        """Print ``text`` about a blocker left alone, and emit ``blocker_shown``."""
         self.command.notice(text, warning=True)
         self._event(
             "blocker_shown",
@@ -474,15 +477,7 @@ class Watcher:
             f"pgmigrate: {self._who(blocker)} waits in the lock queue ahead of the migration "
             f"but holds no lock it needs; it is left alone: {why}."
         )
-        self.command.notice(text, warning=True)
-        self._event(
-            "blocker_shown",
-            text,
-            blocker_pid=blocker.pid,
-            usename=blocker.usename,
-            application_name=blocker.application_name,
-            reason="queued",
-        )
+        self._say_shown(blocker, text, "queued")
 
     def _show_prepared(
         self, prepared: lockgraph.PreparedTransaction | None, graph: lockgraph.LockGraph
