@@ -68,11 +68,11 @@ class PGMigrateExecutor(MigrationExecutor):
         self, state: Any, plan: Any, full_plan: Any, fake: bool, fake_initial: bool
     ) -> Any:
         if self.run is not None:
-            if self._start(plan):
-                plan = self.migration_plan(self._targets)
-                if any(backwards for _, backwards in plan):
+            replanned = self._start(plan)
+            if replanned is not None:
+                if any(backwards for _, backwards in replanned):
                     self._changed_direction()
-                state = self._create_project_state(with_applied_migrations=True)
+                plan, state = replanned, self._create_project_state(with_applied_migrations=True)
             if not plan:
                 return state
         return super()._migrate_all_forwards(
@@ -80,12 +80,13 @@ class PGMigrateExecutor(MigrationExecutor):
         )
 
     def _migrate_all_backwards(self, plan: Any, full_plan: Any, fake: bool) -> Any:
-        if self.run is not None and self._start(plan):
-            plan = self.migration_plan(self._targets)
-            if any(not backwards for _, backwards in plan):
+        replanned = self._start(plan) if self.run is not None else None
+        if replanned is not None:
+            if any(not backwards for _, backwards in replanned):
                 self._changed_direction()
-            if not plan:
+            if not replanned:
                 return self._create_project_state(with_applied_migrations=True)
+            plan = replanned
         return super()._migrate_all_backwards(plan, full_plan, fake=fake)
 
     def check_replacements(self) -> None:
@@ -98,23 +99,24 @@ class PGMigrateExecutor(MigrationExecutor):
             self._start([])  # nothing to apply, but a half-applied migration to settle
         super().check_replacements()
 
-    def _start(self, plan: Any) -> bool:
-        """Set pgmigrate up and settle half-applied migrations before ``plan`` runs; True
-        if another ``migrate`` changed the applied migrations since Django planned."""
+    def _start(self, plan: Any) -> Any:
+        """Set pgmigrate up and settle half-applied migrations before ``plan`` runs. Return
+        the plan made again if another ``migrate`` changed the applied migrations since
+        Django planned, else None."""
         run = self.run
         assert run is not None
         run.start()
-        changed = self._applied_changed()
-        if changed:
+        replanned = None
+        if self._applied_changed():
             run.notice(
                 "pgmigrate: another migrate changed the applied migrations before this one "
                 "started; planning again"
             )
             self.loader.build_graph()
-            plan = self.migration_plan(self._targets)
+            plan = replanned = self.migration_plan(self._targets)
         # Django passes fake=False when the plan is empty.
         self.settle_half_applied(self._targets, plan, fake=self._fake or run.options.fake)
-        return changed
+        return replanned
 
     def _changed_direction(self) -> None:
         raise CommandError(
