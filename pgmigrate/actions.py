@@ -141,6 +141,12 @@ class BlockingAction:
     ``self`` during a run (what was already reported, say) do not leak into the next one.
     """
 
+    #: Whether the sessions ``worker`` returns are being ended (their locks freed). For the
+    #: others, pgmigrate steps out of the lock queue right after the action (see
+    #: ``pgmigrate.aside``): so for an action that only reports (the default), the app does
+    #: not queue behind the migration meanwhile.
+    ends_blockers: bool = False
+
     def __init__(self, **filters: Any) -> None:
         self.filters = filters
 
@@ -251,6 +257,7 @@ class _SignalBlockers(BlockingAction):
 
     verb = "signalled"
     function = "pg_signal_backend"
+    ends_blockers = True
 
     def __init__(self, **filters: Any) -> None:
         super().__init__(**filters)

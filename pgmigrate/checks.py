@@ -27,6 +27,7 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
     ("pgmigrate.E012", config.statement_timeout),
     ("pgmigrate.E013", config.statement_timeout_exempt),
     ("pgmigrate.E014", config.log_queries),
+    ("pgmigrate.E015", config.step_aside),
 ]
 
 #: Time the watcher needs to act once a statement waits, beyond its first look (measured in
@@ -69,7 +70,7 @@ def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
 
 @_while_installed
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
-    """pgmigrate.E003 to E014: each PGMIGRATE_* setting has a usable value."""
+    """pgmigrate.E003 to E015: each PGMIGRATE_* setting has a usable value."""
     if not _dependencies_installed():
         return []  # validating actions needs pglock's models
     errors: list[checks.CheckMessage] = []

@@ -18,6 +18,7 @@ from django.db import Error, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from pgmigrate import interrupts, options, pooling
+from pgmigrate.aside import StepAside
 from pgmigrate.errors import (
     PartialMigrationError,
     add_note,
@@ -167,6 +168,9 @@ class MigrateCommand(DjangoMigrateCommand):
             events=events,
             notice=self.notice,
             sleep=guard.sleep,
+            aside=StepAside(enabled=run_options.step_aside),
+            lock_timeout=run_options.lock_timeout,
+            checkpoint=guard.checkpoint,
         )
         self._run = run = Run(
             using=using,
@@ -237,6 +241,7 @@ class MigrateCommand(DjangoMigrateCommand):
             interval=run_options.interval,
             protected=run_options.protected,
             lock_timeout=run_options.lock_timeout,
+            step_aside=run.retry.aside,
         )
         stack.enter_context(
             interrupts.interruptible(

@@ -299,3 +299,10 @@ def log_queries() -> bool:
     """``PGMIGRATE_LOG_QUERIES``: include blockers' SQL text in log events and signals
     (default False: it can hold personal data)."""
     return _bool("PGMIGRATE_LOG_QUERIES", False)
+
+
+def step_aside() -> bool:
+    """``PGMIGRATE_STEP_ASIDE``: leave the lock queue while the sessions blocking the
+    migration are ones pgmigrate will not end, and run the statement again once they are gone
+    (default True; see ``pgmigrate.aside``). False queues behind them, as PostgreSQL does."""
+    return _bool("PGMIGRATE_STEP_ASIDE", True)

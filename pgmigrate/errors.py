@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from django.core.management.base import CommandError
+from django.db.utils import OperationalError
 
 from pgmigrate.text import printable
 
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
 
 #: SQLSTATE of ``lock_not_available``, raised when ``lock_timeout`` expires.
 LOCK_NOT_AVAILABLE = "55P03"
+#: SQLSTATE of ``query_canceled`` (``pg_cancel_backend``, ``statement_timeout``).
+QUERY_CANCELED = "57014"
+
+
+class LockWaitTimeout(OperationalError):
+    """The lock timeout passed while pgmigrate waited out of the lock queue for sessions it
+    does not end (``pgmigrate.aside``). It carries PostgreSQL's ``lock_not_available``
+    SQLSTATE, so that it is reported and retried as a lock timeout of the server is."""
+
+    sqlstate = LOCK_NOT_AVAILABLE
 
 
 def chain(exc: BaseException | None) -> Iterator[BaseException]:

@@ -33,6 +33,9 @@ EVENTS = (
     "lock_timeout",
     "retry",
     "resumed",
+    "stepped_aside",
+    "waiting_aside",
+    "stepped_back",
 )
 WARNING_EVENTS = {"blocker_ended", "action_failed", "lock_timeout", "retry"}
 
@@ -51,6 +54,9 @@ class MigrationFigures:
     actions_failed: int = 0
     lock_timeouts: int = 0
     retries: int = 0
+    #: Times the migration left the lock queue (``pgmigrate.aside``), and seconds out of it.
+    steps_aside: int = 0
+    aside_wait: float = 0.0
     resumed_at: int | None = None
 
     @property
@@ -63,6 +69,7 @@ class MigrationFigures:
             or self.actions_failed
             or self.lock_timeouts
             or self.resumed_at
+            or self.steps_aside
             or self.status not in ("applied", "unapplied", "faked")
         )
 
@@ -135,6 +142,10 @@ class RunEvents:
             figures.lock_timeouts += 1
         elif event == "retry":
             figures.retries += 1
+        elif event == "stepped_aside":
+            figures.steps_aside += 1
+        elif event == "stepped_back":
+            figures.aside_wait += fields["waited"]
         elif event == "resumed":
             figures.resumed_at = fields["operation"]
 
@@ -201,6 +212,11 @@ class RunEvents:
                 parts.append(f"{figures.actions_failed} action error(s)")
             if figures.lock_timeouts:
                 parts.append(f"{figures.lock_timeouts} lock timeout(s), {figures.retries} retries")
+            if figures.steps_aside:
+                parts.append(
+                    f"stepped out of the lock queue {figures.steps_aside} time(s) for "
+                    f"{figures.aside_wait:.3f} s"
+                )
             if figures.resumed_at:
                 parts.append(f"resumed at operation {figures.resumed_at}")
             lines.append("  " + ", ".join(parts))
@@ -215,7 +231,11 @@ class RunEvents:
             "duration": round(time.monotonic() - self._started, 6),
             "status": self.status,
             "migrations": [
-                {**asdict(figures), "lock_wait": round(figures.lock_wait, 6)}
+                {
+                    **asdict(figures),
+                    "lock_wait": round(figures.lock_wait, 6),
+                    "aside_wait": round(figures.aside_wait, 6),
+                }
                 for figures in self.migrations.values()
             ],
         }

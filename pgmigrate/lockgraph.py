@@ -93,7 +93,13 @@ WITH locks AS MATERIALIZED (
 )
 SELECT l.pid, l.mode, l.granted, l.virtualtransaction, a.mode, a.locktype,
        a.relation::regclass::text, p.gid, p.owner, p.database, p.prepared,
-       now() - p.prepared
+       now() - p.prepared,
+       ARRAY[a.locktype, a.database::text, a.relation::text, a.page::text, a.tuple::text,
+             a.virtualxid, a.transactionid::text, a.classid::text, a.objid::text,
+             a.objsubid::text],
+       EXISTS (SELECT FROM locks AS h
+               WHERE h.pid = a.pid AND h.granted AND h.locktype = 'relation'
+                 AND h.mode = ANY(%s)) AS holds_strong
 FROM awaited AS a
 JOIN locks AS l
     ON (l.locktype, l.database, l.relation, l.page, l.tuple, l.virtualxid, l.transactionid,
@@ -129,6 +135,8 @@ class PreparedTransaction:
     database: str | None
     prepared: dt.datetime | None
     age: dt.timedelta | None
+    #: Its ``virtualtransaction`` in ``pg_locks`` (its locks have no pid).
+    virtualtransaction: str = ""
 
     @property
     def key(self) -> tuple[str, dt.datetime | None]:
@@ -155,6 +163,20 @@ class LockGraph:
     #: ``pg_blocking_pids`` tells which of them are ahead of the backend).
     waiters: dict[int, str] = field(default_factory=dict)
     prepared: list[PreparedTransaction] = field(default_factory=list)
+    #: The awaited lock's tag: ``pg_locks``' columns ``locktype`` to ``objsubid``, as text.
+    locktag: tuple[str | None, ...] = ()
+    #: Whether the backend holds a relation lock that the app's writes wait for (SHARE or
+    #: stronger), taken by an earlier statement of its transaction.
+    holds_strong: bool = False
+
+    @property
+    def blocks_app(self) -> bool:
+        """Whether the app's queries queue behind the backend while it waits: the awaited
+        lock is a table lock that conflicts with the app's reads or writes
+        (``ROW EXCLUSIVE``), or the backend already holds such a lock."""
+        return self.holds_strong or (
+            self.locktype == "relation" and conflicts(APP_MODE, self.mode)
+        )
 
     @property
     def target(self) -> str:
@@ -164,21 +186,36 @@ class LockGraph:
         return f"{self.mode} on a {self.locktype} lock"
 
 
+#: The lock mode of the app's writes (``INSERT``/``UPDATE``/``DELETE``): modes that conflict
+#: with it make the app queue.
+APP_MODE = "RowExclusiveLock"
+#: Relation lock modes that conflict with ``APP_MODE``.
+STRONG_MODES = sorted(CONFLICTS[APP_MODE])
+
+
 def read(cursor: Any, backend_pid: int) -> LockGraph | None:
     """The lock graph of ``backend_pid``; None if it no longer waits on a lock."""
-    cursor.execute(LOCK_GRAPH, [backend_pid])
+    cursor.execute(LOCK_GRAPH, [backend_pid, STRONG_MODES])
     rows = cursor.fetchall()
     if not rows:
         return None
-    _, _, _, _, wanted, locktype, relation, *_ = rows[0]
-    graph = LockGraph(mode=wanted, locktype=locktype, relation=relation)
+    _, _, _, _, wanted, locktype, relation, *_, locktag, holds_strong = rows[0]
+    graph = LockGraph(
+        mode=wanted,
+        locktype=locktype,
+        relation=relation,
+        locktag=tuple(locktag),
+        holds_strong=holds_strong,
+    )
     seen_prepared: set[str] = set()
-    for pid, mode, granted, vxid, _, _, _, gid, owner, database, prepared, age in rows:
+    for pid, mode, granted, vxid, _, _, _, gid, owner, database, prepared, age, *_ in rows:
         if not conflicts(mode, wanted):
             continue
         if pid is not None:
             (graph.holders if granted else graph.waiters).setdefault(pid, vxid)
         elif granted and gid is not None and gid not in seen_prepared:
             seen_prepared.add(gid)
-            graph.prepared.append(PreparedTransaction(gid, owner, database, prepared, age))
+            graph.prepared.append(
+                PreparedTransaction(gid, owner, database, prepared, age, virtualtransaction=vxid)
+            )
     return graph

@@ -33,6 +33,7 @@ class RunOptions:
     protected: dict[str, list[str]]
     wait_for_other_migrate: bool
     log_queries: bool
+    step_aside: bool = True
     restart: bool = False
     #: ``--fake``: record (un)applied migrations without running them.
     fake: bool = False
@@ -54,6 +55,7 @@ class RunOptions:
             protected=config.protected(),
             wait_for_other_migrate=config.concurrent_migrate() == "wait",
             log_queries=config.log_queries(),
+            step_aside=config.step_aside(),
         )
 
     @classmethod
@@ -69,6 +71,8 @@ class RunOptions:
             overrides["lock_timeout"] = _timeout("--lock-timeout", options["lock_timeout"])
         if options.get("lock_retries") is not None:
             overrides["lock_retries"] = _retries(options["lock_retries"])
+        if options.get("step_aside") is not None:
+            overrides["step_aside"] = bool(options["step_aside"])
         if options.get("statement_timeout") is not None:
             timeout = _timeout("--statement-timeout", options["statement_timeout"])
             overrides["statement_timeout"] = timeout
@@ -180,6 +184,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=whole_number,
         metavar="N",
         help="Retries of a statement that hit the lock timeout (default: PGMIGRATE_LOCK_RETRIES).",
+    )
+    group.add_argument(
+        "--step-aside",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Leave the lock queue while the blocking sessions are ones pgmigrate will not "
+        "end, and run the statement again once they are gone (default: PGMIGRATE_STEP_ASIDE).",
     )
     group.add_argument(
         "--statement-timeout",

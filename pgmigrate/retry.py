@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from pgmigrate.errors import is_lock_timeout
+from pgmigrate.aside import StepAside
+from pgmigrate.errors import LockWaitTimeout, is_lock_timeout
 
 T = TypeVar("T")
 
@@ -29,7 +30,11 @@ def backoff(
 
 
 class LockRetry:
-    """Runs callables, retrying those that fail with a lock timeout, and reports each try."""
+    """Runs callables (retry units), retrying those that fail with a lock timeout, and
+    reports each try. A unit whose statement the watcher cancelled to step out of the lock
+    queue (``pgmigrate.aside``) waits out of it and runs again, within the same attempt:
+    ``lock_timeout`` (seconds, None for none) bounds each attempt's waits, in the queue and
+    out of it."""
 
     def __init__(
         self,
@@ -40,6 +45,9 @@ class LockRetry:
         events: Any,
         notice: Callable[..., None],
         sleep: Callable[[float], None] = time.sleep,
+        aside: StepAside | None = None,
+        lock_timeout: float | None = None,
+        checkpoint: Callable[[], None] = lambda: None,
     ) -> None:
         self.retries = retries
         self.base_delay = base_delay
@@ -47,27 +55,88 @@ class LockRetry:
         self.events = events
         self.notice = notice
         self.sleep = sleep
+        self.aside = aside if aside is not None else StepAside(enabled=False)
+        self.lock_timeout = lock_timeout
+        self.checkpoint = checkpoint
         self._suspended = False
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
-        """Let ``statement_wrapper`` pass statements through: the caller retries them."""
+        """Let ``statement_wrapper`` pass statements through: the caller retries them. The
+        statement runs outside a transaction: it is never cancelled to step aside."""
         previous, self._suspended = self._suspended, True
         try:
-            yield
+            with self.aside.suspended():
+                yield
         finally:
             self._suspended = previous
+
+    def _run(self, func: Callable[[], T]) -> T:
+        with self.aside.unit():
+            result = func()
+        self.aside.settle()
+        return result
+
+    def _step_aside(
+        self, exc: Exception, waiting_since: float | None, what: str | Callable[[], str]
+    ) -> float | None:
+        """If ``exc`` comes from a step-aside, wait out of the lock queue and return when the
+        attempt's waits began (to run the unit again); else None.
+
+        Raises:
+            LockWaitTimeout: The lock timeout passed meanwhile.
+        """
+        aside = self.aside.claim(exc)
+        if aside is None:
+            return None
+        name = what() if callable(what) else what
+        since = aside.waiting_since if waiting_since is None else waiting_since
+        deadline = None if self.lock_timeout is None else since + self.lock_timeout
+        gone = self.aside.wait(aside, deadline, self.checkpoint)
+        waited = round(time.monotonic() - aside.stepped, 6)
+        if gone:
+            message = (
+                f"pgmigrate: the sessions the migration stepped aside for are gone after "
+                f"{waited:.3f} s; running {name} again"
+            )
+        else:
+            message = (
+                f"pgmigrate: {name} waited out of the lock queue until the lock timeout "
+                f"({self.lock_timeout:g} s) for {aside.describe()}"
+            )
+        self.events.emit(
+            "stepped_back", message, waited=waited, outcome="gone" if gone else "lock_timeout"
+        )
+        if gone:
+            self.notice(message)
+            return since
+        raise LockWaitTimeout(
+            f"waited {time.monotonic() - since:.3f} s for {aside.target} (out of the lock "
+            f"queue, for {aside.describe()}): lock timeout"
+        ) from exc
 
     def call(self, func: Callable[[], T], *, what: str | Callable[[], str]) -> T:
         """``func()``, retried up to ``retries`` times while it fails with a lock timeout.
         ``what`` names it in messages (a callable: asked after each failure)."""
         attempt = 1
+        waiting_since: float | None = None  # when this attempt's waits began
         while True:
             try:
-                return func()
-            except Exception as exc:
+                return self._run(func)
+            except Exception as caught:
+                exc: Exception = caught
+                if self.aside.enabled:
+                    try:
+                        since = self._step_aside(exc, waiting_since, what)
+                    except LockWaitTimeout as timeout:
+                        exc = timeout
+                    else:
+                        if since is not None:
+                            waiting_since = since
+                            continue  # the same attempt, after waiting out of the queue
                 if not is_lock_timeout(exc):
                     raise
+                waiting_since = None
                 name = what() if callable(what) else what
                 gave_up = attempt > self.retries
                 self.events.emit(
@@ -84,6 +153,8 @@ class LockRetry:
                             f"pgmigrate: {name} hit the lock timeout {attempt} times; giving up",
                             warning=True,
                         )
+                    if exc is not caught:
+                        raise exc from caught
                     raise
                 delay = backoff(attempt, self.base_delay, self.max_delay)
                 self.notice(

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import datetime as dt
 import functools
 import threading
 import time
@@ -27,6 +29,7 @@ from django.db import Error, connections
 
 from pgmigrate import actions, lockgraph, protection
 from pgmigrate.actions import Blocker, with_blockers
+from pgmigrate.aside import Aside, StepAside
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -44,15 +47,39 @@ WAITING_GAP_INTERVALS = 100
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
 
-#: The light look at the migrating backend: its entry of ``pg_stat_activity`` alone.
-LOOK = "SELECT wait_event_type, state FROM pg_stat_get_activity(%s)"
+#: The light look at the migrating backend: its entry of ``pg_stat_activity`` alone and,
+#: only while it waits on a lock, who blocks it (``pg_blocking_pids``, a lock-graph query).
+LOOK = """
+SELECT wait_event_type, state, query_start,
+       CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END
+FROM pg_stat_get_activity(%s)
+"""
+#: Cancel the migrating backend's statement to step out of the lock queue, only while it
+#: still waits on a lock in the statement the watcher saw (``pgmigrate.aside``).
+CANCEL_OWN = """
+SELECT pg_cancel_backend(pid) FROM pg_stat_get_activity(%s)
+WHERE wait_event_type = 'Lock' AND state = 'active' AND query_start = %s
+"""
+#: Which of the sessions (by pid) and prepared transactions (by virtual transaction) the
+#: migration stepped aside for still hold or await a conflicting lock on the same object.
+STILL_BLOCKING = """
+SELECT DISTINCT l.pid, l.virtualtransaction FROM pg_locks AS l
+WHERE ARRAY[l.locktype, l.database::text, l.relation::text, l.page::text, l.tuple::text,
+            l.virtualxid, l.transactionid::text, l.classid::text, l.objid::text,
+            l.objsubid::text] = %s::text[]
+  AND l.mode = ANY(%s) AND (l.pid = ANY(%s) OR l.virtualtransaction = ANY(%s))
+"""
+#: While out of the lock queue, the gap between looks at the blockers grows up to this (s).
+ASIDE_GAP_MAX = 0.02
+#: Whom the migration waits for out of the queue is said again after this many seconds,
+#: then at gaps that double up to ``REMINDER_MAX``.
+REMINDER_FIRST = 1.0
+REMINDER_MAX = 60.0
 #: States of a backend that is running a statement.
 RUNNING_STATES = ("active", "fastpath function call")
 #: Looks in a row that must find the backend not running our statement before pgmigrate
 #: concludes that the connection goes through a transaction-pooling proxy.
 POOLING_EVIDENCE = 5
-#: Who blocks it (a lock-graph query: only asked while the backend waits on a lock).
-BLOCKING_PIDS = "SELECT pg_blocking_pids(%s)"
 #: The ``pg_stat_activity`` columns of the given sessions, and what pgmigrate needs to judge
 #: them: whether they are in this database; whether the migrating role sees all of their
 #: columns (PostgreSQL's rule: superuser, privileges of ``pg_read_all_stats`` or of the
@@ -88,6 +115,29 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
     )
 
 
+def _aside_fields(aside: Aside) -> dict[str, Any]:
+    """The fields of the ``stepped_aside``/``waiting_aside`` events."""
+    return {
+        "lock": aside.target,
+        "blockers": [
+            {
+                "pid": blocker.pid,
+                "application_name": blocker.application_name,
+                "state": blocker.readable_state,
+                "usename": blocker.usename,
+                "transaction_age": blocker.transaction_age.total_seconds()
+                if blocker.transaction_age is not None
+                else None,
+                "reason": aside.reasons.get(blocker.pid),
+            }
+            for blocker in aside.sessions
+        ],
+        "prepared": [
+            {"gid": p.gid, "owner": p.owner, "database": p.database} for p in aside.prepared
+        ],
+    }
+
+
 def _quoted(role: str) -> str:
     """A role name from ``quote_ident`` in double quotes, as GRANT wants it in messages."""
     return printable(role if role.startswith('"') else f'"{role}"')
@@ -96,7 +146,7 @@ def _quoted(role: str) -> str:
 class _Statement:
     """A statement running on the migrating connection."""
 
-    __slots__ = ("ended", "migration", "started", "wait_began", "waited")
+    __slots__ = ("ended", "migration", "query_start", "started", "wait_began", "waited")
 
     def __init__(self, migration: str | None) -> None:
         self.started = time.monotonic()
@@ -107,6 +157,8 @@ class _Statement:
         self.wait_began: float | None = None
         #: Seconds of lock waits that ended while the statement went on.
         self.waited = 0.0
+        #: Its ``query_start`` in ``pg_stat_activity`` (the server's clock), once seen.
+        self.query_start: Any = None
 
 
 class Watcher:
@@ -122,6 +174,7 @@ class Watcher:
         interval: float,
         protected: protection.Rules | None = None,
         lock_timeout: float | None = None,
+        step_aside: StepAside | None = None,
     ) -> None:
         self.command = command
         self.using = using
@@ -141,6 +194,12 @@ class Watcher:
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
         self._shown: set[Any] = set()
         self._connected_before = False
+        #: Stepping out of the lock queue (``pgmigrate.aside``): the wait the migrating
+        #: thread handed over, and what was last said about it.
+        self.step_aside = step_aside or StepAside(enabled=False)
+        self.step_aside.waiter = self.wait_aside
+        self._aside: Aside | None = None
+        self._aside_said: frozenset[Any] | None = None
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -207,12 +266,18 @@ class Watcher:
             while not self._stop.is_set():
                 self._wake.wait()
                 self._wake.clear()
+                aside, self._aside = self._aside, None
+                if aside is not None:
+                    self._wait_aside(aside)
                 statement = self._statement
                 if statement is not None and not self._stop.is_set() and not self.disabled:
                     self._watch(statement)
         except Exception as exc:  # never let the thread die silently
             self._report_error("the watcher stopped", exc)
         finally:
+            self.step_aside.waiter = None  # nobody to wait out of the queue any more
+            if self._aside is not None:
+                self._aside.done.set()
             with contextlib.suppress(Error):
                 connection.close()
             del connections[self.using]
@@ -229,7 +294,7 @@ class Watcher:
                 return
             if self._statement is not statement:
                 return
-            looked = self._safely(self._look, "looking at the backend")
+            looked = self._safely(functools.partial(self._look, statement), "looking")
             waiting, pids = looked if looked is not None else (False, frozenset[int]())
             if pids is None:  # our statement runs, yet the backend does not: a proxy?
                 suspicions += 1
@@ -249,7 +314,7 @@ class Watcher:
                         migration=statement.migration,
                     )
                 if pids != acted_on:  # new blockers (or none handled yet): act
-                    act = functools.partial(self._act, pids, statement.migration)
+                    act = functools.partial(self._act, pids, statement)
                     done = self._safely(act, "running the action")
                     acted_on = pids if done else None
                     gap = self.interval  # the lock's queue moves on: look again soon
@@ -269,6 +334,7 @@ class Watcher:
         """Stop acting for the rest of the run: the pid is not the migration's backend."""
         self.action = None
         self.disabled = True
+        self.step_aside.waiter = None
         self.command.notice(
             f"pgmigrate: backend pid {self.backend_pid} is not running this migration's "
             "statements: the connection seems to go through a transaction-pooling proxy "
@@ -292,25 +358,26 @@ class Watcher:
         if events is not None:
             events.add_lock_wait(seconds, migration)
 
-    def _look(self) -> tuple[bool, frozenset[int] | None]:
+    def _look(self, statement: _Statement) -> tuple[bool, frozenset[int] | None]:
         """The light, frequent check: is the backend waiting on a lock, and on whom?
 
         Reads the backend's ``pg_stat_activity`` entry through ``pg_stat_get_activity(pid)``
         (the function behind the view, without building the view's other rows); only when
-        it waits on a lock does it also ask ``pg_blocking_pids``. The pids are None when the
-        backend is not running a statement at all (see ``_suspect_pooling``).
+        it waits on a lock does the same statement ask ``pg_blocking_pids``. The pids are
+        None when the backend is not running a statement at all (see
+        ``_disable_for_pooling``).
         """
         self._ensure_connected()
         with connections[self.using].cursor() as cursor:
             cursor.execute(LOOK, [self.backend_pid])
             row = cursor.fetchone()
-            if row is None or row[1] not in RUNNING_STATES:
-                return False, None
-            if row[0] != "Lock":
-                return False, frozenset()
-            cursor.execute(BLOCKING_PIDS, [self.backend_pid])
-            pids = cursor.fetchone()[0] or ()
-        return True, frozenset(pids) - self.own_pids
+        if row is None or row[1] not in RUNNING_STATES:
+            return False, None
+        if statement.query_start is None:
+            statement.query_start = row[2]
+        if row[0] != "Lock":
+            return False, frozenset()
+        return True, frozenset(row[3] or ()) - self.own_pids
 
     def blocked_locks(self, pids: Iterable[int]) -> Any:
         """django-pglock's view of the migrating backend's locks and the sessions ``pids``
@@ -330,14 +397,17 @@ class Watcher:
             names = [column.name for column in cursor.description]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def _act(self, pids: frozenset[int], migration: str | None) -> bool:
+    def _act(self, pids: frozenset[int], statement: _Statement) -> bool:
         """Sort out the blockers and run the action on those that may be ended and whose end
-        can shorten the wait; say once why each of the others is left alone. True once done
-        (errors raise)."""
-        if self.action is None or not pids:
+        can shorten the wait; say once why each of the others is left alone; step out of
+        the lock queue for those that stay (``pgmigrate.aside``). True once done (errors
+        raise)."""
+        acting = self.action is not None
+        if not pids or not (acting or self.step_aside.enabled):
             return True
         events = getattr(self.command, "events", None)
-        with events.about(migration) if events is not None else contextlib.nullcontext():
+        about = events.about(statement.migration) if events is not None else None
+        with about or contextlib.nullcontext():
             with connections[self.using].cursor() as cursor:
                 graph = lockgraph.read(cursor, self.backend_pid)
             if graph is None:
@@ -351,6 +421,8 @@ class Watcher:
             endable: list[Blocker] = []
             queued: list[Blocker] = []
             staying: list[str] = []  # what stays in the migration's way, for messages
+            #: The sessions that stay, with why (``pgmigrate.aside``).
+            left: dict[Blocker, str] = {}
             for row in self._blocking_sessions(frozenset(holders) | frozenset(waiters)):
                 pid = row["pid"]
                 blocker = _blocker(
@@ -363,24 +435,39 @@ class Watcher:
                 )
                 if verdict.reason is not None:
                     staying.append(f"pid {pid} (protected)")
-                    self._leave(row, blocker, verdict.reason, self._protected_message)
+                    left[blocker] = f"protected: {verdict.reason}"
+                    if acting:
+                        self._leave(row, blocker, verdict.reason, self._protected_message)
                 elif not row["in_database"]:
                     staying.append(f"pid {pid} (database {row['datname']!r})")
-                    self._leave(row, blocker, "another database", self._elsewhere_message)
+                    left[blocker] = f"database {row['datname']!r}"
+                    if acting:
+                        self._leave(row, blocker, "another database", self._elsewhere_message)
                 elif verdict.hidden:
                     staying.append(f"pid {pid} (protection undecidable)")
                     reason = "protection undecidable: hidden " + ", ".join(verdict.hidden)
-                    self._leave(row, blocker, reason, self._undecidable_message)
+                    left[blocker] = reason
+                    if acting:
+                        self._leave(row, blocker, reason, self._undecidable_message)
                 elif blocker.queued:
                     queued.append(blocker)
                 else:
                     endable.append(blocker)
-            for prepared in graph.prepared:
-                staying.append(f"prepared transaction {printable(prepared.literal)}")
-                self._show_prepared(prepared, graph)
-            if 0 in pids and not graph.prepared:
-                staying.append("a prepared transaction")
-                self._show_prepared(None, graph)
+            if acting:
+                for prepared in graph.prepared:
+                    staying.append(f"prepared transaction {printable(prepared.literal)}")
+                    self._show_prepared(prepared, graph)
+                if 0 in pids and not graph.prepared:
+                    staying.append("a prepared transaction")
+                    self._show_prepared(None, graph)
+            ends = self.action is not None and self.action.ends_blockers
+            if not ends:
+                # Nobody will be ended: every blocker stays, the queued ones too.
+                why = "left alone by the blocking action" if acting else "no blocking action"
+                left.update(dict.fromkeys([*endable, *queued], why))
+                self._step_aside(graph, left, statement)
+            if self.action is None:
+                return True
             # A queued session is ended only when nothing else is in the way: ended along
             # with holders, it would not make the wait shorter than they do (once they are
             # gone, it gets its lock ahead of the migration and is ended then if it keeps
@@ -389,12 +476,144 @@ class Watcher:
             for blocker in queued:
                 if blocker not in targets:
                     self._show_queued(blocker, staying)
+            acted: list[int] = []
             if targets:
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
-                self.action(self.command, with_blockers(blocked_locks, targets))
+                acted = self.action(self.command, with_blockers(blocked_locks, targets))
+            if ends:
+                ended = set(acted)
+                for blocker in targets:
+                    if blocker.pid not in ended:
+                        left[blocker] = "not ended by the blocking action"
+                self._step_aside(graph, left, statement)
         return True
 
+    # Stepping out of the lock queue ---------------------------------------------------
+
+    def _step_aside(
+        self, graph: lockgraph.LockGraph, left: dict[Blocker, str], statement: _Statement
+    ) -> None:
+        """Cancel the migration's waiting statement so that it leaves the lock queue, when
+        sessions or prepared transactions that will not be ended block it and its wait holds
+        the app's queries back; the retry unit waits for them and runs it again."""
+        if not (left or graph.prepared) or not graph.blocks_app:
+            return
+        if statement.query_start is None or self._statement is not statement:
+            return
+        aside = Aside(
+            locktag=graph.locktag,
+            modes=sorted(lockgraph.CONFLICTS.get(graph.mode, frozenset(lockgraph.CONFLICTS))),
+            target=graph.target,
+            sessions=list(left),
+            reasons={blocker.pid: reason for blocker, reason in left.items()},
+            prepared=list(graph.prepared),
+            waiting_since=statement.wait_began or time.monotonic(),
+        )
+        if not self.step_aside.request(aside):
+            return  # not in a unit that can run again (or stepping aside is off)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(CANCEL_OWN, [self.backend_pid, statement.query_start])
+            sent = cursor.fetchone() is not None
+        if not sent:  # it got its lock meanwhile
+            self.step_aside.withdraw(aside)
+            return
+        who = aside.describe()
+        text = (
+            f"pgmigrate: stepped out of the lock queue: {printable(graph.target)} is held up by "
+            f"{who}, which pgmigrate does not end. The app's queries no longer queue behind "
+            "the migration; it runs the statement again once they are gone"
+            + (
+                f" (or gives up at the lock timeout, {self.lock_timeout:g} s)."
+                if self.lock_timeout is not None
+                else "."
+            )
+        )
+        said = frozenset(blocker.key for blocker in aside.sessions) | frozenset(
+            prepared.key for prepared in aside.prepared
+        )
+        if said != self._aside_said:
+            self._aside_said = said
+            self.command.notice(text, warning=True)
+        self._event("stepped_aside", text, **_aside_fields(aside))
+
+    def wait_aside(self, aside: Aside) -> None:
+        """Called by the migrating thread after it stepped aside: the watcher thread looks
+        at the blockers until they are gone (``aside.done``)."""
+        if not self._thread.is_alive():
+            aside.done.set()
+            return
+        self._aside = aside
+        self._wake.set()
+
+    def _wait_aside(self, aside: Aside) -> None:
+        """Look at the blockers of ``aside`` until none holds or awaits a conflicting lock
+        on the object, saying at growing gaps whom the migration waits for."""
+        gap = self.interval
+        remind_gap = REMINDER_FIRST
+        remind_at = aside.stepped + remind_gap
+        try:
+            while not self._stop.is_set() and not aside.abandoned:
+                still = self._safely(functools.partial(self._still_blocking, aside), "looking")
+                if not still:  # gone (or the look failed: running again finds out)
+                    aside.gone = True
+                    return
+                now = time.monotonic()
+                if now >= remind_at:
+                    self._remind(aside, still, now)
+                    remind_gap = min(remind_gap * 2, REMINDER_MAX)
+                    remind_at = now + remind_gap
+                self._stop.wait(max(0.0, min(gap, remind_at - now)))
+                gap = min(gap * 2, ASIDE_GAP_MAX)
+        finally:
+            aside.done.set()
+
+    def _still_blocking(self, aside: Aside) -> set[Any]:
+        """Which of the blockers of ``aside`` still hold or await a conflicting lock on the
+        awaited object (pids; virtual transactions for prepared transactions)."""
+        self._ensure_connected()
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(
+                STILL_BLOCKING, [list(aside.locktag), aside.modes, aside.pids, aside.vxids]
+            )
+            rows = cursor.fetchall()
+        return {pid if pid is not None else vxid for pid, vxid in rows}
+
+    def _remind(self, aside: Aside, still: set[Any], now: float) -> None:
+        """Say again whom the migration waits for, out of the lock queue."""
+        waited = now - aside.stepped
+        sessions = [blocker for blocker in aside.sessions if blocker.pid in still]
+        prepared = [p for p in aside.prepared if p.virtualtransaction in still]
+        current = Aside(
+            locktag=aside.locktag,
+            modes=aside.modes,
+            target=aside.target,
+            sessions=sessions,
+            reasons=aside.reasons,
+            prepared=[
+                dataclasses.replace(p, age=p.age + dt.timedelta(seconds=waited)) if p.age else p
+                for p in prepared
+            ],
+            waiting_since=aside.waiting_since,
+        )
+        ages = {
+            blocker.pid: actions.elapsed(blocker.transaction_age + dt.timedelta(seconds=waited))
+            for blocker in sessions
+            if blocker.transaction_age is not None
+        }
+        text = (
+            f"pgmigrate: still out of the lock queue after {waited:.1f} s "
+            f"({printable(aside.target)}), waiting for {current.describe(ages)}"
+        )
+        self.command.notice(text, warning=True)
+        self._event("waiting_aside", text, waited=round(waited, 3), **_aside_fields(current))
+
     def _outcome(self) -> str:
+        if self.step_aside.enabled:
+            limit = f" (or the lock timeout, {self.lock_timeout:g} s)" if self.lock_timeout else ""
+            return (
+                "the migration steps out of the lock queue (the app does not queue behind it) "
+                f"and waits for it to end{limit}"
+            )
         if self.lock_timeout is None:
             return "migrate waits until it ends (set PGMIGRATE_LOCK_TIMEOUT to give up instead)"
         return f"the lock timeout ({self.lock_timeout:g} s) decides"

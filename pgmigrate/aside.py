@@ -1,0 +1,186 @@
+"""Stepping aside: leaving PostgreSQL's lock queue while the blockers will not be ended.
+
+PostgreSQL grants a table lock in queue order (PostgreSQL docs, "Explicit Locking", and the
+``pg_blocking_pids`` notes): while the migration's ``ALTER TABLE`` waits for its ACCESS
+EXCLUSIVE lock, every later query on the table queues behind it. When the sessions in its
+way are ones pgmigrate does not end (protected, undecidable, of another database, prepared
+transactions, out of the migrating role's reach, or left alone by the blocking action), the
+watcher cancels the migration's own waiting statement. What ran it is a *retry unit*, all or
+nothing, so the cancel rolls all of it back and it can simply run again:
+
+- a statement in autocommit (``LockRetry.statement_wrapper``);
+- an operation's transaction, or one statement of an ``atomic = False`` migration with its
+  progress count (``pgmigrate.run``);
+- the whole migration with ``PGMIGRATE_ATOMIC`` (``pgmigrate.executor``).
+
+The unit then waits, out of the queue, until those sessions no longer hold or await a
+conflicting lock on the object it waited for (the watcher polls ``pg_locks``), and runs
+again; the lock timeout, when set, still bounds the time of each attempt. A statement that
+got its lock just before the cancel arrived is rolled back by it all the same: PostgreSQL
+reports a cancel only for work it undoes, so nothing is applied twice.
+
+Statements that cannot run in a transaction (``CREATE INDEX CONCURRENTLY``...) are never
+cancelled to step aside: the unit marks them (``suspended``), and their waits do not hold
+the app's queries back anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from pgmigrate.actions import Blocker, elapsed
+from pgmigrate.errors import QUERY_CANCELED, sqlstate
+from pgmigrate.lockgraph import PreparedTransaction
+from pgmigrate.text import printable
+
+
+@dataclass
+class Aside:
+    """What the migration stepped out of the lock queue for."""
+
+    #: The awaited lock's tag (``pg_locks``: locktype to objsubid, as text) and the modes
+    #: that conflict with the awaited one.
+    locktag: tuple[str | None, ...]
+    modes: list[str]
+    #: The awaited lock, for people (``AccessExclusiveLock on app_item``).
+    target: str
+    #: The sessions that will not be ended, with why, and the prepared transactions.
+    sessions: list[Blocker]
+    reasons: dict[int, str]
+    prepared: list[PreparedTransaction]
+    #: ``time.monotonic()`` when the statement began to wait, and when it stepped aside.
+    waiting_since: float
+    stepped: float = field(default_factory=time.monotonic)
+    #: Set by the watcher when the wait is over (``gone``: the blockers are gone).
+    done: threading.Event = field(default_factory=threading.Event)
+    gone: bool = False
+    #: Set by the migrating thread when it stopped waiting (lock timeout, interrupt).
+    abandoned: bool = False
+
+    def describe(self, ages: dict[int, str] | None = None) -> str:
+        """Whom the migration waits for: ``pid 12 (application 'x', idle in transaction,
+        transaction open 0:00:02.0, protected: ...)``, prepared transactions by gid."""
+        parts = []
+        for blocker in self.sessions:
+            age = (ages or {}).get(blocker.pid)
+            if age is None and blocker.transaction_age is not None:
+                age = elapsed(blocker.transaction_age)
+            details = [f"application {blocker.application_name!r}", blocker.readable_state]
+            if blocker.hidden:
+                details[-1] = "state hidden"
+            elif age is not None:
+                details.append(f"transaction open {age}")
+            reason = self.reasons.get(blocker.pid)
+            if reason:
+                details.append(reason)
+            parts.append(f"pid {blocker.pid} ({', '.join(details)})")
+        for prepared in self.prepared:
+            age = elapsed(prepared.age) if prepared.age is not None else "?"
+            parts.append(
+                f"prepared transaction {printable(prepared.literal)} (owner "
+                f"{prepared.owner!r}, prepared {age} ago)"
+            )
+        return ", ".join(parts)
+
+    @property
+    def pids(self) -> list[int]:
+        return [blocker.pid for blocker in self.sessions]
+
+    @property
+    def vxids(self) -> list[str]:
+        return [prepared.virtualtransaction for prepared in self.prepared]
+
+
+class StepAside:
+    """Hands a step-aside from the watcher (which cancels) to the retry unit (which waits and
+    runs again). Thread-safe: the watcher calls ``request``/``withdraw``, the migrating
+    thread the others."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        #: Waits out of the queue (the watcher's ``wait_aside``): returns when ``done``.
+        self.waiter: Callable[[Aside], None] | None = None
+        self._units = 0
+        self._suspended = 0
+        self._pending: Aside | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the running statement may be cancelled to step aside: it runs in a retry
+        unit, and not in a part the unit cannot run again (``suspended``)."""
+        return self.enabled and self.waiter is not None and self._units > 0 and not self._suspended
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """A retry unit runs (``LockRetry.call``)."""
+        self._units += 1
+        try:
+            yield
+        finally:
+            self._units -= 1
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """A statement that must not be cancelled runs (outside a transaction)."""
+        self._suspended += 1
+        try:
+            yield
+        finally:
+            self._suspended -= 1
+
+    def request(self, aside: Aside) -> bool:
+        """The watcher is about to cancel the waiting statement to step aside for ``aside``;
+        False if it may not (then it must not cancel)."""
+        with self._lock:
+            if not self.ready:
+                return False
+            self._pending = aside
+            return True
+
+    def withdraw(self, aside: Aside) -> None:
+        """The cancel was not sent (the statement no longer waited)."""
+        with self._lock:
+            if self._pending is aside:
+                self._pending = None
+
+    def claim(self, exc: BaseException) -> Aside | None:
+        """The step-aside that ``exc`` (a failed unit's error) comes from, if any."""
+        with self._lock:
+            if self._pending is None or sqlstate(exc) != QUERY_CANCELED:
+                return None
+            aside, self._pending = self._pending, None
+            return aside
+
+    def settle(self) -> None:
+        """A unit finished: a step-aside still pending had no effect."""
+        with self._lock:
+            self._pending = None
+
+    def wait(self, aside: Aside, deadline: float | None, checkpoint: Callable[[], None]) -> bool:
+        """Wait out of the queue until the blockers of ``aside`` are gone (True) or until
+        ``deadline`` (``time.monotonic()``; False). ``checkpoint`` raises a pending interrupt.
+        """
+        waiter = self.waiter
+        if waiter is None:
+            return True
+        waiter(aside)
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                slice_ = WAIT_SLICE if remaining is None else min(WAIT_SLICE, remaining)
+                if aside.done.wait(slice_):
+                    return True
+                checkpoint()
+        finally:
+            aside.abandoned = True
+
+
+#: The migrating thread checks for Ctrl-C this often while it waits out of the queue (s).
+WAIT_SLICE = 0.05
