@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgmigrate.actions import Blocker, elapsed
 from pgmigrate.errors import QUERY_CANCELED, sqlstate
@@ -48,13 +49,18 @@ class Aside:
     modes: list[str]
     #: The awaited lock, for people (``AccessExclusiveLock on app_item``).
     target: str
-    #: The sessions that will not be ended, with why, and the prepared transactions.
-    sessions: list[Blocker]
-    reasons: dict[int, str]
+    #: The sessions (pids) and prepared transactions that will not be ended.
+    pids: list[int]
     prepared: list[PreparedTransaction]
     #: ``time.monotonic()`` when the statement began to wait, and when it stepped aside.
     waiting_since: float
     stepped: float = field(default_factory=time.monotonic)
+    #: What was read of those sessions, with why each is not ended (for people).
+    sessions: list[Blocker] = field(default_factory=list)
+    reasons: dict[int, str] = field(default_factory=dict)
+    #: Their ``xact_start`` where visible: while it is unchanged, the transaction (and so
+    #: its table locks) is still there, which is cheaper to look at than ``pg_locks``.
+    xact_starts: dict[int, Any] = field(default_factory=dict)
     #: Set by the watcher when the wait is over (``gone``: the blockers are gone).
     done: threading.Event = field(default_factory=threading.Event)
     gone: bool = False
@@ -85,10 +91,6 @@ class Aside:
                 f"{prepared.owner!r}, prepared {age} ago)"
             )
         return ", ".join(parts)
-
-    @property
-    def pids(self) -> list[int]:
-        return [blocker.pid for blocker in self.sessions]
 
     @property
     def vxids(self) -> list[str]:

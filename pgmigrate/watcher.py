@@ -71,6 +71,14 @@ WHERE ARRAY[l.locktype, l.database::text, l.relation::text, l.page::text, l.tupl
 """
 #: While out of the lock queue, the gap between looks at the blockers grows up to this (s).
 ASIDE_GAP_MAX = 0.02
+#: Whether those sessions are still in the transaction seen (cheap: no ``pg_locks``).
+SAME_TRANSACTIONS = """
+SELECT count(*) FROM unnest(%s::int[], %s::timestamptz[]) AS seen(pid, xact_start)
+CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
+WHERE a.xact_start = seen.xact_start
+"""
+#: Out of the lock queue, ``pg_locks`` is read again at least this often (s).
+FULL_LOOK_EVERY = 0.5
 #: Whom the migration waits for out of the queue is said again after this many seconds,
 #: then at gaps that double up to ``REMINDER_MAX``.
 REMINDER_FIRST = 1.0
@@ -200,6 +208,7 @@ class Watcher:
         self.step_aside.waiter = self.wait_aside
         self._aside: Aside | None = None
         self._aside_said: frozenset[Any] | None = None
+        self._stepping = False
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -412,18 +421,25 @@ class Watcher:
                 graph = lockgraph.read(cursor, self.backend_pid)
             if graph is None:
                 return True  # the backend no longer waits
+            # Whether the messages about blockers left alone can say it steps aside.
+            self._stepping = self.step_aside.ready and graph.blocks_app
             holders = {pid: vxid for pid, vxid in graph.holders.items() if pid in pids}
             waiters = {
                 pid: vxid
                 for pid, vxid in graph.waiters.items()
                 if pid in pids and pid not in holders
             }
+            ends = self.action is not None and self.action.ends_blockers
+            aside = None
+            if not ends:  # nobody will be ended: leave the queue first, then tell
+                aside = self._leave_queue(graph, [*holders, *waiters], statement)
             endable: list[Blocker] = []
             queued: list[Blocker] = []
             staying: list[str] = []  # what stays in the migration's way, for messages
             #: The sessions that stay, with why (``pgmigrate.aside``).
             left: dict[Blocker, str] = {}
-            for row in self._blocking_sessions(frozenset(holders) | frozenset(waiters)):
+            rows = self._blocking_sessions(frozenset(holders) | frozenset(waiters))
+            for row in rows:
                 pid = row["pid"]
                 blocker = _blocker(
                     row,
@@ -460,12 +476,11 @@ class Watcher:
                 if 0 in pids and not graph.prepared:
                     staying.append("a prepared transaction")
                     self._show_prepared(None, graph)
-            ends = self.action is not None and self.action.ends_blockers
-            if not ends:
-                # Nobody will be ended: every blocker stays, the queued ones too.
+            if not ends:  # every blocker stays, the queued ones too
                 why = "left alone by the blocking action" if acting else "no blocking action"
                 left.update(dict.fromkeys([*endable, *queued], why))
-                self._step_aside(graph, left, statement)
+                if aside is not None:
+                    self._say_aside(aside, left, rows)
             if self.action is None:
                 return True
             # A queued session is ended only when nothing else is in the way: ended along
@@ -485,43 +500,55 @@ class Watcher:
                 for blocker in targets:
                     if blocker.pid not in ended:
                         left[blocker] = "not ended by the blocking action"
-                self._step_aside(graph, left, statement)
+                if left or graph.prepared:
+                    pids_left = [blocker.pid for blocker in left]
+                    aside = self._leave_queue(graph, pids_left, statement)
+                    if aside is not None:
+                        self._say_aside(aside, left, rows)
         return True
 
     # Stepping out of the lock queue ---------------------------------------------------
 
-    def _step_aside(
-        self, graph: lockgraph.LockGraph, left: dict[Blocker, str], statement: _Statement
-    ) -> None:
+    def _leave_queue(
+        self, graph: lockgraph.LockGraph, pids: list[int], statement: _Statement
+    ) -> Aside | None:
         """Cancel the migration's waiting statement so that it leaves the lock queue, when
-        sessions or prepared transactions that will not be ended block it and its wait holds
-        the app's queries back; the retry unit waits for them and runs it again."""
-        if not (left or graph.prepared) or not graph.blocks_app:
-            return
+        the sessions ``pids`` or prepared transactions, which will not be ended, block it and
+        its wait holds the app's queries back; the retry unit waits for them and runs it
+        again. The ``Aside`` handed to it, or None if it stays in the queue."""
+        if not (pids or graph.prepared) or not graph.blocks_app:
+            return None
         if statement.query_start is None or self._statement is not statement:
-            return
+            return None
         aside = Aside(
             locktag=graph.locktag,
             modes=sorted(lockgraph.CONFLICTS.get(graph.mode, frozenset(lockgraph.CONFLICTS))),
             target=graph.target,
-            sessions=list(left),
-            reasons={blocker.pid: reason for blocker, reason in left.items()},
+            pids=list(pids),
             prepared=list(graph.prepared),
             waiting_since=statement.wait_began or time.monotonic(),
         )
         if not self.step_aside.request(aside):
-            return  # not in a unit that can run again (or stepping aside is off)
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(CANCEL_OWN, [self.backend_pid, statement.query_start])
-            sent = cursor.fetchone() is not None
-        if not sent:  # it got its lock meanwhile
+            return None  # not in a unit that can run again (or stepping aside is off)
+        if not self._cancel_own(statement):  # it got its lock meanwhile
             self.step_aside.withdraw(aside)
-            return
-        who = aside.describe()
+            return None
+        return aside
+
+    def _say_aside(
+        self, aside: Aside, left: dict[Blocker, str], rows: list[dict[str, Any]]
+    ) -> None:
+        """Say whom the migration stepped out of the lock queue for (once per set of
+        blockers; the event every time)."""
+        aside.sessions = [blocker for blocker in left if blocker.pid in aside.pids]
+        aside.reasons = {blocker.pid: reason for blocker, reason in left.items()}
+        aside.xact_starts = {
+            row["pid"]: row["xact_start"] for row in rows if row["pid"] in aside.pids
+        }
         text = (
-            f"pgmigrate: stepped out of the lock queue: {printable(graph.target)} is held up by "
-            f"{who}, which pgmigrate does not end. The app's queries no longer queue behind "
-            "the migration; it runs the statement again once they are gone"
+            f"pgmigrate: stepped out of the lock queue for {printable(aside.target)}: "
+            f"{aside.describe()} will not be ended. The app's queries no longer queue behind "
+            "the migration, which runs the statement again once they are gone"
             + (
                 f" (or gives up at the lock timeout, {self.lock_timeout:g} s)."
                 if self.lock_timeout is not None
@@ -535,6 +562,13 @@ class Watcher:
             self._aside_said = said
             self.command.notice(text, warning=True)
         self._event("stepped_aside", text, **_aside_fields(aside))
+
+    def _cancel_own(self, statement: _Statement) -> bool:
+        """Cancel the migrating backend's ``statement`` if it still waits on a lock; True if
+        the cancel was sent."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(CANCEL_OWN, [self.backend_pid, statement.query_start])
+            return cursor.fetchone() is not None
 
     def wait_aside(self, aside: Aside) -> None:
         """Called by the migrating thread after it stepped aside: the watcher thread looks
@@ -551,9 +585,14 @@ class Watcher:
         gap = self.interval
         remind_gap = REMINDER_FIRST
         remind_at = aside.stepped + remind_gap
+        still: set[Any] | None = None
+        full_at = time.monotonic() + FULL_LOOK_EVERY
         try:
             while not self._stop.is_set() and not aside.abandoned:
-                still = self._safely(functools.partial(self._still_blocking, aside), "looking")
+                if time.monotonic() >= full_at:  # a savepoint's rollback frees its locks too
+                    still, full_at = None, time.monotonic() + FULL_LOOK_EVERY
+                look = functools.partial(self._still_blocking, aside, still)
+                still = self._safely(look, "looking")
                 if not still:  # gone (or the look failed: running again finds out)
                     aside.gone = True
                     return
@@ -567,16 +606,33 @@ class Watcher:
         finally:
             aside.done.set()
 
-    def _still_blocking(self, aside: Aside) -> set[Any]:
+    def _still_blocking(self, aside: Aside, previous: set[Any] | None) -> set[Any]:
         """Which of the blockers of ``aside`` still hold or await a conflicting lock on the
-        awaited object (pids; virtual transactions for prepared transactions)."""
+        awaited object (pids; virtual transactions for prepared transactions).
+
+        ``previous`` is the last answer: while each of those sessions is still in the same
+        transaction (``xact_start``, when visible), it stands, without reading ``pg_locks``
+        (which takes every lock-manager partition lock).
+        """
         self._ensure_connected()
         with connections[self.using].cursor() as cursor:
+            if previous is not None and self._same_transactions(cursor, aside, previous):
+                return previous
             cursor.execute(
                 STILL_BLOCKING, [list(aside.locktag), aside.modes, aside.pids, aside.vxids]
             )
             rows = cursor.fetchall()
         return {pid if pid is not None else vxid for pid, vxid in rows}
+
+    @staticmethod
+    def _same_transactions(cursor: Any, aside: Aside, previous: set[Any]) -> bool:
+        """Whether every blocker in ``previous`` is a session still in the transaction seen
+        (never for prepared transactions or hidden ``xact_start``)."""
+        starts = [aside.xact_starts.get(item) for item in previous]
+        if not starts or any(not isinstance(item, int) for item in previous) or None in starts:
+            return False
+        cursor.execute(SAME_TRANSACTIONS, [list(previous), starts])
+        return cursor.fetchone()[0] == len(previous)
 
     def _remind(self, aside: Aside, still: set[Any], now: float) -> None:
         """Say again whom the migration waits for, out of the lock queue."""
@@ -587,6 +643,7 @@ class Watcher:
             locktag=aside.locktag,
             modes=aside.modes,
             target=aside.target,
+            pids=[blocker.pid for blocker in sessions],
             sessions=sessions,
             reasons=aside.reasons,
             prepared=[
@@ -608,7 +665,7 @@ class Watcher:
         self._event("waiting_aside", text, waited=round(waited, 3), **_aside_fields(current))
 
     def _outcome(self) -> str:
-        if self.step_aside.enabled:
+        if self._stepping:
             limit = f" (or the lock timeout, {self.lock_timeout:g} s)" if self.lock_timeout else ""
             return (
                 "the migration steps out of the lock queue (the app does not queue behind it) "

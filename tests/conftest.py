@@ -24,6 +24,7 @@ def _reset_tests_app(using: str) -> None:
     for (table,) in tables:
         query(f'DROP TABLE IF EXISTS "{table}" CASCADE', using=using)
     query("DROP FUNCTION IF EXISTS tests_slow(text) CASCADE", using=using)
+    query("DROP SEQUENCE IF EXISTS tests_race_seq", using=using)
     recorder = MigrationRecorder(connections[using])
     recorder.ensure_schema()
     recorder.migration_qs.filter(app="tests").delete()

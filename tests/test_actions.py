@@ -64,7 +64,7 @@ def test_terminate_ends_every_blocker_once(scenario, sessions):
     assert all(f"pid {b.pid}" in out for b in blockers)
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=pgmigrate.Show)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=pgmigrate.Show, PGMIGRATE_STEP_ASIDE=False)
 def test_show_prints_each_blocker_once_and_leaves_it(scenario, sessions):
     migrate("tests", "0001")
     blocker = blocked(sessions, application_name="report")
@@ -89,7 +89,7 @@ def test_show_prints_each_blocker_once_and_leaves_it(scenario, sessions):
     assert applied() == ["0001_initial", "0002_add_fields"]
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_none_leaves_blockers_alone(scenario, sessions):
     migrate("tests", "0001")
     blocker = blocked(sessions)

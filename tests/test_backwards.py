@@ -37,7 +37,7 @@ def indexes():
 
 
 @pytest.mark.scenario("indexes")
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_each_operation_is_unapplied_in_its_own_transaction(scenario, sessions):
     migrate("tests", "0002")
     blocker = Session().hold("tests_alpha")
@@ -55,7 +55,7 @@ def test_each_operation_is_unapplied_in_its_own_transaction(scenario, sessions):
     assert progress_rows() == []
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_unapplying_what_loses_data_is_one_transaction(scenario, sessions):
     """Unapplying an AddField drops a column: the operations after it (in backwards order)
     share its transaction, so a failure rolls it back, as Django would."""
@@ -243,6 +243,7 @@ def test_a_half_unapplied_migration_keeps_the_operations_contenttypes_adds(conte
 @pytest.mark.scenario("rename_only")
 @override_settings(
     PGMIGRATE_BLOCKING_ACTION=None,
+    PGMIGRATE_STEP_ASIDE=False,
     PGMIGRATE_LOCK_TIMEOUT=0.1,
     PGMIGRATE_LOCK_RETRIES=50,
     PGMIGRATE_LOCK_RETRY_DELAY=0.02,

@@ -223,7 +223,9 @@ def test_zero_or_none_turns_the_timeout_off(value):
     assert run_options.statement_timeout is None
 
 
-@override_settings(PGMIGRATE_LOCK_TIMEOUT=0.2, PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(
+    PGMIGRATE_LOCK_TIMEOUT=0.2, PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False
+)
 def test_lock_timeout_0_waits_past_the_setting(scenario, sessions):
     migrate("tests", "0001", verbosity=0)
     blocker = Session().hold("tests_beta")

@@ -257,6 +257,7 @@ def test_dropping_a_leftover_index_is_spared_the_statement_timeout(scenario, ses
 
     with override_settings(
         PGMIGRATE_BLOCKING_ACTION=None,
+        PGMIGRATE_STEP_ASIDE=False,
         PGMIGRATE_STATEMENT_TIMEOUT=0.1,
         PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT=[],
     ):

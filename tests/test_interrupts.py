@@ -3,6 +3,7 @@ terminated backend. What committed stays recorded, nothing else is left, and the
 ``migrate`` resumes where it stopped."""
 
 import io
+import json
 import signal
 
 import pytest
@@ -39,17 +40,30 @@ SIGNALS = pytest.mark.parametrize(
 )
 
 
-def blocked_child(sessions):
+#: Settings of a child that waits for tests_beta out of the lock queue (pgmigrate.aside).
+ASIDE = json.dumps({"PGMIGRATE_PROTECTED": {"application_name": ["beta-holder"]}})
+#: Settings of a child that waits for it in the queue.
+IN_QUEUE = json.dumps({"PGMIGRATE_STEP_ASIDE": False})
+
+
+def blocked_child(sessions, *, aside=False):
     """0001 applied, tests_beta held by another session; a child ``migrate tests 0002`` that
-    committed operation 1 and waits on tests_beta in operation 2. Returns (blocker, child,
-    backend pid)."""
+    committed operation 1 and waits on tests_beta in operation 2: in the lock queue, or
+    (``aside``) out of it. Returns (blocker, child, backend pid)."""
     migrate("tests", "0001", verbosity=0)
     blocker = Session(application_name="beta-holder").hold("tests_beta")
     sessions.append(blocker)
-    child = ManageProcess("migrate", "tests", "0002", PGMIGRATE_TEST_ACTION="")
+    env = {"PGMIGRATE_TEST_SETTINGS": ASIDE} if aside else {"PGMIGRATE_TEST_SETTINGS": IN_QUEUE}
+    child = ManageProcess("migrate", "tests", "0002", PGMIGRATE_TEST_ACTION="", **env)
     try:
         backend_pid = child.backend_pid
-        wait_until(lambda: is_waiting_on_lock(backend_pid), what="migrate waits on tests_beta")
+        if aside:
+            wait_until(
+                lambda: "stepped out of the lock queue" in child.stdout,
+                what="migrate waits for tests_beta out of the lock queue",
+            )
+        else:
+            wait_until(lambda: is_waiting_on_lock(backend_pid), what="migrate waits on tests_beta")
     except BaseException:
         child.close()
         raise
@@ -71,8 +85,9 @@ def assert_resumes_at_operation_2_and_completes():
     assert progress_rows() == []
 
 
-def test_kill_9_while_waiting_on_a_lock(scenario, sessions):
-    blocker, child, backend_pid = blocked_child(sessions)
+@pytest.mark.parametrize("aside", [False, True], ids=["in-queue", "out-of-queue"])
+def test_kill_9_while_waiting_on_a_lock(scenario, sessions, aside):
+    blocker, child, backend_pid = blocked_child(sessions, aside=aside)
     with child:
         # The dead client's statement does not wait for the lock (and run and commit once the
         # blocker is gone): the server notices the client is gone (client_connection_check_
@@ -84,10 +99,11 @@ def test_kill_9_while_waiting_on_a_lock(scenario, sessions):
 
 
 @SIGNALS
+@pytest.mark.parametrize("aside", [False, True], ids=["in-queue", "out-of-queue"])
 def test_signal_while_an_operation_waits_rolls_it_back(
-    scenario, sessions, signum, returncode, name
+    scenario, sessions, signum, returncode, name, aside
 ):
-    blocker, child, backend_pid = blocked_child(sessions)
+    blocker, child, backend_pid = blocked_child(sessions, aside=aside)
     with child:
         child.send_signal(signum)
         assert child.wait() == returncode, child.stderr

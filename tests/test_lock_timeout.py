@@ -19,7 +19,11 @@ def test_lock_timeout_stops_migrate_clearly(scenario, sessions, using, timeout):
     sessions.append(blocker)
 
     with (
-        override_settings(PGMIGRATE_LOCK_TIMEOUT=timeout, PGMIGRATE_BLOCKING_ACTION=None),
+        override_settings(
+            PGMIGRATE_LOCK_TIMEOUT=timeout,
+            PGMIGRATE_BLOCKING_ACTION=None,
+            PGMIGRATE_STEP_ASIDE=False,
+        ),
         pytest.raises(CommandError) as raised,
     ):
         migrate("tests", database=using)

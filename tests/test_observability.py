@@ -58,7 +58,11 @@ def test_log_events_signals_and_summary(scenario, sessions, caplog, tmp_path):
     assert migration["lock_wait"] > 0
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION="pgmigrate.Show", PGMIGRATE_LOG_QUERIES=True)
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION="pgmigrate.Show",
+    PGMIGRATE_LOG_QUERIES=True,
+    PGMIGRATE_STEP_ASIDE=False,
+)
 def test_queries_are_logged_only_when_asked(scenario, sessions, caplog):
     caplog.set_level(logging.INFO, logger="pgmigrate")
     migrate("tests", "0001")
@@ -81,7 +85,9 @@ def test_quiet_run_has_no_summary(scenario):
     assert "pgmigrate summary" not in migrate("tests", "zero", fake=True)
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1)
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1, PGMIGRATE_STEP_ASIDE=False
+)
 def test_lock_timeout_event_without_retries(scenario, sessions, caplog):
     from django.core.management.base import CommandError
 

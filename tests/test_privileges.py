@@ -52,7 +52,7 @@ def _migrate_as_migrator_blocked_by(*blockers):
     return run
 
 
-@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30, PGMIGRATE_STEP_ASIDE=False)  # it keeps trying
 def test_permission_error_is_reported_once_with_the_remedy(roles, sessions):
     MigrateThread("tests", "0001", database="migrator").finish()
     app_session = Session(user=APP, application_name="app").hold("tests_beta")

@@ -66,7 +66,14 @@ def test_exactly_the_unprotected_blockers_are_ended(scenario, kinds):
                 lambda: run.output.getvalue().count("is protected") == len(protected),
                 what="each protected blocker was shown",
             )
-            wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate still waits")
+            # It waits for them out of the lock queue (pgmigrate.aside).
+            wait_until(
+                lambda: "stepped out of the lock queue" in run.output.getvalue(),
+                what="migrate stepped aside",
+            )
+            wait_until(
+                lambda: not is_waiting_on_lock(run.backend_pid), what="migrate left the queue"
+            )
             for session in protected:
                 session.release()
         run.finish()

@@ -59,7 +59,9 @@ def test_resumes_at_the_failed_operation(scenario, fail_at, checkpoint):
     assert progress_rows() == []
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1)
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_LOCK_TIMEOUT=0.1, PGMIGRATE_STEP_ASIDE=False
+)
 def test_resumes_after_a_lock_timeout(scenario, sessions):
     migrate("tests", "0001")
     blocker = Session().hold("tests_beta")

@@ -388,6 +388,7 @@ def test_an_operation_deleting_data_shares_its_transaction(scenario):
 @pytest.mark.scenario("destroys")
 @override_settings(
     PGMIGRATE_BLOCKING_ACTION=None,
+    PGMIGRATE_STEP_ASIDE=False,
     PGMIGRATE_LOCK_TIMEOUT=0.1,
     PGMIGRATE_LOCK_RETRIES=1,
     PGMIGRATE_LOCK_RETRY_DELAY=0.01,

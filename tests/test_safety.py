@@ -106,7 +106,7 @@ def test_watcher_reconnects_when_its_connection_is_lost(scenario, sessions):
     wait_until(lambda: not pgmigrate_sessions(), what="pgmigrate's connections are gone")
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_lost_migrating_connection_ends_migrate_clearly(scenario, sessions):
     _, run = blocked_migrate(sessions, "tests_alpha")
     pid = run.backend_pid
@@ -122,7 +122,7 @@ def test_lost_migrating_connection_ends_migrate_clearly(scenario, sessions):
     wait_until(lambda: not pgmigrate_sessions(), what="pgmigrate's connections are gone")
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_second_migrate_waits_for_the_first(scenario, sessions):
     blocker, first = blocked_migrate(sessions)
     second = MigrateThread("tests")
@@ -140,7 +140,9 @@ def test_second_migrate_waits_for_the_first(scenario, sessions):
     assert "Applying tests.0002" not in out
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_CONCURRENT_MIGRATE="fail")
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_CONCURRENT_MIGRATE="fail", PGMIGRATE_STEP_ASIDE=False
+)
 def test_second_migrate_can_fail_at_once(scenario, sessions):
     blocker, first = blocked_migrate(sessions)
     with pytest.raises(CommandError) as raised:

@@ -1,16 +1,22 @@
 """Stepping out of the lock queue (``pgmigrate.aside``): while the sessions blocking the
 migration are ones pgmigrate does not end, the app's queries never queue behind it."""
 
+import threading
+
 import pytest
+from django.core.management.base import CommandError
 from django.test import override_settings
 
+from pgmigrate.watcher import Watcher
 from tests.helpers import (
     MigrateThread,
     Session,
     applied,
     columns,
     is_waiting_on_lock,
+    locked_tables,
     migrate,
+    query,
     wait_until,
 )
 
@@ -41,3 +47,141 @@ def test_steps_aside_for_a_protected_blocker(scenario, sessions):
     assert "flag" in columns("tests_beta")
     assert applied() == ["0001_initial", "0002_add_fields"]
     print(out)
+
+
+# Retry units -------------------------------------------------------------------------------
+
+PROTECTED = {"application_name": ["nightly-*"]}
+
+
+def protected_session(sessions: list, table: str, using: str = "default") -> Session:
+    session = Session(using, application_name="nightly-export").hold(table)
+    sessions.append(session)
+    return session
+
+
+def stepped(run: MigrateThread) -> int:
+    return run.output.getvalue().count(f"pgmigrate: {STEPPED}")
+
+
+def count(sql: str, params=None) -> int:
+    return query(sql, params)[0][0]
+
+
+@pytest.mark.scenario("aside_units")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_a_lock_granted_just_before_the_cancel_runs_the_transaction_again(
+    scenario, sessions, monkeypatch
+):
+    """The cancel reaches the statement after its lock was granted: the operation's
+    transaction is rolled back all the same and run again; nothing is applied twice."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    cancelled = threading.Event()
+
+    def late_cancel(self, statement):
+        blocker.release()  # the ALTER gets its lock and the transaction goes on
+        wait_until(
+            lambda: (
+                query("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [self.backend_pid])
+                == [("PgSleep",)]
+            ),
+            what="the transaction runs its next statement",
+        )
+        query("SELECT pg_cancel_backend(%s)", [self.backend_pid])
+        cancelled.set()
+        return True
+
+    monkeypatch.setattr(Watcher, "_cancel_own", late_cancel)
+    query("SET tests.race = 'on'")  # on the migrating connection: migrate runs here
+    try:
+        out = migrate("tests", "0002")
+    finally:
+        query("RESET tests.race")
+    assert cancelled.is_set()
+    assert "running operation 2 of tests.0002_race again" in out
+    assert count("SELECT last_value FROM tests_race_seq") == 2  # it ran twice
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'once'") == 1
+    assert "raced" in columns("tests_beta")
+    assert applied() == ["0001_initial", "0002_race"]
+
+
+@pytest.mark.scenario("aside_units")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_statements_outside_a_transaction_run_again_alone(scenario, sessions):
+    """In an ``atomic = False`` migration the unit is the statement: in autocommit (a
+    RunPython's cursor) or with its progress count (a RunSQL list). The statements before
+    it are not repeated."""
+    migrate("tests", "0002", verbosity=0)
+    on_beta = protected_session(sessions, "tests_beta")
+    on_gamma = protected_session(sessions, "tests_gamma")
+    app = Session(application_name="app")
+    sessions.append(app)
+    run = MigrateThread("tests", "0003")
+    wait_until(lambda: stepped(run) == 1, what="migrate stepped aside for tests_beta")
+    assert "AccessExclusiveLock on tests_beta" in run.output.getvalue()
+    app_reads(app, "tests_beta")
+    on_beta.release()
+    wait_until(lambda: stepped(run) == 2, what="migrate stepped aside for tests_gamma")
+    app_reads(app, "tests_gamma")
+    on_gamma.release()
+    run.finish()
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'before'") == 1
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'statement 1'") == 1
+    assert {"outside"} <= columns("tests_beta")
+    assert {"counted"} <= columns("tests_gamma")
+
+
+@pytest.mark.scenario("aside_units")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_ATOMIC=True)
+def test_in_one_transaction_the_whole_migration_runs_again(scenario, sessions):
+    """With PGMIGRATE_ATOMIC the unit is the migration: stepping aside also frees the table
+    its first operation locked, and the migration runs again whole."""
+    migrate("tests", "0003", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    app = Session(application_name="app")
+    sessions.append(app)
+    run = MigrateThread("tests", "0004")
+    wait_until(lambda: stepped(run) == 1, what="migrate stepped aside")
+    assert not is_waiting_on_lock(run.backend_pid)
+    assert "tests_alpha" not in locked_tables(run.backend_pid)
+    app_reads(app, "tests_alpha")
+    blocker.release()
+    out = run.finish()
+    assert "running migration tests.0004_two_tables again" in out
+    assert {"first"} <= columns("tests_alpha")
+    assert {"second"} <= columns("tests_beta")
+    assert applied()[-1] == "0004_two_tables"
+
+
+# The lock timeout ----------------------------------------------------------------------------
+
+
+@pytest.mark.scenario("basic")
+@pytest.mark.parametrize("step_aside", [True, False], ids=["out-of-queue", "in-queue"])
+@override_settings(
+    PGMIGRATE_PROTECTED=PROTECTED,
+    PGMIGRATE_LOCK_TIMEOUT=0.3,
+    PGMIGRATE_LOCK_RETRIES=1,
+    PGMIGRATE_LOCK_RETRY_DELAY=0.01,
+)
+def test_the_lock_timeout_still_bounds_the_wait(scenario, sessions, step_aside):
+    """Out of the queue or in it, the same attempts, message and exit status."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    run = MigrateThread("tests", "0002", step_aside=step_aside)
+    with pytest.raises(CommandError) as caught:
+        run.finish()
+    out = run.output.getvalue()
+    assert (stepped(run) > 0) is step_aside
+    assert "hit the lock timeout (attempt 1 of 2); retrying" in out
+    assert "hit the lock timeout 2 times; giving up" in out
+    message = str(caught.value)
+    assert caught.value.returncode == 1
+    assert (
+        "pgmigrate: migration tests.0002_add_fields stopped: a statement waited for a lock "
+        "longer than the lock timeout (PGMIGRATE_LOCK_TIMEOUT = 0.3 s, 2 attempts)." in message
+    )
+    assert "FAILED      2. Add field flag to Beta (rolled back)" in message
+    assert is_waiting_on_lock(blocker.pid) is False
+    assert "tests_beta" in locked_tables(blocker.pid)

@@ -49,7 +49,7 @@ def _first_table_while_blocked_on_second(sessions):
     return held, readable, committed
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_an_operation_commits_before_the_next_one_waits(scenario, sessions):
     held, readable, committed = _first_table_while_blocked_on_second(sessions)
     assert "tests_alpha" not in held
@@ -61,7 +61,7 @@ def test_an_operation_commits_before_the_next_one_waits(scenario, sessions):
 
 
 @pytest.mark.scenario("fk_units")
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_deferred_sql_commits_with_its_operation(scenario, sessions):
     held, readable, committed = _first_table_while_blocked_on_second(sessions)
     # The foreign key of operation 1 (deferred SQL) was created in its transaction, which
@@ -75,7 +75,9 @@ def test_deferred_sql_commits_with_its_operation(scenario, sessions):
     ) == [(1,)]
 
 
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_ATOMIC=True)
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_ATOMIC=True, PGMIGRATE_STEP_ASIDE=False
+)
 def test_atomic_setting_restores_one_transaction_per_migration(scenario, sessions):
     held, readable, committed = _first_table_while_blocked_on_second(sessions)
     assert "tests_alpha" in held
@@ -229,7 +231,7 @@ def test_names_are_djangos(scenario):
 
 
 @pytest.mark.scenario("names")
-@override_settings(PGMIGRATE_BLOCKING_ACTION=None)
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
 def test_operations_whose_deferred_sql_is_renamed_share_a_transaction(scenario, sessions):
     """Operations 1-2 and 3-5 form two transactions (a later one renames what the deferred
     SQL refers to); operation 6 has its own."""
