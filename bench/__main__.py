@@ -98,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = [], []
     for name in names:
         print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+        begun = time.monotonic()
         try:
             result = SCENARIOS[name](url, options)
         except MigrateFailed as exc:  # e.g. a broken pgmigrate: report it, run the rest
             failed.append(name)
             print(f"\n{name}: FAILED, {exc}", flush=True)
             continue
+        finally:
+            took = time.monotonic() - begun
+            print(f"bench: {name} took {took:.1f} s", file=sys.stderr, flush=True)
         results.append(result)
         print(f"\n{result.title}")
         for note in result.notes:

@@ -107,7 +107,10 @@ class MigrateRun:
         self._reader.join(timeout)
         if self._reader.is_alive():
             self.kill()
-            raise MigrateFailed(f"migrate {' '.join(self.args)} timed out ({self.implementation})")
+            raise MigrateFailed(
+                f"migrate {' '.join(self.args)} timed out ({self.implementation}), its output "
+                "so far:\n" + self.output
+            )
         if self.returncode != 0:
             raise MigrateFailed(
                 f"migrate {' '.join(self.args)} ({self.implementation}) exited with status "

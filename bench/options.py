@@ -26,6 +26,9 @@ class Options:
     #: "retries": runs, and how long the protected blocker is held (seconds).
     retries_runs: int = 5
     retries_hold: float = 2.0
+    #: "aside" and "aside-show": runs, and how long the blocker is held (seconds).
+    aside_runs: int = 5
+    aside_hold: float = 2.0
     #: App traffic: one query every ``period`` seconds on ``pool`` connections.
     period: float = 0.005
     pool: int = 8
@@ -45,7 +48,9 @@ class Options:
             baseline_wait=1.0,
             watcher_hold=0.5,
             retries_runs=1,
-            retries_hold=1.0,
+            retries_hold=0.5,
+            aside_runs=1,
+            aside_hold=0.5,
         )
 
     def with_runs(self, runs: int) -> Options:
@@ -57,4 +62,5 @@ class Options:
             overhead_runs=runs,
             watcher_runs=runs,
             retries_runs=runs,
+            aside_runs=runs,
         )

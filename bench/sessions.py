@@ -187,3 +187,85 @@ class LockWaitMonitor:
                     self.found.set()
                     return
                 self._stop.wait(self.poll)
+
+
+class HeldSession:
+    """One session idle in a transaction after reading ``table`` (a context manager) that
+    the bench ends by rolling its transaction back, as a job that finishes would
+    (``release``). Unlike ``Blockers``, it does not watch the socket: the session stays."""
+
+    def __init__(
+        self, url: str, table: str, *, application_name: str = BLOCKER_APPLICATION_NAME
+    ) -> None:
+        self.url = url
+        self.table = table
+        self.application_name = application_name
+        self.conn: psycopg.Connection | None = None
+        self.pid: int | None = None
+        #: time.time() just before the bench sent ROLLBACK, and when it returned (the
+        #: session's locks are released in between).
+        self.released_at: float | None = None
+        self.release_returned_at: float | None = None
+
+    def __enter__(self) -> HeldSession:
+        self.conn = connect(self.url, application_name=self.application_name, autocommit=False)
+        self.conn.execute(f"SELECT count(*) FROM {self.table}")  # stays idle in transaction
+        self.pid = self.conn.info.backend_pid
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+
+    def release(self) -> None:
+        """Roll the transaction back: its lock is gone when this returns."""
+        assert self.conn is not None
+        self.released_at = time.time()
+        self.conn.rollback()
+        self.release_returned_at = time.time()
+
+
+class AppliedPoller:
+    """Polls ``django_migrations`` for a migration's row (a context manager): it becomes
+    visible when the transaction that applied the migration commits (pgmigrate records it
+    with the migration's last operation, Django with the whole migration)."""
+
+    SQL = "SELECT 1 FROM django_migrations WHERE app = %s AND name = %s"
+
+    def __init__(self, url: str, app: str, name: str, *, poll: float = 0.001) -> None:
+        self.url = url
+        self.params = [app, name]
+        self.poll = poll
+        self.conn: psycopg.Connection | None = None
+        #: time.time() when the first poll that saw the row returned (the commit came
+        #: before), and when the poll before it was sent (the commit came after).
+        self.seen_at: float | None = None
+        self.unseen_at: float | None = None
+
+    def __enter__(self) -> AppliedPoller:
+        self.conn = connect(self.url, application_name="bench poller")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+
+    def wait(self, run: MigrateRun, timeout: float) -> float | None:
+        """Poll every ``poll`` seconds until the row is there; return ``seen_at``, or None if
+        ``migrate`` exits without it or ``timeout`` passes."""
+        assert self.conn is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            exited = run.returncode is not None
+            sent = time.time()
+            row = self.conn.execute(self.SQL, self.params, prepare=True).fetchone()
+            if row is not None:
+                self.seen_at = time.time()
+                return self.seen_at
+            if exited:
+                return None
+            self.unseen_at = sent
+            time.sleep(self.poll)
+        return None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bench.options import Options
 from bench.report import ScenarioResult
-from bench.scenarios import blocked, overhead, profile, retries, watcher_cost
+from bench.scenarios import aside, blocked, overhead, profile, retries, watcher_cost
 
 Scenario = Callable[[str, Options], ScenarioResult]
 
@@ -19,6 +19,8 @@ SCENARIOS: dict[str, Scenario] = {
     "overhead": overhead.run,
     "watcher-cost": watcher_cost.run,
     "retries": retries.run,
+    "aside": aside.run_aside,
+    "aside-show": aside.run_aside_show,
     "profile": profile.run,
 }
-DEFAULT = ["blocked", "crowd", "overhead", "watcher-cost", "retries"]
+DEFAULT = ["blocked", "crowd", "aside", "aside-show", "retries", "overhead", "watcher-cost"]
