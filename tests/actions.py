@@ -4,6 +4,7 @@ import threading
 from typing import ClassVar
 
 import pgmigrate
+from pgmigrate.actions import blockers
 
 
 class Recording(pgmigrate.BlockingAction):
@@ -39,3 +40,30 @@ class GatedAtTheDoor(pgmigrate.Terminate):
         type(self).entered.set()
         type(self).gate.wait(30)
         return super().worker(cmd, blocked_locks)
+
+
+class Paging(pgmigrate.BlockingAction):
+    """Only tells (the README's PageOnCall): reads the blockers from ``blocked_locks`` through
+    django-pglock, records them, ends nobody (``ends_blockers`` stays False)."""
+
+    calls: ClassVar[list] = []
+
+    def worker(self, cmd, blocked_locks):
+        pids = sorted(set(blocked_locks.values_list("blocking_activity_id", flat=True)))
+        type(self).calls.append(pids)
+        cmd.notice(f"paging on-call about {pids}", warning=True)
+        return pids
+
+
+class ClaimsToEnd(pgmigrate.BlockingAction):
+    """Says it ends the blockers (``ends_blockers = True``) and returns their pids, but does
+    not end them: pgmigrate takes its word for it."""
+
+    ends_blockers = True
+    calls: ClassVar[list] = []
+
+    def worker(self, cmd, blocked_locks):
+        pids = sorted(blocker.pid for blocker in blockers(blocked_locks))
+        type(self).calls.append(pids)
+        cmd.notice(f"claims to have ended {pids}")
+        return pids
