@@ -429,9 +429,8 @@ class Watcher:
                 for pid, vxid in graph.waiters.items()
                 if pid in pids and pid not in holders
             }
-            ends = self.action is not None and self.action.ends_blockers
             aside = None
-            if not ends:  # nobody will be ended: leave the queue first, then tell
+            if not acting:  # nobody will be ended: leave the queue first, then tell
                 aside = self._leave_queue(graph, [*holders, *waiters], statement)
             endable: list[Blocker] = []
             queued: list[Blocker] = []
@@ -476,12 +475,10 @@ class Watcher:
                 if 0 in pids and not graph.prepared:
                     staying.append("a prepared transaction")
                     self._show_prepared(None, graph)
-            if not ends:  # every blocker stays, the queued ones too
-                why = "left alone by the blocking action" if acting else "no blocking action"
-                left.update(dict.fromkeys([*endable, *queued], why))
+            if self.action is None:  # every blocker stays, the queued ones too
+                left.update(dict.fromkeys([*endable, *queued], "no blocking action"))
                 if aside is not None:
                     self._say_aside(aside, left, rows)
-            if self.action is None:
                 return True
             # A queued session is ended only when nothing else is in the way: ended along
             # with holders, it would not make the wait shorter than they do (once they are
@@ -492,19 +489,25 @@ class Watcher:
                 if blocker not in targets:
                     self._show_queued(blocker, staying)
             acted: list[int] = []
-            if targets:
+            if targets:  # while the backend still waits: the action may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
                 acted = self.action(self.command, with_blockers(blocked_locks, targets))
-            if ends:
-                ended = set(acted)
-                for blocker in targets:
-                    if blocker.pid not in ended:
-                        left[blocker] = "not ended by the blocking action"
-                if left or graph.prepared:
-                    pids_left = [blocker.pid for blocker in left]
-                    aside = self._leave_queue(graph, pids_left, statement)
-                    if aside is not None:
-                        self._say_aside(aside, left, rows)
+            # The others stay: those the action does not end (all, unless it ends the
+            # sessions it returns), and the queued sessions it was not run on.
+            ends = self.action.ends_blockers
+            ended = set(acted) if ends else set()
+            why = (
+                "not ended by the blocking action"
+                if ends
+                else f"left alone by {type(self.action).__name__}"
+            )
+            for blocker in [*targets, *([] if ends else queued)]:
+                if blocker.pid not in ended:
+                    left.setdefault(blocker, why)
+            if left or graph.prepared:
+                aside = self._leave_queue(graph, [blocker.pid for blocker in left], statement)
+                if aside is not None:
+                    self._say_aside(aside, left, rows)
         return True
 
     # Stepping out of the lock queue ---------------------------------------------------

@@ -11,6 +11,7 @@ class Recording(pgmigrate.BlockingAction):
     """Terminates blockers through pglock and records what it saw."""
 
     calls: ClassVar[list] = []
+    ends_blockers = True  # the pids it returns are ended: no stepping aside for them
 
     def worker(self, cmd, blocked_locks):
         pids = sorted(set(blocked_locks.values_list("blocking_activity_id", flat=True)))

@@ -159,12 +159,20 @@ def test_filters_choose_which_blockers_to_end(scenario, sessions):
     with override_settings(PGMIGRATE_BLOCKING_ACTION=action):
         run = MigrateThread("tests", "0002")
         wait_until(lambda: not is_alive(victim.pid), what="the victim was terminated")
+        # The keeper is not ended: the migration waits for it out of the lock queue.
+        wait_until(
+            lambda: (
+                f"stepped out of the lock queue for AccessExclusiveLock on tests_beta: "
+                f"pid {keeper.pid}" in run.output.getvalue()
+            ),
+            what="migrate stepped aside for the keeper",
+        )
         assert is_alive(keeper.pid)
-        assert is_waiting_on_lock(run.backend_pid)
+        wait_until(lambda: not is_waiting_on_lock(run.backend_pid), what="out of the queue")
         keeper.release()
         out = run.finish()
-    assert f"pid {victim.pid}" in out
-    assert f"pid {keeper.pid}" not in out
+    assert f"terminated 1 session blocking the migration: pid {victim.pid}" in out
+    assert f"pg_terminate_backend({keeper.pid})" not in out
     assert is_alive(keeper.pid)
 
 
@@ -174,7 +182,10 @@ def test_duration_filter(scenario, sessions):
     action = pgmigrate.Terminate(blocking_activity__duration__gte=dt.timedelta(hours=1))
     with override_settings(PGMIGRATE_BLOCKING_ACTION=action):
         run = MigrateThread("tests", "0002")
-        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migration waited")
+        wait_until(
+            lambda: "stepped out of the lock queue" in run.output.getvalue(),
+            what="migrate stepped aside for the blocker the filter leaves",
+        )
         assert is_alive(blocker.pid)  # its query started less than an hour ago
         blocker.release()
         run.finish()
