@@ -184,8 +184,8 @@ def signal_failure_hint(exc: BaseException, using: str) -> str:
     text = str(exc).lower()
     if "superuser" in text:
         return (
-            "only a superuser can end a superuser's session; set PGMIGRATE_LOCK_TIMEOUT so "
-            "that migrate gives up instead of queueing behind it"
+            "only a superuser can end a superuser's session: end it as one, or set "
+            "PGMIGRATE_LOCK_TIMEOUT so that migrate gives up instead of waiting for it"
         )
     if sqlstate(exc) == "42501" or "permission denied" in text or "must be a member" in text:
         return f"GRANT pg_signal_backend TO {current_role(using)}; (run as a superuser)"

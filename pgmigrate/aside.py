@@ -94,7 +94,9 @@ class Aside:
 
     @property
     def vxids(self) -> list[str]:
-        return [prepared.virtualtransaction for prepared in self.prepared]
+        """The virtual transactions waited for: the sessions' and the prepared ones'."""
+        sessions = [b.virtualtransaction for b in self.sessions if b.virtualtransaction]
+        return sessions + [prepared.virtualtransaction for prepared in self.prepared]
 
 
 class StepAside:
@@ -154,6 +156,8 @@ class StepAside:
         """The step-aside that ``exc`` (a failed unit's error) comes from, if any."""
         with self._lock:
             if self._pending is None or sqlstate(exc) != QUERY_CANCELED:
+                return None
+            if "statement timeout" in str(exc):  # not ours (when messages are in English)
                 return None
             aside, self._pending = self._pending, None
             return aside

@@ -267,6 +267,9 @@ class MigrateCommand(DjangoMigrateCommand):
             stack.enter_context(
                 _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using), using)
             )
+        run.retry.lock_timeout = watcher.lock_timeout = options.effective_lock_timeout(
+            run_options, connection
+        )
         if run_options.statement_timeout is not None:
             stack.enter_context(
                 _keeping_the_error(

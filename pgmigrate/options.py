@@ -212,6 +212,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def effective_lock_timeout(run_options: RunOptions, connection: Any) -> float | None:
+    """The lock timeout that bounds the migration's lock waits, in seconds (None: none):
+    pgmigrate's, else the server's ``lock_timeout`` (role, database, ...), read from the
+    migrating ``connection`` only then. It also bounds a wait out of the lock queue
+    (``pgmigrate.aside``), where no server timeout runs."""
+    if run_options.lock_timeout is not None:
+        return run_options.lock_timeout
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'lock_timeout'"
+        )
+
+
 def retries_without_timeout(run_options: RunOptions, connection: Any) -> str | None:
     """What to tell the user when lock retries are asked for but no lock timeout can make a
     statement give up (none set by pgmigrate, and the server's ``lock_timeout`` is 0):

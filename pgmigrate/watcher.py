@@ -60,17 +60,24 @@ CANCEL_OWN = """
 SELECT pg_cancel_backend(pid) FROM pg_stat_get_activity(%s)
 WHERE wait_event_type = 'Lock' AND state = 'active' AND query_start = %s
 """
-#: Which of the sessions (by pid) and prepared transactions (by virtual transaction) the
-#: migration stepped aside for still hold or await a conflicting lock on the same object.
+#: Which of the transactions (sessions' and prepared, by virtual transaction) the migration
+#: stepped aside for still hold or await a conflicting lock on the same object. A session's
+#: next transaction is a new blocker: the migration meets it when it runs again.
 STILL_BLOCKING = """
-SELECT DISTINCT l.pid, l.virtualtransaction FROM pg_locks AS l
+SELECT DISTINCT l.virtualtransaction FROM pg_locks AS l
 WHERE ARRAY[l.locktype, l.database::text, l.relation::text, l.page::text, l.tuple::text,
             l.virtualxid, l.transactionid::text, l.classid::text, l.objid::text,
             l.objsubid::text] = %s::text[]
-  AND l.mode = ANY(%s) AND (l.pid = ANY(%s) OR l.virtualtransaction = ANY(%s))
+  AND l.mode = ANY(%s) AND l.virtualtransaction = ANY(%s)
 """
-#: While out of the lock queue, the gap between looks at the blockers grows up to this (s).
+#: While out of the lock queue, the gap between looks at the blockers grows up to this (s);
+#: after ``ASIDE_SLOW_AFTER`` seconds out of it, up to ``ASIDE_GAP_SLOW``.
 ASIDE_GAP_MAX = 0.02
+ASIDE_SLOW_AFTER = 5.0
+ASIDE_GAP_SLOW = 0.1
+#: A session whose transaction stepped aside for lasted at most this long (s) is let end its
+#: next one with the migration in the queue (``Watcher._keeps_its_place``).
+BUSY_TRANSACTION = 1.0
 #: Whether those sessions are still in the transaction seen (cheap: no ``pg_locks``).
 SAME_TRANSACTIONS = """
 SELECT count(*) FROM unnest(%s::int[], %s::timestamptz[]) AS seen(pid, xact_start)
@@ -121,6 +128,22 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         queued=queued,
         hidden=not row["visible"],
     )
+
+
+def _session_key(blocker: Blocker) -> tuple[int, Any]:
+    return (blocker.pid, blocker.backend_start)
+
+
+def _cancelled_by_postgres(row: dict[str, Any]) -> bool:
+    """Whether ``row`` is an autovacuum worker that PostgreSQL itself cancels once a lock
+    request has waited behind it for ``deadlock_timeout``: every one but those that prevent
+    transaction ID wraparound (PostgreSQL docs, "The Autovacuum Daemon"). Its user is NULL;
+    a role without ``pg_read_all_stats`` sees neither its type nor its query, and takes it
+    for an ordinary one."""
+    autovacuum = row.get("backend_type") == "autovacuum worker" or (
+        row.get("usesysid") is None and row.get("backend_type") is None
+    )
+    return autovacuum and "to prevent wraparound" not in (row.get("query") or "")
 
 
 def _aside_fields(aside: Aside) -> dict[str, Any]:
@@ -209,6 +232,8 @@ class Watcher:
         self._aside: Aside | None = None
         self._aside_said: frozenset[Any] | None = None
         self._stepping = False
+        #: How long the last transaction lasted of each session stepped aside for (s).
+        self._durations: dict[tuple[int, Any], float] = {}
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -429,9 +454,6 @@ class Watcher:
                 for pid, vxid in graph.waiters.items()
                 if pid in pids and pid not in holders
             }
-            aside = None
-            if not acting:  # nobody will be ended: leave the queue first, then tell
-                aside = self._leave_queue(graph, [*holders, *waiters], statement)
             endable: list[Blocker] = []
             queued: list[Blocker] = []
             staying: list[str] = []  # what stays in the migration's way, for messages
@@ -448,7 +470,11 @@ class Watcher:
                 verdict = protection.judge(
                     row, self.protected, visible=row["visible"], walsender=row["walsender"]
                 )
-                if verdict.reason is not None:
+                if verdict.reason is not None and _cancelled_by_postgres(row):
+                    staying.append(f"pid {pid} (autovacuum)")
+                    if acting:
+                        self._leave(row, blocker, verdict.reason, self._autovacuum_message)
+                elif verdict.reason is not None:
                     staying.append(f"pid {pid} (protected)")
                     left[blocker] = f"protected: {verdict.reason}"
                     if acting:
@@ -477,9 +503,7 @@ class Watcher:
                     self._show_prepared(None, graph)
             if self.action is None:  # every blocker stays, the queued ones too
                 left.update(dict.fromkeys([*endable, *queued], "no blocking action"))
-                if aside is not None:
-                    self._say_aside(aside, left, rows)
-                return True
+                return self._step_aside(graph, left, rows, statement)
             # A queued session is ended only when nothing else is in the way: ended along
             # with holders, it would not make the wait shorter than they do (once they are
             # gone, it gets its lock ahead of the migration and is ended then if it keeps
@@ -504,22 +528,51 @@ class Watcher:
             for blocker in [*targets, *([] if ends else queued)]:
                 if blocker.pid not in ended:
                     left.setdefault(blocker, why)
-            if left or graph.prepared:
-                aside = self._leave_queue(graph, [blocker.pid for blocker in left], statement)
-                if aside is not None:
-                    self._say_aside(aside, left, rows)
-        return True
+            return self._step_aside(graph, left, rows, statement)
 
     # Stepping out of the lock queue ---------------------------------------------------
 
+    def _step_aside(
+        self,
+        graph: lockgraph.LockGraph,
+        left: dict[Blocker, str],
+        rows: list[dict[str, Any]],
+        statement: _Statement,
+    ) -> bool:
+        """Step out of the lock queue for the sessions ``left`` (with why each stays) and the
+        prepared transactions, unless none stays or the migration should keep its place a
+        little longer (then False: act again at the next look)."""
+        if not (left or graph.prepared):
+            return True
+        if self._keeps_its_place(left, statement):
+            return False
+        aside = self._leave_queue(graph, left, statement)
+        if aside is not None:
+            self._say_aside(aside, rows)
+        return True
+
+    def _keeps_its_place(self, left: dict[Blocker, str], statement: _Statement) -> bool:
+        """Whether to stay in the queue a little longer: each session in the way is one the
+        migration stepped aside for before, whose transaction then ended within
+        ``BUSY_TRANSACTION`` seconds. A session running short transactions back to back
+        would otherwise keep the migration out of the queue for good (each new transaction
+        of it starts before the migration is back); in the queue, the migration gets its
+        lock when the current one ends, and the session's next one queues behind it."""
+        durations = [self._durations.get(_session_key(blocker)) for blocker in left]
+        if not durations or None in durations:
+            return False
+        grace = min(2 * max(d for d in durations if d is not None), BUSY_TRANSACTION)
+        waited = time.monotonic() - (statement.wait_began or time.monotonic())
+        return waited < grace
+
     def _leave_queue(
-        self, graph: lockgraph.LockGraph, pids: list[int], statement: _Statement
+        self, graph: lockgraph.LockGraph, left: dict[Blocker, str], statement: _Statement
     ) -> Aside | None:
         """Cancel the migration's waiting statement so that it leaves the lock queue, when
-        the sessions ``pids`` or prepared transactions, which will not be ended, block it and
-        its wait holds the app's queries back; the retry unit waits for them and runs it
-        again. The ``Aside`` handed to it, or None if it stays in the queue."""
-        if not (pids or graph.prepared) or not graph.blocks_app:
+        the sessions ``left`` (with why each is not ended) or prepared transactions block it
+        and its wait holds the app's queries back; the retry unit waits for them and runs
+        it again. The ``Aside`` handed to it, or None if it stays in the queue."""
+        if not (left or graph.prepared) or not graph.blocks_app:
             return None
         if statement.query_start is None or self._statement is not statement:
             return None
@@ -527,9 +580,11 @@ class Watcher:
             locktag=graph.locktag,
             modes=sorted(lockgraph.CONFLICTS.get(graph.mode, frozenset(lockgraph.CONFLICTS))),
             target=graph.target,
-            pids=list(pids),
+            pids=[blocker.pid for blocker in left],
             prepared=list(graph.prepared),
             waiting_since=statement.wait_began or time.monotonic(),
+            sessions=list(left),
+            reasons={blocker.pid: reason for blocker, reason in left.items()},
         )
         if not self.step_aside.request(aside):
             return None  # not in a unit that can run again (or stepping aside is off)
@@ -538,13 +593,9 @@ class Watcher:
             return None
         return aside
 
-    def _say_aside(
-        self, aside: Aside, left: dict[Blocker, str], rows: list[dict[str, Any]]
-    ) -> None:
+    def _say_aside(self, aside: Aside, rows: list[dict[str, Any]]) -> None:
         """Say whom the migration stepped out of the lock queue for (once per set of
         blockers; the event every time)."""
-        aside.sessions = [blocker for blocker in left if blocker.pid in aside.pids]
-        aside.reasons = {blocker.pid: reason for blocker, reason in left.items()}
         aside.xact_starts = {
             row["pid"]: row["xact_start"] for row in rows if row["pid"] in aside.pids
         }
@@ -598,6 +649,7 @@ class Watcher:
                 still = self._safely(look, "looking")
                 if not still:  # gone (or the look failed: running again finds out)
                     aside.gone = True
+                    self._note_durations(aside)
                     return
                 now = time.monotonic()
                 if now >= remind_at:
@@ -605,9 +657,19 @@ class Watcher:
                     remind_gap = min(remind_gap * 2, REMINDER_MAX)
                     remind_at = now + remind_gap
                 self._stop.wait(max(0.0, min(gap, remind_at - now)))
-                gap = min(gap * 2, ASIDE_GAP_MAX)
+                longest = (
+                    ASIDE_GAP_MAX if now - aside.stepped < ASIDE_SLOW_AFTER else ASIDE_GAP_SLOW
+                )
+                gap = min(gap * 2, longest)
         finally:
             aside.done.set()
+
+    def _note_durations(self, aside: Aside) -> None:
+        """How long the transactions stepped aside for lasted, at least (``_keeps_its_place``)."""
+        out_of_queue = time.monotonic() - aside.stepped
+        for blocker in aside.sessions:
+            age = blocker.transaction_age.total_seconds() if blocker.transaction_age else 0.0
+            self._durations[_session_key(blocker)] = age + out_of_queue
 
     def _still_blocking(self, aside: Aside, previous: set[Any] | None) -> set[Any]:
         """Which of the blockers of ``aside`` still hold or await a conflicting lock on the
@@ -621,26 +683,25 @@ class Watcher:
         with connections[self.using].cursor() as cursor:
             if previous is not None and self._same_transactions(cursor, aside, previous):
                 return previous
-            cursor.execute(
-                STILL_BLOCKING, [list(aside.locktag), aside.modes, aside.pids, aside.vxids]
-            )
-            rows = cursor.fetchall()
-        return {pid if pid is not None else vxid for pid, vxid in rows}
+            cursor.execute(STILL_BLOCKING, [list(aside.locktag), aside.modes, aside.vxids])
+            return {vxid for (vxid,) in cursor.fetchall()}
 
     @staticmethod
     def _same_transactions(cursor: Any, aside: Aside, previous: set[Any]) -> bool:
-        """Whether every blocker in ``previous`` is a session still in the transaction seen
-        (never for prepared transactions or hidden ``xact_start``)."""
-        starts = [aside.xact_starts.get(item) for item in previous]
-        if not starts or any(not isinstance(item, int) for item in previous) or None in starts:
+        """Whether every blocker in ``previous`` (virtual transactions) is a session still in
+        the transaction seen (never for prepared transactions or hidden ``xact_start``)."""
+        pids = {b.virtualtransaction: b.pid for b in aside.sessions}
+        seen = [pids.get(vxid) for vxid in previous]
+        starts = [aside.xact_starts.get(pid) for pid in seen if pid is not None]
+        if not starts or len(starts) < len(seen) or None in starts:
             return False
-        cursor.execute(SAME_TRANSACTIONS, [list(previous), starts])
-        return cursor.fetchone()[0] == len(previous)
+        cursor.execute(SAME_TRANSACTIONS, [seen, starts])
+        return cursor.fetchone()[0] == len(seen)
 
     def _remind(self, aside: Aside, still: set[Any], now: float) -> None:
         """Say again whom the migration waits for, out of the lock queue."""
         waited = now - aside.stepped
-        sessions = [blocker for blocker in aside.sessions if blocker.pid in still]
+        sessions = [blocker for blocker in aside.sessions if blocker.virtualtransaction in still]
         prepared = [p for p in aside.prepared if p.virtualtransaction in still]
         current = Aside(
             locktag=aside.locktag,
@@ -714,6 +775,15 @@ class Watcher:
             f"pgmigrate: {self._who(blocker)} blocks the migration but is protected "
             f"({reason}); it is left alone and {self._outcome()}.\n"
             f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
+
+    def _autovacuum_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        return (
+            f"pgmigrate: {self._who(blocker)} blocks the migration but is protected ({reason}); "
+            "it is left alone, and the migration keeps its place in the lock queue: PostgreSQL "
+            "cancels an autovacuum worker that keeps a lock request waiting for "
+            "deadlock_timeout (unless it prevents transaction ID wraparound).\n"
+            f"    to end it sooner: SELECT pg_cancel_backend({blocker.pid}); (as a superuser)"
         )
 
     def _undecidable_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:

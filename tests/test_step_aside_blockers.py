@@ -863,11 +863,10 @@ def test_an_atomic_migration_steps_aside_whole(scenario, sessions):
 # What leaving the lock queue costs ------------------------------------------------------------
 
 
-def failing_when_stepping_aside(reason: str) -> list:
-    """Parameters ``step_aside`` True, marked to fail (the lock timeout ends migrate) for
-    ``reason``, and False."""
-    xfail = pytest.mark.xfail(strict=True, raises=CommandError, reason=reason)
-    return [pytest.param(True, marks=xfail), False]
+#: Both ways: out of the lock queue, and in it.
+STEP_ASIDE_OR_NOT = pytest.mark.parametrize(
+    "step_aside", [True, False], ids=["step-aside", "no-step-aside"]
+)
 
 
 @pytest.fixture
@@ -899,18 +898,11 @@ def slow_autovacuum(scenario) -> Iterator[int]:
         query("SELECT pg_reload_conf()")
 
 
-@pytest.mark.parametrize(
-    "step_aside",
-    failing_when_stepping_aside(
-        "pgmigrate bug: it steps aside at once for autovacuum (always protected), so "
-        "PostgreSQL, which cancels an autovacuum worker that blocks a lock request for "
-        "deadlock_timeout, never does: the migration waits out of the queue for the whole "
-        "vacuum (here: until the lock timeout)"
-    ),
-    ids=["step-aside", "no-step-aside"],
-)
+@STEP_ASIDE_OR_NOT
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=4)
 def test_postgresql_still_cancels_a_blocking_autovacuum(slow_autovacuum, step_aside):
+    """The migration keeps its place in the queue behind an autovacuum worker, which
+    PostgreSQL cancels after deadlock_timeout."""
     assert query("SHOW deadlock_timeout") == [("1s",)]
     out = migrate("tests", "0002", step_aside=step_aside)
 
@@ -918,16 +910,7 @@ def test_postgresql_still_cancels_a_blocking_autovacuum(slow_autovacuum, step_as
     assert f"session pid {slow_autovacuum} " in out and "always protected" in out
 
 
-@pytest.mark.parametrize(
-    "step_aside",
-    failing_when_stepping_aside(
-        "pgmigrate design flaw: out of the lock queue, the migration waits until the "
-        "protected session holds no lock on the table at one of its looks; a session that "
-        "works in back-to-back transactions always does, so the migration never runs again "
-        "(in the queue it gets the lock when the transaction it waits for ends)"
-    ),
-    ids=["step-aside", "no-step-aside"],
-)
+@STEP_ASIDE_OR_NOT
 @override_settings(PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_LOCK_TIMEOUT=3)
 def test_a_busy_protected_session_does_not_starve_the_migration(scenario, sessions, step_aside):
     """A protected worker runs one short transaction on the table after another (each

@@ -91,6 +91,27 @@ EVENT_FIELDS: dict[str, dict[str, Any]] = {
     "lock_timeout": {"attempt": 1, "attempts": 3, "gave_up": False},
     "retry": {"attempt": 2, "delay": 0.37},
     "resumed": {"operation": 4},
+    "stepped_aside": {
+        "lock": "AccessExclusiveLock on shop_account",
+        "blockers": [
+            {
+                "pid": 7230,
+                "application_name": "pg_dump",
+                "state": "idle in transaction",
+                "usename": "backup",
+                "transaction_age": 12.4,
+                "reason": "protected: PGMIGRATE_PROTECTED: application_name 'pg_dump'",
+            }
+        ],
+        "prepared": [],
+    },
+    "waiting_aside": {
+        "waited": 1.0,
+        "lock": "AccessExclusiveLock on shop_account",
+        "blockers": [],
+        "prepared": [],
+    },
+    "stepped_back": {"waited": 3.478, "outcome": "gone"},
 }
 
 
