@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 #: ``application_name`` prefix of pgmigrate's own connections.
 APPLICATION_NAME = "pgmigrate"
+#: Sessions the action ended that still block this long after (s) are stepped aside for.
+ENDING_GRACE = 0.25
 #: The gap between looks at a running, unblocked statement grows up to this many intervals.
 RUNNING_GAP_INTERVALS = 10
 #: While a wait persists after acting, the gap grows up to this many intervals.
@@ -322,6 +324,8 @@ class Watcher:
         gap = self.interval
         first_look = True
         acted_on: frozenset[int] | None = None
+        acted_at = 0.0
+        distrusted = False
         suspicions = 0
         while True:
             if self._stop.wait(max(0.0, due - time.monotonic())):
@@ -350,8 +354,18 @@ class Watcher:
                 if pids != acted_on:  # new blockers (or none handled yet): act
                     act = functools.partial(self._act, pids, statement)
                     done = self._safely(act, "running the action")
-                    acted_on = pids if done else None
+                    acted_on, acted_at, distrusted = (
+                        (pids if done else None),
+                        time.monotonic(),
+                        False,
+                    )
                     gap = self.interval  # the lock's queue moves on: look again soon
+                elif not distrusted and time.monotonic() - acted_at >= ENDING_GRACE:
+                    # Those the action ended still block (a Cancel of a session whose idle
+                    # state is hidden, a backend slow to exit): no longer count on it.
+                    distrusted = True
+                    act = functools.partial(self._act, pids, statement, distrust=True)
+                    self._safely(act, "running the action")
                 gap_limit = self.interval * WAITING_GAP_INTERVALS
             else:
                 acted_on = None
@@ -431,11 +445,12 @@ class Watcher:
             names = [column.name for column in cursor.description]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def _act(self, pids: frozenset[int], statement: _Statement) -> bool:
+    def _act(self, pids: frozenset[int], statement: _Statement, *, distrust: bool = False) -> bool:
         """Sort out the blockers and run the action on those that may be ended and whose end
         can shorten the wait; say once why each of the others is left alone; step out of
-        the lock queue for those that stay (``pgmigrate.aside``). True once done (errors
-        raise)."""
+        the lock queue for those that stay (``pgmigrate.aside``). With ``distrust`` (the
+        action ran on them ``ENDING_GRACE`` ago), none is counted on to end and the action
+        is not run again. True once done (errors raise)."""
         acting = self.action is not None
         if not pids or not (acting or self.step_aside.enabled):
             return True
@@ -513,13 +528,13 @@ class Watcher:
                 if blocker not in targets:
                     self._show_queued(blocker, staying)
             acted: list[int] = []
-            if targets:  # while the backend still waits: the action may read pg_locks
+            if targets and not distrust:  # while the backend waits: it may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
                 acted = self.action(self.command, with_blockers(blocked_locks, targets))
             # The others stay: those the action does not end (all, unless it ends the
             # sessions it returns), and the queued sessions it was not run on.
             ends = self.action.ends_blockers
-            ended = set(acted) if ends else set()
+            ended = set(acted) if ends and not distrust else set()
             why = (
                 "not ended by the blocking action"
                 if ends

@@ -25,7 +25,6 @@ from tests.helpers import (
     migrate,
     query,
     wait_until,
-    waited_at_least,
 )
 from tests.roles import (
     APP,
@@ -53,6 +52,15 @@ def app_roles(scenario) -> Iterator[None]:
 def migrating(request, app_roles) -> str:
     """The database alias migrate runs with: a superuser's, or the least-privilege role's."""
     return roles.ALIASES[request.param]
+
+
+def out_of_the_queue(run: MigrateThread) -> None:
+    """Wait until ``run`` waits out of the lock queue (``pgmigrate.aside``)."""
+    wait_until(
+        lambda: "stepped out of the lock queue" in run.output.getvalue(),
+        what="migrate stepped out of the lock queue",
+    )
+    wait_until(lambda: not is_waiting_on_lock(run.backend_pid), what="out of the lock queue")
 
 
 def terminated_lines(out: str) -> list[str]:
@@ -87,7 +95,7 @@ def test_a_rule_on_a_hidden_column_never_fails_open(migrating, sessions):
             lambda: run.output.getvalue().count("cannot tell whether it is protected") == 2,
             what="both sessions of the other role shown as undecidable",
         )
-        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        out_of_the_queue(run)
         assert is_alive(web.pid)
         web.release()
     assert is_alive(export.pid)
@@ -196,7 +204,7 @@ def test_a_logical_replication_sender_is_never_ended(migrating, sessions):
             ) == [(pid,)]
         run = MigrateThread("tests", "0002", database=migrating)
         wait_until(lambda: "always protected" in run.output.getvalue(), what="sender shown")
-        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        out_of_the_queue(run)
         assert is_alive(pid)
     finally:
         sender.close()
@@ -259,7 +267,7 @@ def test_a_prepared_transaction_is_named_and_never_ended(migrating, action):
             lambda: f"prepared transaction {literal}" in run.output.getvalue(),
             what="the prepared transaction was named",
         )
-        wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+        out_of_the_queue(run)
         assert query("SELECT 1 FROM pg_prepared_xacts WHERE gid = %s", [gid])
     finally:
         roles.rollback_prepared()
@@ -296,7 +304,8 @@ def test_a_prepared_transaction_is_named_before_the_lock_timeout(migrating):
         roles.rollback_prepared()
     out = run.output.getvalue()
     assert f"pgmigrate: prepared transaction '{GID_PREFIX}-2' (owner '{MIGRATOR}'" in out
-    assert "the lock timeout (0.5 s) decides" in out
+    assert "waits for it to end (or the lock timeout, 0.5 s)" in out
+    assert "stepped out of the lock queue" in out
 
 
 # Sessions queued ahead of the migration ----------------------------------------------------
@@ -321,7 +330,7 @@ def test_a_queued_session_is_not_ended_behind_a_holder_that_stays(migrating, ses
         lambda: "waits in the lock queue ahead of the migration" in run.output.getvalue(),
         what="the queued writer was shown",
     )
-    wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
+    out_of_the_queue(run)
     assert is_alive(writer.pid) and is_waiting_on_lock(writer.pid)
     # The test, not pgmigrate, ends the writer's wait (it would otherwise get its lock, and
     # be done, before the migration).
@@ -402,8 +411,8 @@ def test_cancel_says_it_cannot_free_an_idle_transaction(migrating, sessions, tmp
     run = MigrateThread("tests", "0002", database=migrating, pgmigrate_report=str(report))
     said = "cannot cancel" if migrating == "default" else "PostgreSQL hides the state of pid"
     wait_until(lambda: said in run.output.getvalue(), what="Cancel said it")
-    wait_until(lambda: waited_at_least(run.backend_pid, 0.3), what="migrate waited")
-    assert is_alive(idle.pid) and is_waiting_on_lock(run.backend_pid)
+    out_of_the_queue(run)  # after the cancel, which could not free its locks
+    assert is_alive(idle.pid)
     idle.release()
     out = run.finish()
 

@@ -265,8 +265,8 @@ def test_an_action_that_ends_nobody_sees_the_blockers_and_steps_aside(scenario, 
 )
 def test_an_action_that_says_it_ends_blockers_is_taken_at_its_word(scenario, sessions):
     """``ends_blockers = True`` and the pid returned: pgmigrate counts on the blocker going
-    away, so it stays in the lock queue (and the app queues behind it) until it does. The
-    action is not run again for the same blocker."""
+    away and keeps its place in the queue, for ``ENDING_GRACE``; a blocker still there then
+    is stepped aside for. The action is not run again for the same blocker."""
     actions.ClaimsToEnd.calls.clear()
     migrate("tests", "0001", verbosity=0)
     blocker = Session(application_name="report").hold("tests_beta")
@@ -275,14 +275,16 @@ def test_an_action_that_says_it_ends_blockers_is_taken_at_its_word(scenario, ses
 
     run = MigrateThread("tests", "0002")
     wait_until(lambda: actions.ClaimsToEnd.calls, what="the action ran")
-    app_queues(run, app, blocker)
+    stepped_aside(run)
+    app_does_not_queue(run, app, blocker)
     blocker.release()
     out = run.finish()
 
     assert applied() == BOTH
-    assert not stepped_lines(out)
     assert actions.ClaimsToEnd.calls == [[blocker.pid]]
-    assert "stepped out of the lock queue" not in out
+    (line,) = stepped_lines(out)
+    assert f"pid {blocker.pid} (application 'report'" in line
+    assert "not ended by the blocking action" in line
 
 
 @pytest.mark.parametrize(
