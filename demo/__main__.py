@@ -221,6 +221,7 @@ class Run:
     report: Report
     ended_at: float | None  # when pgmigrate said it ended the report (blocker_ended)
     lock_wait: float | None  # how long pgmigrate saw the migration wait (migration_finished)
+    stepped_aside: bool = False  # pgmigrate left the lock queue (stepped_aside)
 
     def what_happened(self) -> str:
         """The blocking session's fate, in words."""
@@ -247,6 +248,12 @@ class Run:
             "none": "was left alone (--blocking-action none)",
         }[self.action]
         held = report.rolled_back_at - self.started
+        if self.stepped_aside:
+            return (
+                f"{session}, idle in transaction) {left_alone}. pgmigrate stepped the ALTER out "
+                "of the lock queue, so the app's queries went on, and ran it again once the "
+                f"demo rolled the session back {held:.1f} s after migrate started (--hold)."
+            )
         return (
             f"{session}, idle in transaction) {left_alone}. The ALTER waited for it, and the "
             "app's queries queued behind the ALTER, until the demo rolled the session back "
@@ -308,6 +315,7 @@ def migrate_once(title: str, command: Any, app: App, hold: float, action: str | 
         raise report.error
     ended: list[float] = []
     lock_waits: list[float] = []
+    stepped: list[bool] = []
 
     def on_blocker_ended(sender: Any, blocker_pid: int, action: str, **fields: Any) -> None:
         if blocker_pid == report.pid and action == "Terminate":
@@ -316,8 +324,12 @@ def migrate_once(title: str, command: Any, app: App, hold: float, action: str | 
     def on_migration_finished(sender: Any, lock_wait: float, **fields: Any) -> None:
         lock_waits.append(lock_wait)
 
+    def on_stepped_aside(sender: Any, **fields: Any) -> None:
+        stepped.append(True)
+
     signals.blocker_ended.connect(on_blocker_ended, weak=False)
     signals.migration_finished.connect(on_migration_finished, weak=False)
+    signals.stepped_aside.connect(on_stepped_aside, weak=False)
     options = {} if action is None else {"blocking_action": action}
     out = Indented()
     started = time.monotonic()
@@ -328,6 +340,7 @@ def migrate_once(title: str, command: Any, app: App, hold: float, action: str | 
         finished = time.monotonic()
         signals.blocker_ended.disconnect(on_blocker_ended)
         signals.migration_finished.disconnect(on_migration_finished)
+        signals.stepped_aside.disconnect(on_stepped_aside)
         report.stop.set()
         report.join()
     app.wait_past(finished)  # the queries queued behind the ALTER have finished
@@ -340,6 +353,7 @@ def migrate_once(title: str, command: Any, app: App, hold: float, action: str | 
         report=report,
         ended_at=ended[0] if ended else None,
         lock_wait=lock_waits[0] if lock_waits else None,
+        stepped_aside=bool(stepped),
     )
 
 

@@ -58,11 +58,12 @@ def test_demo_runs_plain_django_then_pgmigrate():
     assert demo_databases() == []
 
 
-def test_demo_show_waits_like_plain_django():
+def test_demo_show_steps_out_of_the_lock_queue():
     result = run_demo("--hold", "0.3", "--blocking-action", "show")
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "was shown and left alone (--blocking-action show)" in out
+    assert "pgmigrate stepped the ALTER out of the lock queue, so the app's queries went on" in out
     assert "to end it: SELECT pg_terminate_backend(" in out
     assert demo_databases() == []
 
