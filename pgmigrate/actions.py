@@ -12,6 +12,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgmigrate.errors import sqlstate
+from pgmigrate.prepared import Prepared
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -159,6 +160,11 @@ class BlockingAction:
         """Act on the blocked locks of the migrating backend; return the pids acted on."""
         raise NotImplementedError(f"{type(self).__name__} must implement worker()")
 
+    def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
+        """Called once the watcher has connected, with an empty ``blocked_locks``: prepare
+        what acting needs (run its queries once on nothing), so that the first action is as
+        quick as the next ones. The default does nothing."""
+
     def validate(self) -> None:
         """Raise ``ImproperlyConfigured`` if the filters do not fit ``BlockedPGLock``."""
         from pglock.models import BlockedPGLock
@@ -234,6 +240,15 @@ ALLOWED = """
 """
 
 
+@functools.cache
+def _signal_statement(function: str, checked: bool) -> Prepared:
+    """``SIGNAL`` with ``function``, only where PostgreSQL allows it (``checked``), as a
+    prepared statement of the watcher's session."""
+    text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
+    name = f"{function}_{'checked' if checked else 'unchecked'}"
+    return Prepared(name, text, ("int[]", "text[]", "timestamptz[]"))
+
+
 def _event(
     cmd: Any, event: str, message: str, blocker: Blocker, action: BlockingAction, **fields: Any
 ) -> None:
@@ -269,10 +284,9 @@ class _SignalBlockers(BlockingAction):
         sessions (and transactions) the watcher saw. Returns, by pid, whether each was
         signalled: None when PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's
         refusal raises); sessions gone or changed are left out."""
-        allowed = ALLOWED if checked else "true"
         with connections[using].cursor() as cursor:
-            cursor.execute(
-                SIGNAL.format(function=self.function, allowed=allowed),
+            _signal_statement(self.function, checked).execute(
+                cursor,
                 [
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
@@ -284,6 +298,9 @@ class _SignalBlockers(BlockingAction):
     def cannot_help(self, cmd: MigrateCommand, found: list[Blocker]) -> list[Blocker]:
         """Those of ``found`` that the signal cannot free the lock of (reported here)."""
         return []
+
+    def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
+        self.signal(using=using)  # signals nobody
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []

@@ -114,13 +114,13 @@ def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMes
         interval = config.blocking_action_interval()
     except ImproperlyConfigured:
         return []  # reported by check_settings
-    needed = interval / 2 + ACT_MARGIN
+    needed = interval * config.FIRST_LOOK + ACT_MARGIN
     if timeout is None or action is None or timeout >= needed:
         return []
     return [
         checks.Warning(
             f"PGMIGRATE_LOCK_TIMEOUT ({timeout:g} s) is shorter than the watcher needs to act "
-            f"on blockers (about {needed:g} s: half of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
+            f"on blockers (about {needed:g} s: a fifth of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
             f"{ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
             hint=f"Use a lock timeout of at least {needed:g} s, or a shorter interval.",
             id="pgmigrate.W002",

@@ -243,6 +243,9 @@ class MigrateCommand(DjangoMigrateCommand):
             lock_timeout=run_options.lock_timeout,
             step_aside=run.retry.aside,
         )
+        # It connects and prepares its queries while the rest is set up (``wait_ready``).
+        watcher.start()
+        stack.callback(watcher.stop)
         stack.enter_context(
             interrupts.interruptible(
                 run.guard, functools.partial(interrupts.cancel_backend, using, backend_pid)
@@ -255,8 +258,6 @@ class MigrateCommand(DjangoMigrateCommand):
         retries_notice = options.retries_without_timeout(run_options, connection)
         if retries_notice:
             self.notice(retries_notice, warning=True)
-        watcher.start()
-        stack.callback(watcher.stop)
         stack.enter_context(connection.execute_wrapper(run.retry.statement_wrapper(connection)))
         stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
         stack.enter_context(connection.execute_wrapper(run.guard.execute_wrapper))
@@ -270,6 +271,7 @@ class MigrateCommand(DjangoMigrateCommand):
         run.retry.lock_timeout = watcher.lock_timeout = options.effective_lock_timeout(
             run_options, connection
         )
+        watcher.wait_ready()
         if run_options.statement_timeout is not None:
             stack.enter_context(
                 _keeping_the_error(

@@ -19,6 +19,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgmigrate.prepared import Prepared
+
 #: The lock modes that conflict with each mode (PostgreSQL's table of conflicting lock
 #: modes; advisory, tuple, transaction and object locks use the same modes).
 CONFLICTS: dict[str, frozenset[str]] = {
@@ -193,10 +195,22 @@ APP_MODE = "RowExclusiveLock"
 STRONG_MODES = sorted(CONFLICTS[APP_MODE])
 
 
+#: ``LOCK_GRAPH`` as a prepared statement (``pgmigrate.prepared``).
+PREPARED = Prepared("lock_graph", LOCK_GRAPH, ("int", "text[]"))
+
+
+#: The columns of ``LOCK_GRAPH``'s rows.
+COLUMNS = 14
+
+
 def read(cursor: Any, backend_pid: int) -> LockGraph | None:
     """The lock graph of ``backend_pid``; None if it no longer waits on a lock."""
-    cursor.execute(LOCK_GRAPH, [backend_pid, STRONG_MODES])
-    rows = cursor.fetchall()
+    PREPARED.execute(cursor, [backend_pid, STRONG_MODES])
+    return from_rows(cursor.fetchall())
+
+
+def from_rows(rows: list[Any]) -> LockGraph | None:
+    """The lock graph from the rows of ``LOCK_GRAPH`` (their first ``COLUMNS`` columns)."""
     if not rows:
         return None
     _, _, _, _, wanted, locktype, relation, *_, locktag, holds_strong = rows[0]

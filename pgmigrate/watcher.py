@@ -3,8 +3,8 @@
 The migrating connection tells the watcher when each statement starts and ends (through a
 Django ``execute_wrapper``), so the watcher costs nothing between statements and nothing
 for statements that finish quickly. While a statement runs, the watcher takes a light look
-at the backend in ``pg_stat_activity`` (via django-pgactivity): first half an interval after
-the statement starts, then at gaps that double up to ten intervals. Only when the backend
+at the backend in ``pg_stat_activity`` (via django-pgactivity): first a fifth of an interval
+after the statement starts, then at gaps that double up to ten intervals. Only when the backend
 waits on a lock does it ask who blocks it (``pg_blocking_pids``); only when those change does
 it read the lock graph (``pg_locks``, ``pg_prepared_xacts``, the blockers'
 ``pg_stat_activity`` rows: see ``pgmigrate.lockgraph``), sort the blockers out (holders and
@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pgactivity
 from django.db import Error, connections
 
-from pgmigrate import actions, lockgraph, protection
+from pgmigrate import actions, config, lockgraph, protection
 from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
+from pgmigrate.prepared import GENERIC_PLANS, Prepared
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ RUNNING_GAP_INTERVALS = 10
 WAITING_GAP_INTERVALS = 100
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
+#: How long ``wait_ready()`` waits for the watcher to connect and prepare, at most (s).
+READY_TIMEOUT = 2.0
 
 #: The light look at the migrating backend: its entry of ``pg_stat_activity`` alone and,
 #: only while it waits on a lock, who blocks it (``pg_blocking_pids``, a lock-graph query).
@@ -88,6 +91,7 @@ WHERE a.xact_start = seen.xact_start
 """
 #: Out of the lock queue, ``pg_locks`` is read again at least this often (s).
 FULL_LOOK_EVERY = 0.5
+
 #: Whom the migration waits for out of the queue is said again after this many seconds,
 #: then at gaps that double up to ``REMINDER_MAX``.
 REMINDER_FIRST = 1.0
@@ -97,13 +101,16 @@ RUNNING_STATES = ("active", "fastpath function call")
 #: Looks in a row that must find the backend not running our statement before pgmigrate
 #: concludes that the connection goes through a transaction-pooling proxy.
 POOLING_EVIDENCE = 5
-#: The ``pg_stat_activity`` columns of the given sessions, and what pgmigrate needs to judge
-#: them: whether they are in this database; whether the migrating role sees all of their
-#: columns (PostgreSQL's rule: superuser, privileges of ``pg_read_all_stats`` or of the
-#: session's role); whether they are WAL senders (``pg_stat_get_wal_senders()`` shows their
-#: pids to every role, while ``backend_type`` may be hidden).
-BLOCKING_SESSIONS = """
-SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, d.datname,
+#: The lock graph (``pgmigrate.lockgraph``), each row with its session's
+#: ``pg_stat_activity`` columns and what pgmigrate needs to judge it: whether it is in this
+#: database; whether the migrating role sees all of its columns (PostgreSQL's rule:
+#: superuser, privileges of ``pg_read_all_stats`` or of the session's role); whether it is a
+#: WAL sender (``pg_stat_get_wal_senders()`` shows their pids to every role, while
+#: ``backend_type`` may be hidden). One statement: the app waits while it runs.
+GRAPH_AND_SESSIONS = f"""
+WITH graph AS MATERIALIZED ({lockgraph.LOCK_GRAPH})
+SELECT graph.*,
+       a.*, pg_get_userbyid(a.usesysid) AS usename, d.datname,
        now() - a.xact_start AS transaction_age,
        a.datid IS NOT DISTINCT FROM
            (SELECT oid FROM pg_database WHERE datname = current_database()) AS in_database,
@@ -111,10 +118,25 @@ SELECT a.*, pg_get_userbyid(a.usesysid) AS usename, d.datname,
            OR pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
        a.pid IN (SELECT pid FROM pg_stat_get_wal_senders()) AS walsender,
        quote_ident(current_user) AS migrating_role
-FROM unnest(%s::int[]) AS blocking(pid)
-CROSS JOIN LATERAL pg_stat_get_activity(blocking.pid) AS a
+FROM graph
+-- a prepared transaction's rows have no pid (and pg_stat_get_activity(NULL) is everyone)
+LEFT JOIN LATERAL pg_stat_get_activity(COALESCE(graph.pid, -1)) AS a ON true
 LEFT JOIN pg_database AS d ON d.oid = a.datid
 """
+
+#: The watcher's queries, prepared in the watcher's session (``pgmigrate.prepared``).
+LOOK_P = Prepared("look", LOOK, ("int",))
+GRAPH_AND_SESSIONS_P = Prepared("graph_and_sessions", GRAPH_AND_SESSIONS, ("int", "text[]"))
+CANCEL_OWN_P = Prepared("cancel_own", CANCEL_OWN, ("int", "timestamptz"))
+STILL_BLOCKING_P = Prepared("still_blocking", STILL_BLOCKING, ("text[]", "text[]", "text[]"))
+SAME_TRANSACTIONS_P = Prepared("same_transactions", SAME_TRANSACTIONS, ("int[]", "timestamptz[]"))
+PREPARED = (
+    LOOK_P,
+    GRAPH_AND_SESSIONS_P,
+    CANCEL_OWN_P,
+    STILL_BLOCKING_P,
+    SAME_TRANSACTIONS_P,
+)
 
 
 def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: bool) -> Blocker:
@@ -223,6 +245,7 @@ class Watcher:
         self._statement: _Statement | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._reported_errors: set[str] = set()
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
         self._shown: set[Any] = set()
@@ -247,12 +270,19 @@ class Watcher:
             key: value for key, value in settings_dict.get("OPTIONS", {}).items() if key != "pool"
         }
         options["application_name"] = f"{APPLICATION_NAME} watcher"
+        if "server_side_binding" in options:  # EXECUTE takes its parameters as SQL values
+            options["server_side_binding"] = False
         return {**settings_dict, "OPTIONS": options, "CONN_MAX_AGE": 0}
 
     # Called from the migrating thread -------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the watcher has connected and prepared its queries (or given up on
+        it), so that it can look at the migration's first statement at once."""
+        self._ready.wait(timeout)
 
     def stop(self) -> None:
         """Stop the thread and close its connection; safe to call more than once."""
@@ -288,17 +318,34 @@ class Watcher:
         connections[self.using].ensure_connection()
         own_pid = pgactivity.pid(using=self.using)
         self.own_pids.add(own_pid)
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(LOOK, [own_pid])  # warm up: the first real look is the urgent one
+        self._warm_up(own_pid)
         if self._connected_before:
             self.command.notice("pgmigrate: the watcher reconnected to the database")
         self._connected_before = True
+
+    def _warm_up(self, own_pid: int) -> None:
+        """Run each query of the urgent path once, on nothing: the first run of a query in a
+        session loads the catalog entries it needs (milliseconds for the lock graph), which
+        must not happen while the app waits behind the migration."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(GENERIC_PLANS)
+            for statement in PREPARED:
+                statement.prepare(cursor)
+            LOOK_P.execute(cursor, [own_pid])
+            # The watcher's own backend waits on nothing.
+            GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
+            CANCEL_OWN_P.execute(cursor, [own_pid, None])
+            STILL_BLOCKING_P.execute(cursor, [[], [], []])
+            SAME_TRANSACTIONS_P.execute(cursor, [[], []])
+        if self.action is not None:
+            self.action.warm_up(self.blocked_locks([]), self.using)
 
     def _run(self) -> None:
         connection = type(connections[self.using])(self._settings_dict, self.using)
         connections[self.using] = connection
         try:
             self._safely(self._ensure_connected, "connecting")
+            self._ready.set()
             while not self._stop.is_set():
                 self._wake.wait()
                 self._wake.clear()
@@ -311,6 +358,7 @@ class Watcher:
         except Exception as exc:  # never let the thread die silently
             self._report_error("the watcher stopped", exc)
         finally:
+            self._ready.set()
             self.step_aside.waiter = None  # nobody to wait out of the queue any more
             if self._aside is not None:
                 self._aside.done.set()
@@ -320,7 +368,7 @@ class Watcher:
 
     def _watch(self, statement: _Statement) -> None:
         """Look at the backend while ``statement`` runs, acting whenever it waits on a lock."""
-        due = statement.started + self.interval / 2
+        due = statement.started + self.interval * config.FIRST_LOOK
         gap = self.interval
         first_look = True
         acted_on: frozenset[int] | None = None
@@ -417,7 +465,7 @@ class Watcher:
         """
         self._ensure_connected()
         with connections[self.using].cursor() as cursor:
-            cursor.execute(LOOK, [self.backend_pid])
+            LOOK_P.execute(cursor, [self.backend_pid])
             row = cursor.fetchone()
         if row is None or row[1] not in RUNNING_STATES:
             return False, None
@@ -430,20 +478,33 @@ class Watcher:
     def blocked_locks(self, pids: Iterable[int]) -> Any:
         """django-pglock's view of the migrating backend's locks and the sessions ``pids``
         that block it (what blocking actions receive)."""
+        return self._migration_locks.filter(blocking_activity_id__in=sorted(pids))
+
+    @functools.cached_property
+    def _migration_locks(self) -> Any:
+        """The part of ``blocked_locks`` that is the same every time (made once: building
+        a queryset takes a fraction of a millisecond, while the app waits)."""
         from pglock.models import BlockedPGLock
 
         return (
             BlockedPGLock.objects.using(self.using)
             .pid(self.backend_pid)
-            .filter(activity_id=self.backend_pid, blocking_activity_id__in=sorted(pids))
+            .filter(activity_id=self.backend_pid)
         )
 
-    def _blocking_sessions(self, pids: frozenset[int]) -> list[dict[str, Any]]:
-        """The ``pg_stat_activity`` rows of ``pids`` that belong to this database."""
+    def _graph_and_sessions(self) -> tuple[lockgraph.LockGraph | None, dict[int, dict[str, Any]]]:
+        """The lock graph of the migrating backend, and the ``pg_stat_activity`` columns
+        (with the judging ones of ``GRAPH_AND_SESSIONS``) of each session in it, by pid."""
         with connections[self.using].cursor() as cursor:
-            cursor.execute(BLOCKING_SESSIONS, [sorted(pids)])
-            names = [column.name for column in cursor.description]
-            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            GRAPH_AND_SESSIONS_P.execute(cursor, [self.backend_pid, lockgraph.STRONG_MODES])
+            names = [column.name for column in cursor.description][lockgraph.COLUMNS :]
+            rows = cursor.fetchall()
+        sessions: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            session = dict(zip(names, row[lockgraph.COLUMNS :], strict=True))
+            if session["pid"] is not None:
+                sessions.setdefault(session["pid"], session)
+        return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows]), sessions
 
     def _act(self, pids: frozenset[int], statement: _Statement, *, distrust: bool = False) -> bool:
         """Sort out the blockers and run the action on those that may be ended and whose end
@@ -457,8 +518,7 @@ class Watcher:
         events = getattr(self.command, "events", None)
         about = events.about(statement.migration) if events is not None else None
         with about or contextlib.nullcontext():
-            with connections[self.using].cursor() as cursor:
-                graph = lockgraph.read(cursor, self.backend_pid)
+            graph, sessions = self._graph_and_sessions()
             if graph is None:
                 return True  # the backend no longer waits
             # Whether the messages about blockers left alone can say it steps aside.
@@ -474,7 +534,7 @@ class Watcher:
             staying: list[str] = []  # what stays in the migration's way, for messages
             #: The sessions that stay, with why (``pgmigrate.aside``).
             left: dict[Blocker, str] = {}
-            rows = self._blocking_sessions(frozenset(holders) | frozenset(waiters))
+            rows = [sessions[pid] for pid in sorted({*holders, *waiters}) if pid in sessions]
             for row in rows:
                 pid = row["pid"]
                 blocker = _blocker(
@@ -636,7 +696,7 @@ class Watcher:
         """Cancel the migrating backend's ``statement`` if it still waits on a lock; True if
         the cancel was sent."""
         with connections[self.using].cursor() as cursor:
-            cursor.execute(CANCEL_OWN, [self.backend_pid, statement.query_start])
+            CANCEL_OWN_P.execute(cursor, [self.backend_pid, statement.query_start])
             return cursor.fetchone() is not None
 
     def wait_aside(self, aside: Aside) -> None:
@@ -698,7 +758,7 @@ class Watcher:
         with connections[self.using].cursor() as cursor:
             if previous is not None and self._same_transactions(cursor, aside, previous):
                 return previous
-            cursor.execute(STILL_BLOCKING, [list(aside.locktag), aside.modes, aside.vxids])
+            STILL_BLOCKING_P.execute(cursor, [list(aside.locktag), aside.modes, aside.vxids])
             return {vxid for (vxid,) in cursor.fetchall()}
 
     @staticmethod
@@ -710,7 +770,7 @@ class Watcher:
         starts = [aside.xact_starts.get(pid) for pid in seen if pid is not None]
         if not starts or len(starts) < len(seen) or None in starts:
             return False
-        cursor.execute(SAME_TRANSACTIONS, [seen, starts])
+        SAME_TRANSACTIONS_P.execute(cursor, [seen, starts])
         return cursor.fetchone()[0] == len(seen)
 
     def _remind(self, aside: Aside, still: set[Any], now: float) -> None:

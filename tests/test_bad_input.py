@@ -324,7 +324,11 @@ def test_report_write_failure_keeps_the_outcome(scenario, sessions, tmp_path, ou
     blocker = Session().hold("tests_beta")
     sessions.append(blocker)
     run = MigrateThread(
-        "tests", "0002", blocking_action="none", pgmigrate_report=str(folder / "r.json")
+        "tests",
+        "0002",
+        blocking_action="none",
+        step_aside=False,
+        pgmigrate_report=str(folder / "r.json"),
     )
     wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate waits")
     folder.rmdir()

@@ -267,6 +267,7 @@ def test_stopped_between_statements_of_a_runsql_list(scenario, sessions, signum,
         "tests",
         PGMIGRATE_TEST_SCENARIO="runsql_statements",
         PGMIGRATE_TEST_ACTION="",
+        PGMIGRATE_TEST_SETTINGS=IN_QUEUE,
     ) as child:
         backend_pid = child.backend_pid
         wait_until(lambda: is_waiting_on_lock(backend_pid), what="statement 2 waits on alpha")

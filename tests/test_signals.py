@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM during a blocked ``manage.py migrate``."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -34,7 +35,11 @@ def test_signal_ends_a_blocked_migrate_cleanly(scenario, sessions, signum, retur
     process = subprocess.Popen(
         [sys.executable, "manage.py", "migrate", "tests"],
         cwd=ROOT,
-        env=manage_env(PGMIGRATE_TEST_ACTION="", PYTHONUNBUFFERED="1"),
+        env=manage_env(
+            PGMIGRATE_TEST_ACTION="",
+            PGMIGRATE_TEST_SETTINGS=json.dumps({"PGMIGRATE_STEP_ASIDE": False}),
+            PYTHONUNBUFFERED="1",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -51,7 +51,7 @@ METRICS = [
 
 def _kind(sql: str) -> str:
     text = sql.lower()
-    if "_backend(" in text:
+    if "_backend(" in text or "execute pgmigrate_pg_terminate_backend" in text:
         return "terminate"
     return watcher_cost.classify(sql) or "other"
 

@@ -16,6 +16,7 @@ signalling backends.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,12 +62,30 @@ class Kind:
     statements: list[tuple[int, float, float, str]] = field(default_factory=list)
 
 
+#: The kinds of pgmigrate's prepared statements (``pgmigrate.prepared``), by name.
+PREPARED_KINDS = {
+    "look": "light",
+    "lock_graph": "lock_graph",
+    "graph_and_sessions": "lock_graph",
+    "still_blocking": "aside",
+    "same_transactions": "aside",
+    "cancel_own": "action",
+    "pg_terminate_backend_checked": "action",
+    "pg_terminate_backend_unchecked": "action",
+    "pg_cancel_backend_checked": "action",
+    "pg_cancel_backend_unchecked": "action",
+}
+
+
 def classify(query: str) -> str | None:
     """The watcher's kind of statement ("light", "lock_graph", "action", "aside": a look at
     the sessions it waits for out of the lock queue), or None. By the text of pgmigrate's
     statements (``pgmigrate.watcher``: ``STILL_BLOCKING``, ``SAME_TRANSACTIONS``, ``LOOK``...),
     as ``pg_stat_statements`` shows them."""
     text = query.lower()
+    named = re.search(r"\bpgmigrate_(\w+)\(", text)  # EXECUTE of a prepared statement
+    if named:
+        return PREPARED_KINDS.get(named.group(1))
     if ("pg_locks" in text and "virtualtransaction = any" in text) or "seen.xact_start" in text:
         return "aside"
     if "case when wait_event_type" in text:  # asks pg_blocking_pids only while it waits

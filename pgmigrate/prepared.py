@@ -1,0 +1,56 @@
+"""Prepared statements of the watcher's own session, planned once.
+
+The watcher's queries on ``pg_locks`` and ``pg_stat_activity`` take a millisecond or so to
+plan, each time, while the app waits behind the migration. Prepared in the watcher's
+session with ``plan_cache_mode = force_generic_plan`` (PostgreSQL docs, ``PREPARE``), they
+are planned once, when the watcher connects, and only executed afterwards. ``EXECUTE``
+takes its parameters as SQL values, which works the same with psycopg 2 and 3 (client-side
+parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DatabaseError
+
+from pgmigrate.errors import sqlstate
+
+#: SQLSTATE of ``invalid_sql_statement_name``: no such prepared statement in the session.
+NOT_PREPARED = "26000"
+
+#: Set on the watcher's session: prepared statements keep one plan, made when prepared.
+GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+
+
+class Prepared:
+    """One statement, ``pgmigrate_<name>``: ``sql`` with ``%s`` parameters of PostgreSQL
+    ``types``."""
+
+    def __init__(self, name: str, sql: str, types: tuple[str, ...]) -> None:
+        self.sql = sql
+        self.types = types
+        self.name = f"pgmigrate_{name}"
+
+    def prepare(self, cursor: Any) -> None:
+        """``PREPARE`` it in the session of ``cursor`` (once per session)."""
+        numbered = iter(range(1, len(self.types) + 1))
+        parts = self.sql.replace("%%", "\0").split("%s")
+        body = parts[0] + "".join(f"${next(numbered)}" + part for part in parts[1:])
+        cursor.execute(
+            f"PREPARE {self.name}({', '.join(self.types)}) AS {body.replace(chr(0), '%')}"
+        )
+
+    def execute(self, cursor: Any, params: list[Any]) -> None:
+        """Run it with ``params``; prepared first if the session lacks it (a new session:
+        the watcher prepares its statements when it connects). ``cursor`` is in autocommit,
+        where a failed ``EXECUTE`` leaves nothing to roll back."""
+        placeholders = ", ".join(f"%s::{kind}" for kind in self.types)
+        statement = f"EXECUTE {self.name}({placeholders})"
+        try:
+            cursor.execute(statement, params)
+        except DatabaseError as exc:
+            if sqlstate(exc) != NOT_PREPARED:
+                raise
+            self.prepare(cursor)
+            cursor.execute(statement, params)
