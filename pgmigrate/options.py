@@ -220,9 +220,9 @@ def effective_lock_timeout(run_options: RunOptions, connection: Any) -> float | 
     if run_options.lock_timeout is not None:
         return run_options.lock_timeout
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT setting::float8 / 1000 FROM pg_settings WHERE name = 'lock_timeout'"
-        )
+        cursor.execute("SELECT current_setting('lock_timeout')::interval")
+        timeout: dt.timedelta = cursor.fetchone()[0]
+    return timeout.total_seconds() or None
 
 
 def retries_without_timeout(run_options: RunOptions, connection: Any) -> str | None:

@@ -44,7 +44,7 @@ APPLICATION_NAME = "pgmigrate"
 #: Sessions the action ended that still block this long after (s) are stepped aside for.
 ENDING_GRACE = 0.25
 #: The gap between looks at a running, unblocked statement grows up to this many intervals.
-RUNNING_GAP_INTERVALS = 10
+RUNNING_GAP_INTERVALS = 12
 #: While a wait persists after acting, the gap grows up to this many intervals.
 WAITING_GAP_INTERVALS = 100
 #: How long ``stop()`` waits for the thread to finish, in seconds.

@@ -185,3 +185,21 @@ def test_the_lock_timeout_still_bounds_the_wait(scenario, sessions, step_aside):
     assert "FAILED      2. Add field flag to Beta (rolled back)" in message
     assert is_waiting_on_lock(blocker.pid) is False
     assert "tests_beta" in locked_tables(blocker.pid)
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_the_servers_lock_timeout_bounds_the_wait_out_of_the_queue(scenario, sessions):
+    """No PGMIGRATE_LOCK_TIMEOUT, but the session's lock_timeout (as ALTER ROLE ... SET
+    would give it): out of the queue, where no server timeout runs, it applies all the same."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    query("SET lock_timeout = '300ms'")  # on the migrating connection: migrate runs here
+    try:
+        with pytest.raises(CommandError) as caught:
+            migrate("tests", "0002")
+    finally:
+        query("RESET lock_timeout")
+    assert "longer than the lock timeout (the server's lock_timeout)" in str(caught.value)
+    assert "LockWaitTimeout: waited 0.3" in str(caught.value)
+    assert "tests_beta" in locked_tables(blocker.pid)
