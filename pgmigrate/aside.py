@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgmigrate.actions import Blocker, elapsed
-from pgmigrate.errors import QUERY_CANCELED, sqlstate
+from pgmigrate.errors import QUERY_CANCELED, SteppedAside, sqlstate
 from pgmigrate.lockgraph import PreparedTransaction
 from pgmigrate.text import printable
 
@@ -55,6 +55,10 @@ class Aside:
     #: ``time.monotonic()`` when the statement began to wait, and when it stepped aside.
     waiting_since: float
     stepped: float = field(default_factory=time.monotonic)
+    #: When the cancelled statement started, and its statement timeout (s; None: none):
+    #: PostgreSQL counts lock waits in it, so it also bounds the wait out of the queue.
+    statement_started: float = 0.0
+    statement_timeout: float | None = None
     #: What was read of those sessions, with why each is not ended (for people).
     sessions: list[Blocker] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)
@@ -108,9 +112,14 @@ class StepAside:
         self.enabled = enabled
         #: Waits out of the queue (the watcher's ``wait_aside``): returns when ``done``.
         self.waiter: Callable[[Aside], None] | None = None
+        #: The statement timeout of the statements now run (s; None: none), kept by
+        #: ``pgmigrate.run`` (operations exempt from it run with None).
+        self.statement_timeout: float | None = None
         self._units = 0
         self._suspended = 0
         self._pending: Aside | None = None
+        #: The pending step-aside's cancel reached a statement (its error was raised).
+        self._delivered = False
         self._lock = threading.Lock()
 
     @property
@@ -146,6 +155,30 @@ class StepAside:
             self._pending = aside
             return True
 
+    def note_failure(self, exc: BaseException) -> None:
+        """A statement of the migrating connection failed with ``exc``: if it is the cancel
+        of the pending step-aside, remember that it was delivered (``check``)."""
+        with self._lock:
+            if self._pending is not None and sqlstate(exc) == QUERY_CANCELED:
+                self._delivered = True
+
+    def check(self) -> None:
+        """Before a statement runs, and before a unit commits: the cancel of a step-aside
+        was delivered but never reached the retry unit (the migration's own code caught it
+        and went on). The unit must not go on without that statement.
+
+        Raises:
+            SteppedAside: Then (the retry unit claims it, waits and runs again).
+        """
+        with self._lock:
+            delivered = self._pending is not None and self._delivered
+        if delivered:
+            raise SteppedAside(
+                "pgmigrate cancelled a statement of this unit to step out of the lock queue, "
+                "and the migration's code caught the error and went on: the unit is rolled "
+                "back and runs again"
+            )
+
     def withdraw(self, aside: Aside) -> None:
         """The cancel was not sent (the statement no longer waited)."""
         with self._lock:
@@ -159,13 +192,13 @@ class StepAside:
                 return None
             if "statement timeout" in str(exc):  # not ours (when messages are in English)
                 return None
-            aside, self._pending = self._pending, None
+            aside, self._pending, self._delivered = self._pending, None, False
             return aside
 
     def settle(self) -> None:
         """A unit finished: a step-aside still pending had no effect."""
         with self._lock:
-            self._pending = None
+            self._pending, self._delivered = None, False
 
     def wait(self, aside: Aside, deadline: float | None, checkpoint: Callable[[], None]) -> bool:
         """Wait out of the queue until the blockers of ``aside`` are gone (True) or until

@@ -271,13 +271,16 @@ class MigrateCommand(DjangoMigrateCommand):
         run.retry.lock_timeout = watcher.lock_timeout = options.effective_lock_timeout(
             run_options, connection
         )
-        watcher.wait_ready()
         if run_options.statement_timeout is not None:
             stack.enter_context(
                 _keeping_the_error(
                     pgactivity.timeout(run_options.statement_timeout, using=using), using
                 )
             )
+        run.retry.aside.statement_timeout = options.effective_statement_timeout(
+            run_options, connection
+        )
+        watcher.wait_ready()
 
     def _note_lost(
         self, using: str, execute: Any, sql: Any, params: Any, many: bool, context: Any

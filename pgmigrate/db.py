@@ -8,6 +8,19 @@ from typing import Any, cast
 from django.db import transaction
 
 
+def in_server_transaction(connection: Any) -> bool:
+    """Whether the server has a transaction open on Django ``connection`` (one its code began
+    with ``BEGIN``, say, while Django sees autocommit): the driver's transaction status is
+    not idle (psycopg 3 ``info.transaction_status``, psycopg2 ``get_transaction_status()``;
+    0 is idle in both)."""
+    driver = connection.connection
+    if driver is None:
+        return False
+    info = getattr(driver, "info", None)
+    status = info.transaction_status if info is not None else driver.get_transaction_status()
+    return int(status) != 0
+
+
 def atomic(using: str) -> contextlib.AbstractContextManager[Any]:
     """``django.db.transaction.atomic(using)`` (typed as a context manager)."""
     return cast(contextlib.AbstractContextManager[Any], transaction.atomic(using))

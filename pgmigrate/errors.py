@@ -21,6 +21,22 @@ LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
 
 
+class StatementTimeoutAside(OperationalError):
+    """The statement timeout of a statement pgmigrate cancelled to step out of the lock queue
+    passed while it waited out of the queue (PostgreSQL counts lock waits in the statement
+    timeout). Reported as PostgreSQL's statement timeout is: not retried."""
+
+    sqlstate = "57014"
+
+
+class SteppedAside(OperationalError):
+    """Raised in the migrating thread when the migration's own code caught the error of the
+    statement pgmigrate cancelled to step out of the lock queue, and went on: the unit must
+    not commit without that statement; it is rolled back and runs again."""
+
+    sqlstate = QUERY_CANCELED
+
+
 class LockWaitTimeout(OperationalError):
     """The lock timeout passed while pgmigrate waited out of the lock queue for sessions it
     does not end (``pgmigrate.aside``). It carries PostgreSQL's ``lock_not_available``

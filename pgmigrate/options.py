@@ -225,6 +225,17 @@ def effective_lock_timeout(run_options: RunOptions, connection: Any) -> float | 
     return timeout.total_seconds() or None
 
 
+def effective_statement_timeout(run_options: RunOptions, connection: Any) -> float | None:
+    """The statement timeout of the migration's statements, in seconds (None: none):
+    pgmigrate's, else the server's ``statement_timeout``, read from ``connection`` then."""
+    if run_options.statement_timeout is not None:
+        return run_options.statement_timeout
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('statement_timeout')::interval")
+        timeout: dt.timedelta = cursor.fetchone()[0]
+    return timeout.total_seconds() or None
+
+
 def retries_without_timeout(run_options: RunOptions, connection: Any) -> str | None:
     """What to tell the user when lock retries are asked for but no lock timeout can make a
     statement give up (none set by pgmigrate, and the server's ``lock_timeout`` is 0):

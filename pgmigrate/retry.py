@@ -8,14 +8,43 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from pgmigrate import sql as sql_kinds
 from pgmigrate.aside import StepAside
-from pgmigrate.errors import LockWaitTimeout, is_lock_timeout
+from pgmigrate.db import in_server_transaction
+from pgmigrate.errors import LockWaitTimeout, StatementTimeoutAside, is_lock_timeout
 
 T = TypeVar("T")
 
 #: The delay doubles at most this many times (2**64 times the smallest delay, 1 ms, is far
 #: above the largest cap, an hour).
 MAX_DOUBLINGS = 64
+
+
+#: First words of statements that open or end a transaction (checked with the parser).
+_TRANSACTION_WORDS = (
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "prepare",
+)
+
+
+def _controls_transactions(sql: Any) -> bool:
+    """Whether the SQL text ``sql`` holds a statement that opens or ends a transaction
+    (PostgreSQL's parser decides; only texts with several statements or such a first word
+    are parsed)."""
+    text = str(sql).lstrip().lower()
+    if ";" not in text.rstrip().rstrip(";") and not text.startswith(_TRANSACTION_WORDS):
+        return False
+    return any(
+        statement.kind is sql_kinds.Kind.TRANSACTION_CONTROL
+        for statement in sql_kinds.parse(str(sql))
+    )
 
 
 def backoff(
@@ -78,22 +107,40 @@ class LockRetry:
         return result
 
     def _step_aside(
-        self, exc: Exception, waiting_since: float | None, what: str | Callable[[], str]
+        self, exc: Exception, spent: float, what: str | Callable[[], str]
     ) -> float | None:
-        """If ``exc`` comes from a step-aside, wait out of the lock queue and return when the
-        attempt's waits began (to run the unit again); else None.
+        """If ``exc`` comes from a step-aside, wait out of the lock queue and return the
+        seconds this attempt has now waited for locks, in the queue and out of it (to run the
+        unit again); else None. ``spent``: what its earlier waits took.
 
         Raises:
             LockWaitTimeout: The lock timeout passed meanwhile.
+            StatementTimeoutAside: The statement timeout of the cancelled statement passed.
         """
         aside = self.aside.claim(exc)
         if aside is None:
             return None
         name = what() if callable(what) else what
-        since = aside.waiting_since if waiting_since is None else waiting_since
-        deadline = None if self.lock_timeout is None else since + self.lock_timeout
-        gone = self.aside.wait(aside, deadline, self.checkpoint)
+        deadline = None
+        if self.lock_timeout is not None:
+            deadline = aside.waiting_since + max(0.0, self.lock_timeout - spent)
+        statement_deadline = None
+        if aside.statement_timeout is not None:
+            statement_deadline = aside.statement_started + aside.statement_timeout
+        earliest = min((d for d in (deadline, statement_deadline) if d is not None), default=None)
+        gone = self.aside.wait(aside, earliest, self.checkpoint)
         waited = round(time.monotonic() - aside.stepped, 6)
+        if not gone and statement_deadline is not None and earliest == statement_deadline:
+            self.events.emit(
+                "stepped_back",
+                f"pgmigrate: {name} hit the statement timeout out of the lock queue",
+                waited=waited,
+                outcome="statement_timeout",
+            )
+            raise StatementTimeoutAside(
+                f"canceling statement due to statement timeout ({aside.statement_timeout:g} s, "
+                f"out of the lock queue, waiting for {aside.describe()})"
+            ) from exc
         if gone:
             message = (
                 f"pgmigrate: the sessions the migration stepped aside for are gone after "
@@ -107,19 +154,20 @@ class LockRetry:
         self.events.emit(
             "stepped_back", message, waited=waited, outcome="gone" if gone else "lock_timeout"
         )
+        spent += time.monotonic() - aside.waiting_since
         if gone:
             self.notice(message)
-            return since
+            return spent
         raise LockWaitTimeout(
-            f"waited {time.monotonic() - since:.3f} s for {aside.target} (out of the lock "
-            f"queue, for {aside.describe()}): lock timeout"
+            f"waited {spent:.3f} s for {aside.target} (out of the lock queue, for "
+            f"{aside.describe()}): lock timeout"
         ) from exc
 
     def call(self, func: Callable[[], T], *, what: str | Callable[[], str]) -> T:
         """``func()``, retried up to ``retries`` times while it fails with a lock timeout.
         ``what`` names it in messages (a callable: asked after each failure)."""
         attempt = 1
-        waiting_since: float | None = None  # when this attempt's waits began
+        spent = 0.0  # seconds this attempt waited for locks, in the queue and out of it
         while True:
             try:
                 return self._run(func)
@@ -127,16 +175,16 @@ class LockRetry:
                 exc: Exception = caught
                 if self.aside.enabled:
                     try:
-                        since = self._step_aside(exc, waiting_since, what)
+                        waited = self._step_aside(exc, spent, what)
                     except LockWaitTimeout as timeout:
                         exc = timeout
                     else:
-                        if since is not None:
-                            waiting_since = since
+                        if waited is not None:
+                            spent = waited
                             continue  # the same attempt, after waiting out of the queue
                 if not is_lock_timeout(exc):
                     raise
-                waiting_since = None
+                spent = 0.0
                 name = what() if callable(what) else what
                 gave_up = attempt > self.retries
                 self.events.emit(
@@ -182,6 +230,10 @@ class LockRetry:
             execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
         ) -> Any:
             if connection.in_atomic_block or self._suspended:  # retried by the caller
+                return execute(sql, params, many, context)
+            if in_server_transaction(connection) or _controls_transactions(sql):
+                # Not all or nothing: in a transaction the code opened itself, or ending or
+                # opening one (what committed would run twice). Neither retried nor cancelled.
                 return execute(sql, params, many, context)
             return self.call(lambda: execute(sql, params, many, context), what="a statement")
 

@@ -380,6 +380,7 @@ class Run:
                         break
                 with self._running(step, Mode.TRANSACTION):
                     _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
+                self.retry.aside.check()  # not without a statement cancelled to step aside
                 self.guard.checkpoint()  # a signal that came meanwhile rolls it back
                 self.guard.protect()  # the record and the commit must not be cut in two
                 last = step.forwards and step.number == len(migration.operations)
@@ -735,8 +736,16 @@ class Run:
         exempt = self.options.statement_timeout and is_exempt(
             step.operation, self.options.statement_timeout_exempt, step.forwards
         )
-        with pgactivity.timeout(None, using=self.using) if exempt else contextlib.nullcontext():
+        if not exempt:
             yield
+            return
+        aside = self.retry.aside
+        previous, aside.statement_timeout = aside.statement_timeout, None
+        try:
+            with pgactivity.timeout(None, using=self.using):
+                yield
+        finally:
+            aside.statement_timeout = previous
 
     @contextlib.contextmanager
     def _without_statement_timeout(self, statement: sql.Statement) -> Iterator[None]:

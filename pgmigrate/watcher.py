@@ -30,6 +30,7 @@ from django.db import Error, connections
 from pgmigrate import actions, config, lockgraph, protection
 from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
+from pgmigrate.errors import sqlstate
 from pgmigrate.prepared import GENERIC_PLANS, Prepared
 from pgmigrate.text import printable
 
@@ -201,10 +202,20 @@ def _quoted(role: str) -> str:
 class _Statement:
     """A statement running on the migrating connection."""
 
-    __slots__ = ("ended", "migration", "query_start", "started", "wait_began", "waited")
+    __slots__ = (
+        "ended",
+        "migration",
+        "query_start",
+        "started",
+        "statement_timeout",
+        "wait_began",
+        "waited",
+    )
 
-    def __init__(self, migration: str | None) -> None:
+    def __init__(self, migration: str | None, statement_timeout: float | None) -> None:
         self.started = time.monotonic()
+        #: Its statement timeout (s; None: none), when it started.
+        self.statement_timeout = statement_timeout
         #: The migration the statement belongs to (events are attributed to it).
         self.migration = migration
         self.ended: float | None = None
@@ -295,10 +306,15 @@ class Watcher:
         self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
     ) -> Any:
         """Django ``execute_wrapper`` for the migrating connection: marks statement bounds."""
-        statement = self._statement = _Statement(self._migration())
+        self.step_aside.check()  # a cancel the migration's code swallowed stops it here
+        statement = _Statement(self._migration(), self.step_aside.statement_timeout)
+        self._statement = statement
         self._wake.set()
         try:
             return execute(sql, params, many, context)
+        except Exception as exc:
+            self.step_aside.note_failure(exc)
+            raise
         finally:
             statement.ended = time.monotonic()
             if self._statement is statement:
@@ -590,7 +606,13 @@ class Watcher:
             acted: list[int] = []
             if targets and not distrust:  # while the backend waits: it may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
-                acted = self.action(self.command, with_blockers(blocked_locks, targets))
+                try:
+                    acted = self.action(self.command, with_blockers(blocked_locks, targets))
+                except Exception as exc:  # a custom action's bug: its targets stay
+                    if isinstance(exc, Error) and sqlstate(exc) is None:
+                        raise  # the watcher's connection broke: it reconnects, acts again
+                    self._report_error("error while running the action", exc)
+                    acted = []
             # The others stay: those the action does not end (all, unless it ends the
             # sessions it returns), and the queued sessions it was not run on.
             ends = self.action.ends_blockers
@@ -636,9 +658,29 @@ class Watcher:
         durations = [self._durations.get(_session_key(blocker)) for blocker in left]
         if not durations or None in durations:
             return False
-        grace = min(2 * max(d for d in durations if d is not None), BUSY_TRANSACTION)
+        longest = max(d for d in durations if d is not None)
+        if longest > BUSY_TRANSACTION:
+            # In the queue the app would wait as long: out of it, the migration waits.
+            self._say_busy(left, longest)
+            return False
         waited = time.monotonic() - (statement.wait_began or time.monotonic())
-        return waited < grace
+        return waited < 2 * longest
+
+    def _say_busy(self, left: dict[Blocker, str], longest: float) -> None:
+        """Say once that sessions stepped aside for run long transactions back to back."""
+        key = ("busy", frozenset(_session_key(blocker) for blocker in left))
+        if key in self._shown:
+            return
+        self._shown.add(key)
+        who = ", ".join(f"pid {blocker.pid}" for blocker in left)
+        self.command.notice(
+            f"pgmigrate: {printable(who)} began another transaction that blocks the "
+            f"migration as soon as the last one ended (it lasted {longest:.1f} s). The "
+            "migration keeps waiting out of the lock queue, so the app does not stall behind "
+            "it, but it gets its lock only in a gap between those transactions: pause that "
+            "work, or run migrate with --no-step-aside to queue behind one of them.",
+            warning=True,
+        )
 
     def _leave_queue(
         self, graph: lockgraph.LockGraph, left: dict[Blocker, str], statement: _Statement
@@ -658,6 +700,8 @@ class Watcher:
             pids=[blocker.pid for blocker in left],
             prepared=list(graph.prepared),
             waiting_since=statement.wait_began or time.monotonic(),
+            statement_started=statement.started,
+            statement_timeout=statement.statement_timeout,
             sessions=list(left),
             reasons={blocker.pid: reason for blocker, reason in left.items()},
         )

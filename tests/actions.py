@@ -68,3 +68,12 @@ class ClaimsToEnd(pgmigrate.BlockingAction):
         type(self).calls.append(pids)
         cmd.notice(f"claims to have ended {pids}")
         return pids
+
+
+class Raising(pgmigrate.BlockingAction):
+    """A custom action with a bug: it says it ends sessions, then raises."""
+
+    ends_blockers = True
+
+    def worker(self, cmd, blocked_locks):
+        raise RuntimeError("the action's own bug")

@@ -203,3 +203,123 @@ def test_the_servers_lock_timeout_bounds_the_wait_out_of_the_queue(scenario, ses
     assert "longer than the lock timeout (the server's lock_timeout)" in str(caught.value)
     assert "LockWaitTimeout: waited 0.3" in str(caught.value)
     assert "tests_beta" in locked_tables(blocker.pid)
+
+
+# Code that is not all or nothing ------------------------------------------------------------
+
+
+def in_queue_then_release(run: MigrateThread, blocker: Session) -> str:
+    """The migration waits in the lock queue (no step aside); release ``blocker``."""
+    wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate waits in the queue")
+    blocker.release()
+    return run.finish()
+
+
+@pytest.mark.scenario("aside_edges")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_a_statement_string_that_commits_is_not_run_again(scenario, sessions):
+    """``INSERT; COMMIT; ALTER`` in one string: cancelling the ALTER would leave the INSERT
+    committed, and running the string again would insert twice. It is not a unit: it
+    waits in the queue, as without pgmigrate."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    out = in_queue_then_release(MigrateThread("tests", "0002"), blocker)
+    assert STEPPED not in out
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'backfill'") == 1
+    assert "committed" in columns("tests_beta")
+
+
+@pytest.mark.scenario("aside_edges")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_statements_in_a_transaction_the_code_opened_are_not_run_again(scenario, sessions):
+    """BEGIN, INSERT, ALTER, COMMIT as separate statements: the ALTER runs in a transaction
+    its migration opened, where running it again alone fails. It waits in the queue."""
+    migrate("tests", "0002", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    out = in_queue_then_release(MigrateThread("tests", "0003"), blocker)
+    assert STEPPED not in out
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'own'") == 1
+    assert "own" in columns("tests_beta")
+
+
+@pytest.mark.scenario("aside_edges")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_code_that_catches_the_cancel_does_not_commit_without_its_statement(scenario, sessions):
+    """A RunPython catches DatabaseError around the ALTER that was cancelled to step aside:
+    its operation is rolled back and run again, never recorded without the column."""
+    migrate("tests", "0003", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    run = MigrateThread("tests", "0004")
+    wait_until(lambda: stepped(run) == 1, what="migrate stepped aside")
+    blocker.release()
+    out = run.finish()
+    assert "running operation 1 of tests.0004_swallowing again" in out
+    assert "swallowed" in columns("tests_beta")
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'skipped'") == 0
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'after'") == 1
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_STATEMENT_TIMEOUT=0.5)
+def test_the_statement_timeout_still_counts_the_wait(scenario, sessions):
+    """PostgreSQL counts lock waits in the statement timeout: out of the queue too."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    run = MigrateThread("tests", "0002")
+    with pytest.raises(CommandError, match="canceling statement due to statement timeout"):
+        run.finish()
+    assert stepped(run) == 1
+    assert "tests_beta" in locked_tables(blocker.pid)
+
+
+@pytest.mark.scenario("basic")
+@override_settings(
+    PGMIGRATE_PROTECTED=PROTECTED,
+    PGMIGRATE_BLOCKING_ACTION="tests.actions.Raising",
+    PGMIGRATE_LOCK_TIMEOUT=30,
+)
+def test_an_action_that_raises_leaves_its_blockers_to_stepping_aside(scenario, sessions):
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session(application_name="report").hold("tests_beta")
+    app = Session(application_name="app")
+    sessions += [blocker, app]
+    run = MigrateThread("tests", "0002")
+    wait_until(lambda: stepped(run) == 1, what="migrate stepped aside")
+    app_reads(app)
+    blocker.release()
+    out = run.finish(watcher_errors=True)
+    assert "error while running the action: RuntimeError: the action's own bug" in out
+    assert f"pid {blocker.pid} (application 'report'" in out
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_LOCK_TIMEOUT=2.5)
+def test_long_transactions_back_to_back_do_not_stall_the_app(scenario, sessions):
+    """A protected job runs transactions of about 1.2 s on the table, one right after the
+    other: in the queue the app would wait for one each time. The migration waits out of
+    the queue, says why it cannot get in, and the lock timeout ends it."""
+    migrate("tests", "0001", verbosity=0)
+    worker = Session(application_name="nightly-sync")
+    sessions.append(worker)
+    worker.connection.set_autocommit(False)
+    worker.execute("LOCK TABLE tests_beta IN ACCESS SHARE MODE")
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            worker.execute("SELECT pg_sleep(1.2)")
+            worker.execute("COMMIT; BEGIN; LOCK TABLE tests_beta IN ACCESS SHARE MODE")
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        run = MigrateThread("tests", "0002")
+        with pytest.raises(CommandError, match="lock timeout"):
+            run.finish()
+    finally:
+        stop.set()
+        thread.join(30)
+    worker.release()
+    out = run.output.getvalue()
+    assert "began another transaction that blocks the migration as soon as" in out
+    assert stepped(run) >= 1
