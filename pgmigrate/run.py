@@ -378,8 +378,10 @@ class Run:
                         continue
                     if not self._deferred_needs(steps, position, schema_editor.deferred_sql):
                         break
-                with self._running(step, Mode.TRANSACTION):
-                    _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
+                if schema_editor.deferred_sql:  # later_renames renders later states
+                    with self._running(step, Mode.TRANSACTION):
+                        renames = later_renames(step)
+                        _run_deferred_sql(schema_editor, renames, self._early_fks)
                 self.retry.aside.check()  # not without a statement cancelled to step aside
                 self.guard.checkpoint()  # a signal that came meanwhile rolls it back
                 self.guard.protect()  # the record and the commit must not be cut in two
@@ -463,7 +465,8 @@ class Run:
         in_python = self.guard.operation() if step_mode is Mode.AUTOCOMMIT else nullcontext()
         with self._running(step, step_mode, resumed), self._exempt(step), in_python:
             step.run(schema_editor)
-            _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
+            if schema_editor.deferred_sql:
+                _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
         with self.guard.deferred(cancellable=False):
             self._record(step.migration, step, statements=0)
         self._at = None

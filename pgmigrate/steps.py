@@ -190,11 +190,13 @@ def later_renames(step: Step) -> list[Rename]:
     these give, as it would at the end of the migration in Django."""
     migration = step.migration
     later = migration.operations[step.index + 1 :]
+    app_label = migration.app_label
     if not step.forwards or not any(
-        isinstance(leaf, _RENAMING) for operation in later for leaf in leaves(operation)
+        _may_rename(leaf, step.to_state, app_label)
+        for operation in later
+        for leaf in leaves(operation)
     ):
         return []
-    app_label = migration.app_label
     renames: list[Rename] = []
     state = step.to_state.clone()
     for operation in later:
@@ -207,6 +209,24 @@ def later_renames(step: Step) -> list[Rename]:
             before = after
         operation.state_forwards(app_label, state)
     return renames
+
+
+def _may_rename(leaf: Operation, state: ProjectState, app_label: str) -> bool:
+    """Whether ``leaf`` can rename a table or column (``later_renames`` then works out
+    which, rendering the models; this is decided on the model states, without). An
+    ``AlterField`` changes a column's name only through ``db_column`` or by making a field a
+    relation or not (``name`` vs ``name_id``): one that has neither, before or after, in
+    ``state``, does not."""
+    if not isinstance(leaf, _RENAMING):
+        return False
+    if not isinstance(leaf, AlterField):
+        return True
+    model = state.models.get((app_label, leaf.model_name_lower))
+    old = model.fields.get(leaf.name) if model is not None else None
+    if old is None:
+        return True
+    fields = [field for field in (leaf.field, old) if field is not None]
+    return any(field.db_column or field.is_relation for field in fields)
 
 
 def _renames(operation: Operation, app_label: str, before: Any, after: Any) -> list[Rename]:
