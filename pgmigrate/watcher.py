@@ -603,6 +603,16 @@ class Watcher:
             for blocker in queued:
                 if blocker not in targets:
                     self._show_queued(blocker, staying)
+            if type(self.action) is actions.Show and not self.action.filters:
+                # Show reads nothing live, only the blockers read above: out of the queue
+                # first, then tell (the app does not wait for the printing).
+                for blocker in [*targets, *queued]:
+                    left.setdefault(blocker, "left alone by Show")
+                done = self._step_aside(graph, left, rows, statement)
+                if targets and not distrust:
+                    blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
+                    self.action(self.command, with_blockers(blocked_locks, targets))
+                return done
             acted: list[int] = []
             if targets and not distrust:  # while the backend waits: it may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)

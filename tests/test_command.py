@@ -83,7 +83,7 @@ def test_watcher_connection_names_pgmigrate(scenario, sessions):
     migrate("tests", "0001")
     blocker = Session().hold("tests_beta")
     sessions.append(blocker)
-    with override_settings(PGMIGRATE_BLOCKING_ACTION=None):
+    with override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False):
         run = MigrateThread("tests", "0002")
         wait_until(lambda: is_waiting_on_lock(run.backend_pid), what="migrate waits")
         names = [name for _, name in pgmigrate_sessions()]

@@ -229,8 +229,7 @@ def _manage_through(bouncer: pgbouncer.PgBouncer, *args: str, **env: str) -> Man
     return ManageProcess(
         *args,
         PGMIGRATE_TEST_DATABASE=json.dumps({"HOST": "127.0.0.1", "PORT": str(bouncer.port)}),
-        PGMIGRATE_TEST_SETTINGS=json.dumps(TIMEOUTS),
-        **env,
+        **{"PGMIGRATE_TEST_SETTINGS": json.dumps(TIMEOUTS), **env},
     )
 
 
@@ -282,7 +281,10 @@ def test_session_pooling_kill_while_waiting_on_a_lock(scenario, sessions):
     blocker = Session(application_name="report").hold("tests_beta")
     sessions.append(blocker)
     with pgbouncer.started("session", pool_size=4) as bouncer:
-        with _manage_through(bouncer, "migrate", "tests", PGMIGRATE_TEST_ACTION="") as child:
+        in_queue = json.dumps({**TIMEOUTS, "PGMIGRATE_STEP_ASIDE": False})
+        with _manage_through(
+            bouncer, "migrate", "tests", PGMIGRATE_TEST_ACTION="", PGMIGRATE_TEST_SETTINGS=in_queue
+        ) as child:
             backend_pid = child.backend_pid
             wait_until(
                 lambda: is_waiting_on_lock(backend_pid), what="the migration waits on a lock"
