@@ -255,7 +255,8 @@ class MigrateCommand(DjangoMigrateCommand):
             migrate_lock(using, wait=run_options.wait_for_other_migrate, notice=self.notice)
         )
         self._prepare_progress(run.progress, run_options)
-        retries_notice = options.retries_without_timeout(run_options, connection)
+        lock_timeout = options.effective_lock_timeout(run_options, connection)
+        retries_notice = options.retries_without_timeout(run_options, lock_timeout)
         if retries_notice:
             self.notice(retries_notice, warning=True)
         stack.enter_context(connection.execute_wrapper(run.retry.statement_wrapper(connection)))
@@ -268,9 +269,7 @@ class MigrateCommand(DjangoMigrateCommand):
             stack.enter_context(
                 _keeping_the_error(pglock.timeout(run_options.lock_timeout, using=using), using)
             )
-        run.retry.lock_timeout = watcher.lock_timeout = options.effective_lock_timeout(
-            run_options, connection
-        )
+        run.retry.lock_timeout = watcher.lock_timeout = lock_timeout
         if run_options.statement_timeout is not None:
             stack.enter_context(
                 _keeping_the_error(

@@ -9,8 +9,10 @@
   once the holders are gone, the queued session gets its lock first, and the backend then
   waits until it is done.
 
-This module reads both, and the prepared transactions among the holders, from one snapshot
-of ``pg_locks`` (visible to every role), only while the backend waits on a lock.
+This module's query (``LOCK_GRAPH``, which the watcher runs together with the blockers'
+sessions, only while the backend waits on a lock) reads both, and the prepared transactions
+among the holders, from one snapshot of ``pg_locks`` (visible to every role); ``from_rows``
+sorts its rows out.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
-
-from pgmigrate.prepared import Prepared
 
 #: The lock modes that conflict with each mode (PostgreSQL's table of conflicting lock
 #: modes; advisory, tuple, transaction and object locks use the same modes).
@@ -195,18 +195,8 @@ APP_MODE = "RowExclusiveLock"
 STRONG_MODES = sorted(CONFLICTS[APP_MODE])
 
 
-#: ``LOCK_GRAPH`` as a prepared statement (``pgmigrate.prepared``).
-PREPARED = Prepared("lock_graph", LOCK_GRAPH, ("int", "text[]"))
-
-
 #: The columns of ``LOCK_GRAPH``'s rows.
 COLUMNS = 14
-
-
-def read(cursor: Any, backend_pid: int) -> LockGraph | None:
-    """The lock graph of ``backend_pid``; None if it no longer waits on a lock."""
-    PREPARED.execute(cursor, [backend_pid, STRONG_MODES])
-    return from_rows(cursor.fetchall())
 
 
 def from_rows(rows: list[Any]) -> LockGraph | None:

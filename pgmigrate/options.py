@@ -219,10 +219,7 @@ def effective_lock_timeout(run_options: RunOptions, connection: Any) -> float | 
     (``pgmigrate.aside``), where no server timeout runs."""
     if run_options.lock_timeout is not None:
         return run_options.lock_timeout
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('lock_timeout')::interval")
-        timeout: dt.timedelta = cursor.fetchone()[0]
-    return timeout.total_seconds() or None
+    return _server_timeout(connection, "lock_timeout")
 
 
 def effective_statement_timeout(run_options: RunOptions, connection: Any) -> float | None:
@@ -230,25 +227,26 @@ def effective_statement_timeout(run_options: RunOptions, connection: Any) -> flo
     pgmigrate's, else the server's ``statement_timeout``, read from ``connection`` then."""
     if run_options.statement_timeout is not None:
         return run_options.statement_timeout
+    return _server_timeout(connection, "statement_timeout")
+
+
+def _server_timeout(connection: Any, name: str) -> float | None:
+    """The server's setting ``name`` (``lock_timeout``, ``statement_timeout``) on Django
+    ``connection``, in seconds; None for 0 (no timeout)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('statement_timeout')::interval")
+        cursor.execute("SELECT current_setting(%s)::interval", [name])
         timeout: dt.timedelta = cursor.fetchone()[0]
     return timeout.total_seconds() or None
 
 
-def retries_without_timeout(run_options: RunOptions, connection: Any) -> str | None:
+def retries_without_timeout(run_options: RunOptions, lock_timeout: float | None) -> str | None:
     """What to tell the user when lock retries are asked for but no lock timeout can make a
     statement give up (none set by pgmigrate, and the server's ``lock_timeout`` is 0):
     nothing would ever be retried. None when retries can happen, or none are asked for.
 
-    ``connection`` is the migrating Django connection; it is asked for the server's
-    ``lock_timeout`` only when pgmigrate sets none."""
-    if not run_options.lock_retries or run_options.lock_timeout is not None:
+    ``lock_timeout`` is ``effective_lock_timeout``'s (seconds; None: none)."""
+    if not run_options.lock_retries or lock_timeout is not None:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('lock_timeout')")
-        if cursor.fetchone()[0] != "0":
-            return None  # the server's lock timeout (role, database, ...) applies
     retries = (
         f"--lock-retries {run_options.lock_retries}"
         if "lock_retries" in run_options.overrides

@@ -250,10 +250,16 @@ def test_retries_without_a_lock_timeout_are_noticed_at_run_time(scenario):
 def test_server_lock_timeout_makes_retries_useful():
     connection = connections["default"]
     run_options = options.RunOptions.from_command({"lock_retries": 2})
-    assert "has no effect" in (options.retries_without_timeout(run_options, connection) or "")
+    effective = options.effective_lock_timeout
+    assert "has no effect" in (
+        options.retries_without_timeout(run_options, effective(run_options, connection)) or ""
+    )
     query("SET lock_timeout = '5s'")
     try:
-        assert options.retries_without_timeout(run_options, connection) is None
+        assert (
+            options.retries_without_timeout(run_options, effective(run_options, connection))
+            is None
+        )
     finally:
         query("RESET lock_timeout")
 
