@@ -832,18 +832,14 @@ class Watcher:
         waited = now - aside.stepped
         sessions = [blocker for blocker in aside.sessions if blocker.virtualtransaction in still]
         prepared = [p for p in aside.prepared if p.virtualtransaction in still]
-        current = Aside(
-            locktag=aside.locktag,
-            modes=aside.modes,
-            target=aside.target,
+        current = dataclasses.replace(  # those still there, as they are now
+            aside,
             pids=[blocker.pid for blocker in sessions],
             sessions=sessions,
-            reasons=aside.reasons,
             prepared=[
                 dataclasses.replace(p, age=p.age + dt.timedelta(seconds=waited)) if p.age else p
                 for p in prepared
             ],
-            waiting_since=aside.waiting_since,
         )
         ages = {
             blocker.pid: actions.elapsed(blocker.transaction_age + dt.timedelta(seconds=waited))
