@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +253,32 @@ def blocked_migrate(sessions: list, table: str = "tests_beta", **options: Any) -
     run = MigrateThread("tests", "0002", **options)
     wait_until(lambda: is_waiting_on_lock(run.backend_pid), what=f"migrate waits on {table}")
     return blocker, run
+
+
+@contextlib.contextmanager
+def slow_autovacuum_on_beta() -> Iterator[int]:
+    """An autovacuum worker that holds its SHARE UPDATE EXCLUSIVE lock on ``tests_beta`` for
+    long (it vacuums about a page every 100 ms, of hundreds); yields its pid. ``tests_beta``
+    must exist (migration tests 0001)."""
+    query("INSERT INTO tests_beta (name) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
+    query("DELETE FROM tests_beta")
+    query(
+        "ALTER TABLE tests_beta SET (autovacuum_vacuum_threshold = 0,"
+        " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
+        " autovacuum_vacuum_cost_limit = 1)"
+    )
+    query("ALTER SYSTEM SET autovacuum_naptime = 1")
+    query("SELECT pg_reload_conf()")
+    try:
+        ((worker,),) = wait_until(
+            lambda: query(
+                "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid"
+                " WHERE a.backend_type = 'autovacuum worker'"
+                " AND l.relation = 'tests_beta'::regclass AND l.granted"
+            ),
+            what="autovacuum works on tests_beta",
+        )
+        yield worker
+    finally:
+        query("ALTER SYSTEM RESET autovacuum_naptime")
+        query("SELECT pg_reload_conf()")

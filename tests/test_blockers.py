@@ -24,6 +24,7 @@ from tests.helpers import (
     locked_tables,
     migrate,
     query,
+    slow_autovacuum_on_beta,
     wait_until,
 )
 from tests.roles import (
@@ -221,29 +222,8 @@ def test_autovacuum_is_never_ended(migrating):
     """An autovacuum worker has no user, and hides its backend_type from a least-privilege
     role. (PostgreSQL itself cancels it after deadlock_timeout: then migrate goes on.)"""
     apply_0001(migrating)
-    query("INSERT INTO tests_beta (name) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
-    query("DELETE FROM tests_beta")
-    # Vacuum it slowly (about a page every 100 ms): the worker keeps its lock for a while.
-    query(
-        "ALTER TABLE tests_beta SET (autovacuum_vacuum_threshold = 0,"
-        " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
-        " autovacuum_vacuum_cost_limit = 1)"
-    )
-    query("ALTER SYSTEM SET autovacuum_naptime = 1")
-    query("SELECT pg_reload_conf()")
-    try:
-        ((worker,),) = wait_until(
-            lambda: query(
-                "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid"
-                " WHERE a.backend_type = 'autovacuum worker'"
-                " AND l.relation = 'tests_beta'::regclass"
-            ),
-            what="autovacuum works on tests_beta",
-        )
+    with slow_autovacuum_on_beta() as worker:
         out = migrate("tests", "0002", database=migrating)
-    finally:
-        query("ALTER SYSTEM RESET autovacuum_naptime")
-        query("SELECT pg_reload_conf()")
     assert f"session pid {worker} " in out
     assert "always protected" in out
     assert not terminated_lines(out)

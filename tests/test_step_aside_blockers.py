@@ -45,6 +45,7 @@ from tests.helpers import (
     manage_env,
     migrate,
     query,
+    slow_autovacuum_on_beta,
     wait_until,
     waited_at_least,
 )
@@ -876,28 +877,8 @@ def slow_autovacuum(scenario) -> Iterator[int]:
     """An autovacuum worker that keeps its SHARE UPDATE EXCLUSIVE lock on tests_beta for long
     (about a page every 100 ms, hundreds of pages); its pid."""
     migrate("tests", "0001", verbosity=0)
-    query("INSERT INTO tests_beta (name) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
-    query("DELETE FROM tests_beta")
-    query(
-        "ALTER TABLE tests_beta SET (autovacuum_vacuum_threshold = 0,"
-        " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
-        " autovacuum_vacuum_cost_limit = 1)"
-    )
-    query("ALTER SYSTEM SET autovacuum_naptime = 1")
-    query("SELECT pg_reload_conf()")
-    try:
-        ((worker,),) = wait_until(
-            lambda: query(
-                "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid"
-                " WHERE a.backend_type = 'autovacuum worker'"
-                " AND l.relation = 'tests_beta'::regclass AND l.granted"
-            ),
-            what="autovacuum works on tests_beta",
-        )
+    with slow_autovacuum_on_beta() as worker:
         yield worker
-    finally:
-        query("ALTER SYSTEM RESET autovacuum_naptime")
-        query("SELECT pg_reload_conf()")
 
 
 @STEP_ASIDE_OR_NOT
