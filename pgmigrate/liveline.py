@@ -54,8 +54,10 @@ class LiveLine:
         self._drawn = False
 
     def _width(self) -> int:
+        # Django's OutputWrapper keeps the stream in ``_out`` (4.2's has no ``fileno`` of its own).
+        stream = getattr(self._out, "_out", self._out)
         try:
-            return os.get_terminal_size(self._out.fileno()).columns or DEFAULT_WIDTH
+            return os.get_terminal_size(stream.fileno()).columns or DEFAULT_WIDTH
         except (AttributeError, OSError, ValueError):
             return DEFAULT_WIDTH
 

@@ -165,6 +165,7 @@ def test_index_build_on_a_terminal(big: None, children: list[Child]) -> None:
     assert any("blocks" in part or "tuples" in part for part in drawn), output
     # The live text follows Django's open line, and only ESC [ K is ever written.
     assert all(part.startswith("  Applying tests.0002_index... CREATE INDEX") for part in drawn)
+    assert all(len(part) < COLUMNS for part in drawn)  # never wraps
     assert "\x1b" not in output.replace("\x1b[K", ""), output
     shown = screen(output)
     assert "  Applying tests.0002_index... OK" in shown, shown
