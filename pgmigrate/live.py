@@ -152,7 +152,7 @@ def _build(snapshot: Snapshot) -> str:
     """An index build's phase and counters: ``building index: scanning table, blocks 10 of
     40 (25%)``; for its waits, which of the old transactions (or lockers) it is at."""
     phase = snapshot.phase or "starting"
-    parts = [printable(phase)]
+    parts = [phase]
     if snapshot.partitions[1]:
         parts.append(_count("partitions", snapshot.partitions))
     if phase.startswith("waiting for"):  # the other counters are those of the last phase
@@ -169,15 +169,17 @@ def _build(snapshot: Snapshot) -> str:
 def _wait(snapshot: Snapshot) -> str:
     if snapshot.wait_event_type is None:
         return "running"
-    return f"waiting on {printable(snapshot.wait_event_type)}: {printable(snapshot.wait_event)}"
+    return f"waiting on {snapshot.wait_event_type}: {snapshot.wait_event}"
 
 
 def describe(snapshot: Snapshot, elapsed: float, fate_of: Callable[[InTheWay], str]) -> str:
-    """One line about the running statement: ``CREATE INDEX CONCURRENTLY, 12 s: waiting for
-    old snapshots, transaction 1 of 1; waits for pid 4242 (application 'psql', in a
-    transaction for 40 s): left alone: protected: ...``. ``elapsed`` in seconds; ``fate_of``
-    tells what pgmigrate does with each session in the way (``fate``)."""
-    what = printable(snapshot.command) if snapshot.command else "statement"
+    """One line about the running statement, e.g. ``CREATE INDEX CONCURRENTLY running for
+    12 s: waiting for old snapshots, transaction 1 of 1; waits for pid 4242 (application
+    'psql', in a transaction for 40 s): left alone: protected: ...`` or ``statement running
+    for 3.1 s: waiting on IO: DataFileRead``. ``elapsed`` in seconds; ``fate_of`` tells what
+    pgmigrate does with each session in the way (``fate``). Printable: text from the
+    database is escaped (``pgmigrate.text.printable``)."""
+    what = snapshot.command or "statement"
     text = f"{what} running for {_seconds(elapsed)}: "
     text += _build(snapshot) if snapshot.command else _wait(snapshot)
     sessions = []
@@ -191,12 +193,12 @@ def describe(snapshot: Snapshot, elapsed: float, fate_of: Callable[[InTheWay], s
             else ""
         )
         sessions.append(
-            f"pid {session.pid} (application {printable(session.application_name or '')!r}"
+            f"pid {session.pid} (application {session.application_name or ''!r}"
             f"{age}): {fate_of(session)}"
         )
     if sessions:
         text += "; waits for " + "; ".join(sessions)
-    return text
+    return printable(text)  # no control character from the database (pgmigrate.text)
 
 
 def fields(

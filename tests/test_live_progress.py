@@ -283,3 +283,48 @@ def test_only_long_statements_read_progress(
         assert event["migration"] == "tests.0002_index" and event["elapsed"] >= 0
         assert "pgmigrate: CREATE INDEX running for" in output
     connections.close_all()
+
+
+def test_other_statements_show_what_they_wait_on(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "PROGRESS_AFTER", 0.2)
+    migrate("tests", "0003", verbosity=0)  # an empty table: quick index builds
+    output = migrate("tests", "0004")
+    lines = [line for line in output.splitlines() if "statement running for" in line]
+    assert lines and lines[0].startswith("pgmigrate: statement running for "), output
+    assert lines[0].endswith(" s: waiting on Timeout: PgSleep"), output
+
+
+def test_text_from_the_database_is_escaped() -> None:
+    """What the line says of each kind of session in the way, with an application name
+    that holds a terminal escape and a line break."""
+    snapshot = live.Snapshot(
+        running=True,
+        wait_event_type="Lock",
+        wait_event="transactionid",
+        in_the_way=(
+            live.InTheWay(4242, "evil\x1b]0;title\x07\nname", 75.0, "client backend"),
+            live.InTheWay(4243, "vacuum", None, "autovacuum worker"),
+            live.InTheWay(4244, "web", 1.5, "client backend"),
+            live.InTheWay(0, None, None, None),
+        ),
+    )
+    left_alone = {4242: "protected: PGMIGRATE_PROTECTED: application_name 'evil*'"}
+
+    def fate_of(session: live.InTheWay) -> str:
+        return live.fate(session, left_alone, "Terminate")
+
+    text = live.describe(snapshot, 3725.0, fate_of)
+    assert not set(text) & {"\x1b", "\x07", "\n", "\r"}, text
+    assert text.startswith("statement running for 1 h 02 min: waiting on Lock: transactionid;")
+    assert (
+        "pid 4242 (application 'evil\\x1b]0;title\\x07\\nname', in a transaction for 75 s)" in text
+    )
+    assert ": left alone: protected: PGMIGRATE_PROTECTED" in text
+    assert "pid 4243 (application 'vacuum'): left alone: autovacuum" in text
+    assert (
+        "pid 4244 (application 'web', in a transaction for 1.5 s): pgmigrate will end it" in text
+    )
+    assert "a prepared transaction: left alone" in text
+    assert live.fate(snapshot.in_the_way[2], {}, None) == "left alone: no blocking action"
