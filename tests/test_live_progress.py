@@ -219,6 +219,25 @@ def test_concurrent_build_names_the_old_transaction(
         assert "waiting for old snapshots, transaction 1 of 1; waits for pid" in output, output
 
 
+def test_concurrent_build_ends_an_old_transaction_at_once(
+    big: None, children: list[Child], sessions: list[Session]
+) -> None:
+    """What "pgmigrate will end it" stands on: an old transaction that ``CREATE INDEX
+    CONCURRENTLY`` waits for (a ``virtualxid`` lock) is a blocker like any other, and the
+    default action (Terminate) ends it as soon as the build waits for it."""
+    migrate("tests", "0002", verbosity=0)
+    old = Session(application_name="live-old-unprotected")
+    sessions.append(old)
+    old.connection.set_autocommit(False)
+    old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    old.execute("SELECT count(*) FROM tests_alpha")
+    child = Child("tests", "0003", terminal=False)
+    children.append(child)
+    output = child.finish()
+    assert f"terminated 1 session blocking the migration: pid {old.pid}" in output, output
+    assert "\r" not in output and "\x1b" not in output, output
+
+
 class Recorder:
     """Records the statements of pgmigrate's watcher connections (``connection_created``)."""
 
