@@ -31,6 +31,7 @@ from pgmigrate.errors import (
 )
 from pgmigrate.events import RunEvents
 from pgmigrate.executor import PGMigrateExecutor
+from pgmigrate.liveline import LiveLine
 from pgmigrate.migrate_lock import migrate_lock
 from pgmigrate.progress import ProgressRecorder
 from pgmigrate.retry import LockRetry
@@ -40,6 +41,13 @@ from pgmigrate.watcher import Watcher
 
 #: Django's own ``migrate`` command, kept before pgmigrate patches it.
 DjangoMigrateCommand = django_migrate.Command
+#: The line Django's ``migrate`` leaves open until its ``OK`` (``migration_progress_callback``),
+#: by action: a long statement's progress follows it (``pgmigrate.liveline``).
+OPEN_LINES = {
+    "apply_start": "  Applying {}...",
+    "unapply_start": "  Unapplying {}...",
+    "render_start": "  Rendering model states...",
+}
 
 
 @contextlib.contextmanager
@@ -130,6 +138,8 @@ class MigrateCommand(DjangoMigrateCommand):
     current_migration: Any = None
     #: The events of the current run (``pgmigrate.events.RunEvents``), on PostgreSQL.
     events: RunEvents | None = None
+    #: Where the watcher shows a long statement's progress, once pgmigrate is set up.
+    _live: LiveLine | None = None
 
     def add_arguments(self, parser: Any) -> None:
         super().add_arguments(parser)
@@ -233,6 +243,9 @@ class MigrateCommand(DjangoMigrateCommand):
             status=True,
         )
         run.events.backend_pid = backend_pid
+        self._live = LiveLine(
+            self.stdout, lock=self._output_lock, verbosity=self.verbosity, notice=self.notice
+        )
         self._watcher = watcher = Watcher(
             self,
             using=using,
@@ -242,6 +255,7 @@ class MigrateCommand(DjangoMigrateCommand):
             protected=run_options.protected,
             lock_timeout=run_options.lock_timeout,
             step_aside=run.retry.aside,
+            live_line=self._live,
         )
         # It connects and prepares its queries while the rest is set up (``wait_ready``).
         watcher.start()
@@ -406,11 +420,16 @@ class MigrateCommand(DjangoMigrateCommand):
             if events is not None:
                 events.migration_started(f"{migration.app_label}.{migration.name}")
         with self._output_guard():
+            if self._live is not None:
+                self._live.erase()
             super().migration_progress_callback(action, migration, fake)
             if action in ("apply_start", "unapply_start", "render_start"):
                 self._line_open = self.verbosity >= 1
             elif action.endswith("_success"):
                 self._line_open = False
+            if self._live is not None:
+                opened = OPEN_LINES.get(action, "").format(migration)
+                self._live.prefix = opened if self._line_open else ""
         if action in ("apply_success", "unapply_success"):
             self.current_migration = None
             if events is not None:
@@ -433,6 +452,9 @@ class MigrateCommand(DjangoMigrateCommand):
         if self.verbosity < 1:
             return
         with self._output_guard():
+            if self._live is not None:
+                self._live.erase()
+                self._live.prefix = ""
             if getattr(self, "_line_open", False):
                 self.stdout.write("")
                 self._line_open = False

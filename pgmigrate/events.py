@@ -36,6 +36,7 @@ EVENTS = (
     "stepped_aside",
     "waiting_aside",
     "stepped_back",
+    "statement_progress",
 )
 WARNING_EVENTS = {"blocker_ended", "action_failed", "lock_timeout", "retry"}
 

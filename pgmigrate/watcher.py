@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import datetime as dt
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pgactivity
 from django.db import Error, connections
 
-from pgmigrate import actions, config, lockgraph, protection
+from pgmigrate import actions, config, live, lockgraph, protection
 from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
 from pgmigrate.errors import sqlstate
@@ -37,6 +38,7 @@ from pgmigrate.text import printable
 if TYPE_CHECKING:
     from pgmigrate.actions import BlockingAction
     from pgmigrate.command import MigrateCommand
+    from pgmigrate.liveline import LiveLine
 
 T = TypeVar("T")
 
@@ -137,6 +139,7 @@ PREPARED = (
     CANCEL_OWN_P,
     STILL_BLOCKING_P,
     SAME_TRANSACTIONS_P,
+    live.PROGRESS_P,
 )
 
 
@@ -241,6 +244,7 @@ class Watcher:
         protected: protection.Rules | None = None,
         lock_timeout: float | None = None,
         step_aside: StepAside | None = None,
+        live_line: LiveLine | None = None,
     ) -> None:
         self.command = command
         self.using = using
@@ -270,6 +274,11 @@ class Watcher:
         self._stepping = False
         #: How long the last transaction lasted of each session stepped aside for (s).
         self._durations: dict[tuple[int, Any], float] = {}
+        #: Where a long statement's progress is shown (``pgmigrate.live``), and why each
+        #: session in the migration's way was left alone, by pid (what the line tells).
+        self.live_line = live_line
+        self._progress: tuple[_Statement, live.StatementProgress] | None = None
+        self.left_alone: dict[int, str] = {}
         self._settings_dict = self._watcher_settings(connections[using].settings_dict)
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
@@ -371,6 +380,8 @@ class Watcher:
                 statement = self._statement
                 if statement is not None and not self._stop.is_set() and not self.disabled:
                     self._watch(statement)
+                    if self.live_line is not None:
+                        self.live_line.clear()
         except Exception as exc:  # never let the thread die silently
             self._report_error("the watcher stopped", exc)
         finally:
@@ -391,6 +402,8 @@ class Watcher:
         acted_at = 0.0
         distrusted = False
         suspicions = 0
+        # Nothing more for statements shorter than this (``pgmigrate.live``).
+        show_at = statement.started + live.PROGRESS_AFTER if self.live_line else math.inf
         while True:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
@@ -439,8 +452,37 @@ class Watcher:
                     statement.waited += time.monotonic() - wait_began
                 gap_limit = self.interval * RUNNING_GAP_INTERVALS
             first_look = False
-            due = time.monotonic() + gap
+            now = time.monotonic()
+            due = now + gap
             gap = min(gap * 2, gap_limit)
+            if now >= show_at:
+                show_at = self._show_progress(statement)
+
+    def _show_progress(self, statement: _Statement) -> float:
+        """Read and show what the long ``statement`` does (``pgmigrate.live``); returns
+        when to do it again (``time.monotonic()``)."""
+        if self._progress is None or self._progress[0] is not statement:
+            assert self.live_line is not None
+            self._progress = (statement, live.StatementProgress(self.live_line, statement.started))
+        progress = self._progress[1]
+        step = functools.partial(
+            progress.step,
+            self._read_progress,
+            self._fate,
+            functools.partial(self._event, migration=statement.migration),
+            lambda: self._statement is statement,
+        )
+        self._safely(step, "reading the statement's progress")
+        return progress.due
+
+    def _read_progress(self) -> live.Snapshot:
+        self._ensure_connected()
+        with connections[self.using].cursor() as cursor:
+            return live.read(cursor, self.backend_pid)
+
+    def _fate(self, session: live.InTheWay) -> str:
+        action = type(self.action).__name__ if self.action is not None else None
+        return live.fate(session, self.left_alone, action)
 
     def _disable_for_pooling(self) -> None:
         """Stop acting for the rest of the run: the pid is not the migration's backend."""
@@ -649,6 +691,7 @@ class Watcher:
         """Step out of the lock queue for the sessions ``left`` (with why each stays) and the
         prepared transactions, unless none stays or the migration should keep its place a
         little longer (then False: act again at the next look)."""
+        self.left_alone.update({blocker.pid: why for blocker, why in left.items()})
         if not (left or graph.prepared):
             return True
         if self._keeps_its_place(left, statement):

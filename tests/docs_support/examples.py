@@ -112,6 +112,25 @@ EVENT_FIELDS: dict[str, dict[str, Any]] = {
         "prepared": [],
     },
     "stepped_back": {"waited": 3.478, "outcome": "gone"},
+    "statement_progress": {
+        "elapsed": 12.3,
+        "wait_event_type": "Lock",
+        "wait_event": "virtualxid",
+        "command": "CREATE INDEX CONCURRENTLY",
+        "phase": "waiting for old snapshots",
+        "blocks_done": 0,
+        "blocks_total": 0,
+        "tuples_done": 0,
+        "tuples_total": 0,
+        "blockers": [
+            {
+                "pid": 7230,
+                "application_name": "pg_dump",
+                "transaction_age": 48.2,
+                "fate": "left alone: protected: PGMIGRATE_PROTECTED: application_name 'pg_dump'",
+            }
+        ],
+    },
 }
 
 
