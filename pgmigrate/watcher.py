@@ -122,8 +122,9 @@ SELECT graph.*,
        a.pid IN (SELECT pid FROM pg_stat_get_wal_senders()) AS walsender,
        quote_ident(current_user) AS migrating_role
 FROM graph
--- a prepared transaction's rows have no pid (and pg_stat_get_activity(NULL) is everyone)
-LEFT JOIN LATERAL pg_stat_get_activity(COALESCE(graph.pid, -1)) AS a ON true
+-- a prepared transaction's rows have no pid: pg_stat_get_activity of NULL, or of a negative
+-- pid, is every session; of 0, none
+LEFT JOIN LATERAL pg_stat_get_activity(COALESCE(graph.pid, 0)) AS a ON true
 LEFT JOIN pg_database AS d ON d.oid = a.datid
 """
 

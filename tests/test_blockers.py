@@ -14,6 +14,8 @@ from django.db import connections
 from django.test import override_settings
 
 import pgmigrate
+from pgmigrate import lockgraph
+from pgmigrate.watcher import GRAPH_AND_SESSIONS
 from tests import actions, roles
 from tests.helpers import (
     MigrateThread,
@@ -268,6 +270,33 @@ def test_a_prepared_transaction_is_named_and_never_ended(migrating, action):
     assert not terminated_lines(out)
     assert "shown 1 blocker(s)" in out
     assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def test_a_prepared_transaction_joins_no_session_in_the_lock_graph(app_roles):
+    """The watcher reads the lock graph with each row's session in one statement; a prepared
+    transaction's rows have no pid and must join no session (``pg_stat_get_activity`` of
+    NULL or of a negative pid returns every session: hundreds of rows on a busy server,
+    while the app waits)."""
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    apply_0001("default")
+    prepare(f"{GID_PREFIX} graph", user=APP)
+    waiter, bystander = Session(application_name="waiter"), Session(application_name="idle")
+    try:
+        thread, _ = run_in_thread(lambda: waiter.hold("tests_beta", "ACCESS EXCLUSIVE"))
+        wait_until(
+            lambda: query("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [waiter.pid]),
+            what="the session waits behind the prepared transaction",
+        )
+        graph = query(lockgraph.LOCK_GRAPH, [waiter.pid, lockgraph.STRONG_MODES])
+        joined = query(GRAPH_AND_SESSIONS, [waiter.pid, lockgraph.STRONG_MODES])
+        assert any(row[0] is None for row in graph)  # the prepared transaction's row
+        assert len(joined) == len(graph)
+    finally:
+        roles.rollback_prepared()
+        thread.join()
+        waiter.close()
+        bystander.close()
 
 
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=0.5)
