@@ -102,6 +102,24 @@ def test_new_model_creates_its_table_and_defers_the_foreign_key(prepared):
     assert fk["sizes"][ALPHA]["rows"] == 2000
     assert fk["sizes"][ALPHA]["table_bytes"] > 0
     assert fk["sizes"][DELTA]["new"] is True
+    # No row to check: however big tests_alpha is, no rule is broken.
+    with override_settings(**SMALL):
+        document = plan_json()
+    (fk,) = [s for s in statements(operations(document, "0002_plan")[0]) if "FOREIGN" in s["sql"]]
+    assert fk["estimate"]["seconds"] == 0
+    assert fk["verdicts"] == []
+
+
+def test_constraint_check_reads_the_table_with_not_valid_advice(prepared):
+    with override_settings(**SMALL):
+        document = plan_json()
+    (check,) = statements(operations(document, "0002_plan")[5])
+    assert BETA in check["scans"]
+    assert locks(check)[BETA] == "ACCESS EXCLUSIVE"
+    (verdict,) = check["verdicts"]
+    assert verdict["rule"] == L002
+    assert "NOT VALID" in verdict["safer"]
+    assert "VALIDATE CONSTRAINT" in verdict["safer"]
 
 
 def test_volatile_default_rewrites_with_db_default_advice(prepared):
@@ -247,12 +265,19 @@ def test_half_applied_migration_shows_what_is_left(prepared):
     recorder = ProgressRecorder(connection)
     recorder.load()
     recorder.save(
-        migration, Progress(done=2, total=5, fingerprint=recorder.fingerprint(migration, 2))
+        migration, Progress(done=2, total=6, fingerprint=recorder.fingerprint(migration, 2))
     )
     document = plan_json()
     (planned,) = [m for m in document["migrations"] if m["name"] == "0002_plan"]
-    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 5"
-    assert [op["applied"] for op in planned["operations"]] == [True, True, False, False, False]
+    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 6"
+    assert [op["applied"] for op in planned["operations"]] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     assert planned["operations"][0]["statements"] == []
     assert "already applied by an earlier run" in lock_plan()
 
@@ -359,6 +384,7 @@ def test_rules_setting_changes_levels_and_thresholds(prepared):
         document = plan_json("--ci")
     assert document["rules"][L003] == {"level": "error", "threshold": 10**12}
     assert [(b["rule"], b["level"]) for b in document["broken"]] == [(L001, "warning")]
+    assert document["failed"] is False
 
 
 def test_json_ci_prints_json_then_fails(prepared):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pgmigrate.lockplan import rules
 from pgmigrate.lockplan.plan import LockPlan, PlannedStatement
-from pgmigrate.lockplan.sizes import RelationSize, describe_bytes
+from pgmigrate.lockplan.sizes import INDEX_KINDS, RelationSize, describe_bytes, tables
 from pgmigrate.text import printable
 
 #: The version of the JSON document's layout: it changes only when a field changes meaning
@@ -58,17 +58,22 @@ def _statement_lines(statement: PlannedStatement, verbosity: int) -> list[str]:
     elif not effect.known:
         lines.append(f"       unknown: the plan cannot tell what {effect.kind} locks")
     else:
+        # An index's lock, rewrite or scan goes with its table's: shown with -v 2.
+        shown = set(tables(effect, effect.rewrites + effect.scans)) | {
+            lock.relation for lock in effect.locks if lock.kind not in INDEX_KINDS
+        }
+        if verbosity >= 2:
+            shown |= {lock.relation for lock in effect.locks}
+            shown |= {*effect.rewrites, *effect.scans}
         for lock in effect.locks:
-            lines.append(
-                f"       {lock.mode.label} on {lock.relation}"
-                f"{_size(statement.sizes.get(lock.relation))}"
-            )
-        for name in effect.creates:
-            lines.append(f"       creates {name}")
-        for name in effect.rewrites:
-            lines.append(f"       rewrites {name}")
-        for name in effect.scans:
-            lines.append(f"       reads {name} in full")
+            if lock.relation in shown:
+                lines.append(
+                    f"       {lock.mode.label} on {lock.relation}"
+                    f"{_size(statement.sizes.get(lock.relation))}"
+                )
+        lines.extend(f"       creates {name}" for name in effect.creates)
+        lines.extend(f"       rewrites {name}" for name in effect.rewrites if name in shown)
+        lines.extend(f"       reads {name} in full" for name in effect.scans if name in shown)
         if effect.waits_for_snapshots:
             lines.append("       waits until every transaction older than it ends")
         if verbosity >= 2:

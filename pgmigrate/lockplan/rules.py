@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pgmigrate.lockplan.model import LockMode, StatementEffect
-from pgmigrate.lockplan.sizes import RelationSize, builds_index, describe_bytes, tables
+from pgmigrate.lockplan.sizes import (
+    RelationSize,
+    builds_index,
+    describe_bytes,
+    scanned,
+    tables,
+)
 
 #: Levels a rule can have.
 LEVELS = ("off", "warning", "error")
@@ -185,7 +191,7 @@ def judge(
     for name in rewritten:
         if strongest is LockMode.ACCESS_EXCLUSIVE:
             _over(add, L001, settings, sizes, name, total=True, doing="rewrites")
-    for name in tables(effect, effect.scans):
+    for name in scanned(effect, sizes):
         mode = modes.get(name, strongest)
         if builds_index(effect) and not effect.waits_for_snapshots:
             _over(add, L003, settings, sizes, name, total=False, doing="builds an index on")

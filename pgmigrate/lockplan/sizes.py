@@ -11,7 +11,7 @@ to ``pg_class.relpages`` (pages as of the last vacuum or analyze), which takes n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections
@@ -150,7 +150,7 @@ def holds_back(modes: Iterable[LockMode]) -> str:
     return "nothing"
 
 
-def estimate(effect: StatementEffect | None, sizes: dict[str, RelationSize]) -> Estimate:
+def estimate(effect: StatementEffect | None, sizes: Mapping[str, RelationSize]) -> Estimate:
     """The ``Estimate`` of ``effect`` (None: Python code or an unknown statement), given
     the ``sizes`` of the relations it touches (by name; a missing one is of unknown size)."""
     if effect is None or not effect.known:
@@ -168,7 +168,7 @@ def estimate(effect: StatementEffect | None, sizes: dict[str, RelationSize]) -> 
     work = [(name, "rewrites", REWRITE_BYTES_PER_SECOND, True) for name in rewritten]
     work += [
         (name, scan_verb, scan_speed, False)
-        for name in tables(effect, effect.scans)
+        for name in scanned(effect, sizes)
         if name not in rewritten  # a rewrite reads it anyway
     ]
     for name, verb, speed, total in work:
@@ -180,7 +180,12 @@ def estimate(effect: StatementEffect | None, sizes: dict[str, RelationSize]) -> 
         size_bytes = size.total_bytes if total else size.table_bytes
         seconds += size_bytes / speed
         parts.append(f"{verb} {name}, {describe_bytes(size_bytes)}")
-    basis = "; ".join(parts) if parts else "catalog only"
+    if parts:
+        basis = "; ".join(parts)
+    elif effect.scans:
+        basis = "no row to check: the referencing table is new or empty"
+    else:
+        basis = "catalog only"
     return Estimate(
         holds_back(lock.mode for lock in effect.locks),
         None if unknown else seconds,
@@ -198,6 +203,19 @@ def tables(effect: StatementEffect, names: Iterable[str]) -> list[str]:
     table's rewrite or scan covers its indexes (``pg_total_relation_size``)."""
     indexes = {lock.relation for lock in effect.locks if lock.kind in INDEX_KINDS}
     return [name for name in names if name not in indexes]
+
+
+def scanned(effect: StatementEffect, sizes: Mapping[str, RelationSize]) -> list[str]:
+    """The tables ``effect`` reads in full, as far as time goes: none for a foreign key
+    whose referencing table is new or empty (PostgreSQL checks the constraint with a join of
+    the referencing table's rows to the referenced table, which has nothing to do then)."""
+    found = tables(effect, effect.scans)
+    if "FOREIGN KEY" in effect.kind.upper() and any(
+        (size := sizes.get(name)) is not None and (size.new or size.table_bytes == 0)
+        for name in found
+    ):
+        return []
+    return found
 
 
 def builds_index(effect: StatementEffect) -> bool:

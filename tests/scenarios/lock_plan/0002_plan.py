@@ -16,7 +16,8 @@ else:  # no db_default before Django 5.0: the same statement in SQL
 
 
 class Migration(migrations.Migration):
-    """A new model with a foreign key, a rewrite, an index build, Python code, SQL."""
+    """A new model with a foreign key, a rewrite, an index build, Python code, SQL, a check
+    constraint on a table with rows."""
 
     dependencies = [("tests", "0001_initial")]
     operations = [
@@ -31,4 +32,8 @@ class Migration(migrations.Migration):
         migrations.AddIndex("Beta", models.Index(fields=["name"], name="beta_name_idx")),
         migrations.RunPython(lock_plan_python, migrations.RunPython.noop),
         migrations.RunSQL("UPDATE tests_gamma SET name = name", migrations.RunSQL.noop),
+        migrations.RunSQL(
+            "ALTER TABLE tests_beta ADD CONSTRAINT beta_id_positive CHECK (id > 0)",
+            "ALTER TABLE tests_beta DROP CONSTRAINT beta_id_positive",
+        ),
     ]
