@@ -48,6 +48,18 @@ class Column:
     collation: int
 
 
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key: ``table(columns)`` references ``referenced(keys)``."""
+
+    table: Relation
+    referenced: Relation
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    #: The oid of the referenced table's unique index the key uses (``conindid``).
+    index_oid: int
+
+
 class Catalog:
     """Catalog lookups on the connection of alias ``using`` (its ``search_path``).
 
@@ -219,12 +231,33 @@ class Catalog:
         )
         return tuple(view for (oid,) in rows if (view := self.by_oid(oid)))
 
-    def has_foreign_keys_or_triggers(self, table: Relation) -> bool:
-        """Whether writing to ``table`` fires triggers (its foreign keys' among them)."""
+    def has_user_triggers(self, table: Relation) -> bool:
+        """Whether ``table`` has triggers of its own (not those of its foreign keys)."""
         rows = self._rows(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = %s)", (table.oid,)
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger"
+            " WHERE tgrelid = %s AND NOT tgisinternal)",
+            (table.oid,),
         )
         return bool(rows[0][0])
+
+    def foreign_keys(self, table: Relation) -> tuple[ForeignKey, ...]:
+        """The foreign keys of ``table`` and those of other tables that reference it."""
+        rows = self._rows(
+            "SELECT c.conrelid::int8, c.confrelid::int8,"
+            " ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a"
+            "  WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) ORDER BY 1),"
+            " ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a"
+            "  WHERE a.attrelid = c.confrelid AND a.attnum = ANY (c.confkey) ORDER BY 1),"
+            " c.conindid::int8 FROM pg_catalog.pg_constraint c"
+            " WHERE c.contype = 'f' AND %s IN (c.conrelid, c.confrelid) ORDER BY c.oid",
+            (table.oid,),
+        )
+        return tuple(
+            ForeignKey(referencing, referenced, tuple(columns), tuple(keys), index_oid)
+            for referencing_oid, referenced_oid, columns, keys, index_oid in rows
+            if (referencing := self.by_oid(referencing_oid))
+            and (referenced := self.by_oid(referenced_oid))
+        )
 
     def unique_index(self, table: Relation, columns: tuple[str, ...]) -> Relation | None:
         """The valid, non-partial unique index of ``table`` on exactly ``columns`` (the
@@ -298,15 +331,6 @@ class Catalog:
             (table.oid,),
         )
         return any(_proves_not_null(expression, column) for (expression,) in rows)
-
-    def referencing_tables(self, table: Relation) -> tuple[Relation, ...]:
-        """Tables with a foreign key to ``table`` (``pg_constraint.confrelid``)."""
-        rows = self._rows(
-            "SELECT DISTINCT conrelid::int8 FROM pg_catalog.pg_constraint"
-            " WHERE contype = 'f' AND confrelid = %s AND conrelid <> confrelid",
-            (table.oid,),
-        )
-        return tuple(r for (oid,) in sorted(rows) if (r := self.by_oid(oid)) is not None)
 
     def constraint(self, table: Relation, name: str) -> tuple[str, int | None] | None:
         """``(contype, referenced table's oid or None)`` of the constraint ``name`` of

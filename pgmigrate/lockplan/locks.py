@@ -295,12 +295,15 @@ def _drop(effect: _Effect, body: Node) -> None:
         if remove == "OBJECT_TABLE":
             effect.lock_all(effect.catalog.indexes(relation), _AE)
             effect.lock_all(effect.catalog.owned_sequences(relation), _AE)
-            referencing = effect.catalog.referencing_tables(relation)
-            if referencing and body.get("behavior") != "DROP_CASCADE":
-                raise Unknown("other tables' foreign keys reference it: it fails")
-            for table in referencing:
-                effect.lock(table, _AE)
-                effect.note(f"drops the foreign keys of {table.qualified} (CASCADE)")
+            for key in effect.catalog.foreign_keys(relation):
+                # Dropping a foreign key drops its triggers on both tables.
+                other = key.referenced if key.table == relation else key.table
+                if other == relation:
+                    continue
+                if key.referenced == relation and body.get("behavior") != "DROP_CASCADE":
+                    raise Unknown(f"{other.qualified} references it: it fails without CASCADE")
+                effect.lock(other, _AE)
+                effect.note(f"drops a foreign key between it and {other.qualified}")
             if effect.catalog.dependent_views(relation):
                 raise Unknown("views depend on it")
 
@@ -420,7 +423,15 @@ def _vacuum(effect: _Effect, body: Node) -> None:
     for relation in relations:
         table = _resolve(effect, relation["VacuumRelation"]["relation"])
         effect.lock(table, _SUE)
-        effect.add(effect.scans, table.qualified)
+        indexes = effect.catalog.indexes(table)
+        if vacuum:
+            # vacuum_rel opens the indexes ROW EXCLUSIVE and reads the whole table.
+            effect.lock_all(indexes, LockMode.ROW_EXCLUSIVE)
+            effect.add(effect.scans, table.qualified)
+        else:
+            # ANALYZE reads a sample of rows (300 x the statistics target), not the table.
+            effect.lock_all(indexes, LockMode.ACCESS_SHARE)
+            effect.note("reads a sample of the rows, whatever the table's size")
 
 
 def _reindex(effect: _Effect, body: Node) -> None:
@@ -478,17 +489,28 @@ def _create_view(effect: _Effect, body: Node) -> None:
 
 def _range_vars(node: Any) -> list[Node]:
     """Every ``RangeVar`` in a parse tree (the relations a query reads)."""
+    return _found(node, "RangeVar")
+
+
+def _found(node: Any, name: str) -> list[Node]:
+    """Every node of type ``name`` in a parse tree."""
     found: list[Node] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "RangeVar":
+            if key == name:
                 found.append(value)
-            else:
-                found.extend(_range_vars(value))
+            found.extend(_found(value, name))
     elif isinstance(node, list):
         for item in node:
-            found.extend(_range_vars(item))
+            found.extend(_found(item, name))
     return found
+
+
+def _create_table_as(effect: _Effect, body: Node) -> None:
+    if body.get("objtype") != "OBJECT_TABLE" or "SelectStmt" not in body["query"]:
+        raise Unknown("only CREATE TABLE ... AS SELECT is modelled")
+    effect.add(effect.creates, _qualified(effect, body["into"]["rel"]))
+    _select(effect, body["query"]["SelectStmt"])
 
 
 def _create_trigger(effect: _Effect, body: Node) -> None:
@@ -682,8 +704,12 @@ def _set_not_null(effect: _Effect, table: Relation, command: Node) -> str:
 
 
 #: Types whose length or precision modifier can grow without a rewrite (their length
-#: coercion's planner support function drops it: varchar_support, numeric_support).
-_GROWABLE = frozenset({"varchar", "numeric"})
+#: coercion's planner support function drops it: varchar_support, numeric_support,
+#: timestamp_support, time_support).
+_GROWABLE = frozenset({"varchar", "numeric", "timestamp", "timestamptz", "time", "timetz"})
+#: Types whose length coercion is kept whatever the modifiers: any change rewrites.
+_LENGTH_CHECKED = frozenset({"bpchar", "varchar", "numeric"})
+_PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time", "timetz"})
 
 
 def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
@@ -713,7 +739,7 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
         effect.lock_all(indexes, _AE)
         collation = definition.get("collClause")
         if collation is not None:
-            collation_names = _string_list(collation["CollateClause"]["collname"])
+            collation_names = _string_list(collation["collname"])
             oid = effect.catalog.collation_oid(
                 collation_names[-1], collation_names[-2] if len(collation_names) > 1 else None
             )
@@ -762,6 +788,8 @@ def _typmod(type_name: str, node: Node) -> int | None:
     if type_name == "numeric" and len(values) in (1, 2):
         precision, scale = values[0], values[1] if len(values) == 2 else 0
         return ((precision << 16) | (scale & 0x7FF)) + 4
+    if type_name in _PRECISION_TYPES and len(values) == 1:
+        return values[0]
     return None
 
 
@@ -777,6 +805,8 @@ def _type_change_rewrites(
             raise Unknown(f"cannot tell whether {type_name}'s new modifier rewrites")
         if typmod == column.typmod:
             return False
+        if type_name == "bpchar":
+            return True  # char(n) pads to its length: a new length rewrites
         if type_name not in _GROWABLE:
             raise Unknown(f"cannot tell whether a new {type_name} modifier rewrites")
         if typmod == -1:
@@ -790,7 +820,7 @@ def _type_change_rewrites(
     if catalog.binary_coercible(column.type_oid, target):
         if typmod == -1:
             return False
-        if type_name in _GROWABLE:
+        if type_name in _LENGTH_CHECKED:
             return True  # the new length is checked on every row
         raise Unknown(f"cannot tell whether the {type_name} modifier rewrites")
     if {column.type_name, type_name} & {"timestamp without time zone", "timestamp"}:
@@ -819,7 +849,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         index = effect.catalog.relation(constraint["indexname"], table.schema)
         if index is None:
             raise Unknown(f"index {constraint['indexname']} is not in the catalog yet")
-        effect.lock(index, _SUE)
+        effect.lock(index, LockMode.ACCESS_SHARE)
         effect.note("USING INDEX: the index exists, only renamed to the constraint's name")
         return "ADD CONSTRAINT USING INDEX"
     if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
@@ -837,8 +867,11 @@ def _check_reference(effect: _Effect, table: Relation, referenced: Relation) -> 
     for relation in (table, referenced):
         effect.lock(relation, LockMode.ACCESS_SHARE)
         effect.lock_all(effect.catalog.indexes(relation), LockMode.ACCESS_SHARE)
-        effect.add(effect.scans, relation.qualified)
-    effect.note(f"checks every row of {table.qualified} against {referenced.qualified}")
+    effect.add(effect.scans, table.qualified)
+    effect.note(
+        f"checks every row of {table.qualified} against {referenced.qualified} (one query"
+        " joining them: it may read the referenced table in full too)"
+    )
 
 
 def _drop_constraint(effect: _Effect, table: Relation, command: Node) -> str:
@@ -854,9 +887,15 @@ def _drop_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         effect.lock(effect.catalog.by_oid(referenced), _AE)
         effect.note("dropping a foreign key drops triggers on the referenced table too")
     if contype in ("p", "u", "x"):
-        effect.lock(effect.catalog.constraint_index(table, name), _AE)
-    if command.get("behavior") == "DROP_CASCADE" and contype in ("p", "u"):
-        raise Unknown("CASCADE drops other tables' foreign keys too")
+        index = effect.catalog.constraint_index(table, name)
+        effect.lock(index, _AE)
+        for key in effect.catalog.foreign_keys(table):
+            if index is None or key.referenced != table or key.index_oid != index.oid:
+                continue
+            if command.get("behavior") != "DROP_CASCADE":
+                raise Unknown(f"the foreign key of {key.table.qualified} needs it: it fails")
+            effect.lock(key.table, _AE)
+            effect.note(f"CASCADE drops the foreign key of {key.table.qualified}")
     return "DROP CONSTRAINT"
 
 
@@ -930,11 +969,22 @@ def _modify(effect: _Effect, body: Node) -> None:
     others = [rv for rv in _range_vars({k: v for k, v in body.items() if k != "relation"})]
     if others or _contains(body, ("FuncCall", "SubLink")):
         raise Unknown("reads other tables or calls functions: not modelled")
-    if table.oid and effect.catalog.has_foreign_keys_or_triggers(table):
-        raise Unknown("its foreign keys or triggers lock other tables")
+    if not table.oid:
+        raise Unknown(f"{table.qualified} is not in the catalog yet")
+    if effect.catalog.has_user_triggers(table):
+        raise Unknown("its triggers may lock other tables")
     effect.lock(table, LockMode.ROW_EXCLUSIVE)
-    if "selectStmt" in body:  # INSERT
-        listed = {target["ResTarget"]["name"] for target in body.get("cols", [])}
+    inserting, deleting = effect.kind == "INSERT", effect.kind == "DELETE"
+    written = body.get("cols" if inserting else "targetList", [])
+    listed = {target["ResTarget"]["name"] for target in written}
+    for key in effect.catalog.foreign_keys(table):
+        # A foreign key's triggers lock rows of the other table when a row's key changes:
+        # the check of a new or changed key, the ON DELETE/UPDATE action of a referenced one.
+        if key.table == table and (inserting or listed & set(key.columns)):
+            raise Unknown(f"its foreign key checks lock rows of {key.referenced.qualified}")
+        if key.referenced == table and (deleting or listed & set(key.keys)):
+            raise Unknown(f"the foreign key of {key.table.qualified} acts on its changes")
+    if inserting:
         if not listed:
             raise Unknown("INSERT without a column list is not modelled")
         for sequence_column, sequence in effect.catalog.column_sequences(table):
@@ -955,18 +1005,26 @@ def _contains(node: Any, names: tuple[str, ...]) -> bool:
 
 
 def _select(effect: _Effect, body: Node) -> None:
-    if _contains(body, ("FuncCall", "SubLink", "intoClause", "lockingClause")):
-        raise Unknown("calls functions or locks rows: not modelled")
+    if _contains(body, ("SubLink", "intoClause", "lockingClause")):
+        raise Unknown("subqueries and row locks are not modelled")
+    for function in _found(body, "FuncCall"):
+        names = _string_list(function["funcname"])
+        if effect.catalog.volatility(names[-1], names[-2] if len(names) > 1 else None) != "i":
+            # Only an immutable function is sure not to read the database.
+            raise Unknown(f"it calls {'.'.join(names)}(), which may read other tables")
     for range_var in _range_vars(body):
         relation = _resolve(effect, range_var)
         effect.lock(relation, LockMode.ACCESS_SHARE)
         effect.lock_all(effect.catalog.indexes(relation), LockMode.ACCESS_SHARE)
+        effect.add(effect.scans, relation.qualified)
+    effect.note("reads the tables in full unless an index serves its WHERE (the planner's choice)")
 
 
 #: Each statement node: the statement in PostgreSQL's words, and what reads it.
 _STATEMENTS: dict[str, tuple[str, Callable[[_Effect, Node], None]]] = {
     "AlterTableStmt": ("ALTER TABLE", _alter_table),
     "CreateStmt": ("CREATE TABLE", _create_table),
+    "CreateTableAsStmt": ("CREATE TABLE AS", _create_table_as),
     "DropStmt": ("DROP", _drop),
     "RenameStmt": ("RENAME", _rename),
     "IndexStmt": ("CREATE INDEX", _create_index),
