@@ -189,6 +189,70 @@ def test_run_sql_is_classified(prepared):
     assert update["estimate"]["holds_back"] == "nothing"
 
 
+def test_sql_it_cannot_classify_is_unknown(prepared):
+    (block,) = statements(operations(plan_json(), "0002_plan")[6])
+    assert block["sql"].startswith("DO $$")
+    assert block["known"] is False
+    assert block["locks"] == []
+    assert block["estimate"]["holds_back"] == "unknown"
+    assert block["estimate"]["seconds"] is None
+    (verdict,) = block["verdicts"]
+    assert (verdict["rule"], verdict["level"]) == (L004, "warning")
+
+
+def test_json_layout(prepared):
+    """The documented keys, at every level (docs/reference/command.md, JSON output)."""
+    document = plan_json()
+    assert set(document) == {
+        "version",
+        "database",
+        "server_version",
+        "rules",
+        "migrations",
+        "broken",
+        "failed",
+    }
+    assert set(document["rules"]) == {L001, L002, L003, L004, L005}
+    migration = document["migrations"][0]
+    assert set(migration) == {"app_label", "name", "atomic", "progress", "operations"}
+    operation = migration["operations"][0]
+    assert set(operation) == {
+        "number",
+        "description",
+        "kind",
+        "transaction",
+        "applied",
+        "code",
+        "statements",
+    }
+    assert set(operation["statements"][0]) == {
+        "sql",
+        "deferred",
+        "python",
+        "kind",
+        "known",
+        "locks",
+        "creates",
+        "rewrites",
+        "scans",
+        "waits_for_snapshots",
+        "transactional",
+        "notes",
+        "sizes",
+        "estimate",
+        "holders",
+        "verdicts",
+    }
+    assert set(document["broken"][0]) == {
+        "rule",
+        "level",
+        "allowed",
+        "migration",
+        "operation",
+        "message",
+    }
+
+
 def test_text_output(prepared):
     with override_settings(**SMALL):
         text = lock_plan(verbosity=1)
@@ -237,8 +301,15 @@ def test_takes_no_lock_stronger_than_access_share(prepared, sessions):
         pid = cursor.fetchone()[0]
     seen: list[tuple[str, str | None, str]] = []
 
+    pgmigrate_sessions: list[Any] = []
+
     def probe(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         result = execute(sql, params, many, context)
+        pgmigrate_sessions.extend(
+            holder.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgmigrate%%'"
+            )
+        )
         seen.extend(
             holder.execute(
                 "SELECT locktype, relation::regclass::text, mode FROM pg_locks WHERE pid = %s",
@@ -253,6 +324,7 @@ def test_takes_no_lock_stronger_than_access_share(prepared, sessions):
     assert relation_modes == {"AccessShareLock"}
     assert ("relation", "pg_class", "AccessShareLock") in seen  # the probe sees its locks
     assert not [lock for lock in seen if lock[0] == "advisory"]
+    assert pgmigrate_sessions == []  # no watcher
     # The EXCLUSIVE holder is in the way of the statements that lock those tables.
     (token,) = statements(operations(document, "0002_plan")[1])
     assert [holder["mode"] for holder in token["holders"]] == ["EXCLUSIVE"]
@@ -265,19 +337,13 @@ def test_half_applied_migration_shows_what_is_left(prepared):
     recorder = ProgressRecorder(connection)
     recorder.load()
     recorder.save(
-        migration, Progress(done=2, total=6, fingerprint=recorder.fingerprint(migration, 2))
+        migration, Progress(done=2, total=7, fingerprint=recorder.fingerprint(migration, 2))
     )
     document = plan_json()
     (planned,) = [m for m in document["migrations"] if m["name"] == "0002_plan"]
-    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 6"
-    assert [op["applied"] for op in planned["operations"]] == [
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-    ]
+    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 7"
+    applied_before = [op["applied"] for op in planned["operations"]]
+    assert applied_before == [True, True, False, False, False, False, False]
     assert planned["operations"][0]["statements"] == []
     assert "already applied by an earlier run" in lock_plan()
 
@@ -328,6 +394,26 @@ def test_holder_and_what_pgmigrate_would_do(reader, settings, would, then):
     assert (holder["would"], holder["then"]) == (would, then)
     if would == "protected":
         assert "application_name 'app-reader' matches 'app-*'" in holder["reason"]
+
+
+def test_prepared_transaction_in_the_way(prepared):
+    if query("SHOW max_prepared_transactions") == [("0",)]:
+        pytest.skip("the server allows no prepared transaction")
+    session = Session(application_name="two-phase")
+    try:
+        session.connection.set_autocommit(False)
+        session.execute("SELECT count(*) FROM tests_alpha")
+        session.execute("PREPARE TRANSACTION 'pgmigrate-lock-plan'")
+    finally:
+        session.close()
+    try:
+        (holder,) = _token_holders(plan_json())
+    finally:
+        query("ROLLBACK PREPARED 'pgmigrate-lock-plan'")
+    assert (holder["pid"], holder["gid"]) == (None, "pgmigrate-lock-plan")
+    assert holder["mode"] == "ACCESS SHARE"
+    assert (holder["would"], holder["then"]) == ("leave", "step aside")
+    assert "ROLLBACK PREPARED" in holder["reason"]
 
 
 def test_blocking_action_option_overrides_the_setting(reader):
@@ -383,7 +469,10 @@ def test_rules_setting_changes_levels_and_thresholds(prepared):
     with override_settings(**SMALL, PGMIGRATE_LOCK_PLAN_RULES=rules):
         document = plan_json("--ci")
     assert document["rules"][L003] == {"level": "error", "threshold": 10**12}
-    assert [(b["rule"], b["level"]) for b in document["broken"]] == [(L001, "warning")]
+    assert [(b["rule"], b["level"]) for b in document["broken"]] == [
+        (L001, "warning"),
+        (L004, "warning"),
+    ]
     assert document["failed"] is False
 
 

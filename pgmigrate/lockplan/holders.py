@@ -46,7 +46,8 @@ SELECT l.relation::int8 AS relation_oid, l.mode AS lock_mode, l.granted,
            OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
        a.pid IN (SELECT pid FROM pg_catalog.pg_stat_get_wal_senders()) AS walsender
 FROM locks AS l
-LEFT JOIN LATERAL pg_catalog.pg_stat_get_activity(COALESCE(l.pid, -1)) AS a ON true
+-- pid 0 is nobody (-1, like NULL, would be every session)
+LEFT JOIN LATERAL pg_catalog.pg_stat_get_activity(COALESCE(l.pid, 0)) AS a ON true
 LEFT JOIN pg_catalog.pg_database AS d ON d.oid = a.datid
 LEFT JOIN locks AS x
     ON l.pid IS NULL AND x.pid IS NULL AND x.locktype = 'transactionid'

@@ -322,18 +322,35 @@ class Planner:
                 for name, oid in oids.items():
                     if name not in statement.sizes and oid in measured and _touches(effect, name):
                         statement.sizes[name] = measured[oid]
-                for lock in effect.locks:
-                    oid = oids.get(lock.relation)
-                    if oid is None or lock.relation in self.created:
-                        continue
-                    statement.holders.extend(
-                        holders_module.conflicting(
-                            live, oid, lock.relation, lock.mode, self.policy
-                        )
-                    )
+                statement.holders = self._holders(statement, effect, live, oids)
             statement.estimate = sizes.estimate(effect, statement.sizes)
             allowed = self.allowed.get(migration.label, frozenset())
             statement.verdicts = rules.judge(effect, statement.sizes, self.settings, allowed)
+
+    def _holders(
+        self,
+        statement: PlannedStatement,
+        effect: StatementEffect,
+        live: list[dict[str, Any]],
+        oids: dict[str, int],
+    ) -> list[holders_module.Holder]:
+        """Who holds or awaits a lock that conflicts with one of ``effect``'s, once per
+        session (on the table, not again on its indexes); none on relations the plan
+        creates before ``statement``."""
+        found: list[holders_module.Holder] = []
+        seen: set[tuple[int | None, str | None]] = set()
+        for lock in effect.locks:
+            oid = oids.get(lock.relation)
+            size = statement.sizes.get(lock.relation)
+            if oid is None or (size is not None and size.new):
+                continue
+            for holder in holders_module.conflicting(
+                live, oid, lock.relation, lock.mode, self.policy
+            ):
+                if (holder.pid, holder.gid) not in seen:
+                    seen.add((holder.pid, holder.gid))
+                    found.append(holder)
+        return found
 
     def _relation(self, name: str) -> Any:
         schema, _, relname = name.rpartition(".")

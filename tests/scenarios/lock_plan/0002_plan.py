@@ -17,7 +17,7 @@ else:  # no db_default before Django 5.0: the same statement in SQL
 
 class Migration(migrations.Migration):
     """A new model with a foreign key, a rewrite, an index build, Python code, SQL, a check
-    constraint on a table with rows."""
+    constraint on a table with rows, a code block."""
 
     dependencies = [("tests", "0001_initial")]
     operations = [
@@ -36,4 +36,5 @@ class Migration(migrations.Migration):
             "ALTER TABLE tests_beta ADD CONSTRAINT beta_id_positive CHECK (id > 0)",
             "ALTER TABLE tests_beta DROP CONSTRAINT beta_id_positive",
         ),
+        migrations.RunSQL("DO $$ BEGIN PERFORM 1; END $$", migrations.RunSQL.noop),
     ]
