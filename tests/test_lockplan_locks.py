@@ -12,7 +12,9 @@ from typing import Any
 
 import django
 import pytest
-from django.contrib.postgres.indexes import BrinIndex, GinIndex, HashIndex
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import IntegerRangeField, RangeOperators
+from django.contrib.postgres.indexes import BrinIndex, GinIndex, GistIndex, HashIndex
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import connection, migrations, models
 from django.db.migrations.state import ModelState, ProjectState
@@ -32,7 +34,7 @@ DJANGO = django.VERSION[:2]
 #: Rows in each table, so that scans and rewrites have something to read and write.
 ROWS = 30
 #: Statements checked and statements agreeing, per test run (printed at the end with -s).
-TALLY = {"checked": 0, "agreeing": 0}
+TALLY = {"checked": 0, "agreeing": 0, "unknown": 0}
 
 
 def _check(condition: models.Q, name: str) -> models.CheckConstraint:
@@ -106,6 +108,8 @@ class Case:
     since: tuple[int, int] = (4, 2)
     #: Django versions that no longer have them.
     until: tuple[int, int] = (99, 0)
+    #: Statements (a part of their text) the classifier must call unknown, saying why.
+    unknown: tuple[str, ...] = ()
 
 
 def _field(name: str, model_field: models.Field, model: str = "book") -> Any:
@@ -282,6 +286,34 @@ def _cases() -> dict[str, Case]:
         f"sql_{name}": Case([migrations.RunSQL(sql) for sql in statements])
         for name, statements in _SQL.items()
     }
+    integer_key = migrations.CreateModel(
+        "Edition",
+        [("id", models.IntegerField(primary_key=True)), ("year", models.IntegerField())],
+    )
+    cases["alter_field_integer_to_autofield"] = Case(
+        [migrations.AlterField("edition", "id", models.AutoField(primary_key=True))],
+        [integer_key, migrations.RunSQL(f"INSERT INTO {APP}_edition VALUES (1, 2000), (2, 2001)")],
+    )
+    # Django leaves the foreign keys to it in place and PostgreSQL drops and adds them
+    # again, with or without a check of the rows: not modelled.
+    cases["alter_field_autofield_to_integer"] = Case(
+        [migrations.AlterField("author", "id", models.IntegerField(primary_key=True))],
+        unknown=('ALTER COLUMN "id" TYPE integer',),
+    )
+    span = _field("span", IntegerRangeField(null=True))
+    cases["add_index_gist"] = Case(
+        [_index(GistIndex(fields=["span"], name="book_span_gist"))], [span]
+    )
+    cases["add_exclusion_constraint"] = Case(
+        [
+            _constraint(
+                ExclusionConstraint(
+                    name="book_span_excl", expressions=[("span", RangeOperators.OVERLAPS)]
+                )
+            )
+        ],
+        [span],
+    )
     cases["alter_field_fk_constraint_on"] = Case(
         [_alter("author", models.ForeignKey(f"{APP}.Author", models.CASCADE, null=True))],
         [
@@ -351,6 +383,16 @@ _SQL: dict[str, list[str]] = {
     "reindex_index": [f"REINDEX INDEX {B}_pkey"],
     "reindex_table": [f"REINDEX TABLE {B}"],
     "analyze": [f"ANALYZE {B}"],
+    "sequences": [
+        f"CREATE SEQUENCE {APP}_counter",
+        f"ALTER SEQUENCE {APP}_counter INCREMENT BY 5",
+        f"DROP SEQUENCE {APP}_counter",
+    ],
+    "materialized_view": [
+        f"CREATE MATERIALIZED VIEW {APP}_stats AS SELECT author_id, pages FROM {B}",
+        f"CREATE INDEX {APP}_stats_pages ON {APP}_stats (pages)",
+        f"REFRESH MATERIALIZED VIEW {APP}_stats",
+    ],
     "create_table_as": [f"CREATE TABLE {APP}_copy AS SELECT id, title FROM {B}"],
     "create_view": [
         f"CREATE VIEW {APP}_titles AS SELECT id, title FROM {B}",
@@ -466,15 +508,25 @@ def _drop_app_tables() -> None:
 @pytest.fixture(scope="module", autouse=True)
 def _tally() -> Iterator[None]:
     yield
-    print(f"\nlock plan agreement: {TALLY['agreeing']}/{TALLY['checked']} statements")
+    print(
+        f"\nlock plan agreement: {TALLY['agreeing']}/{TALLY['checked']} statements"
+        f" ({TALLY['unknown']} more classified unknown, as expected)"
+    )
 
 
-def check_statements(sql: list[str]) -> list[str]:
+def check_statements(sql: list[str], unknown: tuple[str, ...] = ()) -> list[str]:
     """Observe each statement (then run it for real, so the next one finds its schema);
-    the disagreements, each under its statement."""
+    the disagreements, each under its statement. Statements matching ``unknown`` must be
+    classified unknown, with a reason."""
     report = []
     for statement in statements(sql):
         effect, observed = observe(statement)
+        if any(part in statement for part in unknown):
+            TALLY["unknown"] += 1
+            if effect.known or not effect.notes:
+                report.append(f"{statement}\n    should be unknown, is {effect}")
+            rows(statement)
+            continue
         problems = disagreements(effect, observed)
         TALLY["checked"] += 1
         TALLY["agreeing"] += not problems
@@ -492,7 +544,7 @@ def test_schema_editor_statements_agree_with_pg_locks(name: str, schema: Project
     state, _ = apply(case.before, schema, collect=False)
     _, sql = apply(case.operations, state, collect=True)
     assert sql, "the operations emit no SQL"
-    report = check_statements(sql)
+    report = check_statements(sql, case.unknown)
     assert not report, "plan and server disagree:\n" + "\n".join(report)
 
 

@@ -97,6 +97,11 @@ class Catalog:
             params,
         )
 
+    @property
+    def server_version(self) -> int:
+        """The server's ``server_version_num`` (e.g. 180001), as Django reads it."""
+        return connections[self.using].pg_version
+
     def current_schema(self) -> str:
         """``current_schema()``: where unqualified names are created."""
         return self._rows("SELECT current_schema()", ())[0][0]
@@ -136,21 +141,24 @@ class Catalog:
         return tuple(_relation(row) for row in rows)
 
     def column_indexes(self, table: Relation, column: str) -> tuple[Relation, ...]:
-        """The indexes of ``table`` that use ``column``: as a key or included column, in an
-        expression or in a partial index's predicate (``pg_depend``, as PostgreSQL finds the
-        indexes to drop or rebuild with the column)."""
+        """The indexes of ``table`` that use ``column``: as a key or included column
+        (``pg_index.indkey``), in an expression or a partial index's predicate
+        (``pg_depend``), as PostgreSQL finds the indexes to drop or rebuild with it."""
         rows = self._rows(
-            "SELECT DISTINCT c.oid::int8, n.nspname, c.relname, c.relkind::text"
-            " FROM pg_catalog.pg_attribute a"
-            " JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass"
-            "  AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum"
-            " JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind IN ('i', 'I')"
-            "  AND d.classid = 'pg_catalog.pg_class'::regclass"
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text"
+            " FROM pg_catalog.pg_index i"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attname = %s"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
             " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE a.attrelid = %s AND a.attname = %s AND NOT a.attisdropped",
-            (table.oid, column),
+            " WHERE i.indrelid = %s AND (a.attnum = ANY (i.indkey) OR EXISTS ("
+            "  SELECT FROM pg_catalog.pg_depend d"
+            "  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid"
+            "  AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            "  AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum))"
+            " ORDER BY c.oid",
+            (column, table.oid),
         )
-        return tuple(_relation(row) for row in sorted(rows))
+        return tuple(_relation(row) for row in rows)
 
     def index_table(self, index: Relation) -> Relation | None:
         """The table an index is on (``pg_index.indrelid``)."""
@@ -230,6 +238,17 @@ class Catalog:
             (table.oid, table.oid),
         )
         return tuple(view for (oid,) in rows if (view := self.by_oid(oid)))
+
+    def view_tables(self, view: Relation) -> tuple[Relation, ...]:
+        """The relations the query of (materialized) view ``view`` reads (``pg_rewrite``)."""
+        rows = self._rows(
+            "SELECT DISTINCT d.refobjid::int8 FROM pg_catalog.pg_rewrite r"
+            " JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass"
+            "  AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " WHERE r.ev_class = %s AND d.refobjid <> %s ORDER BY 1",
+            (view.oid, view.oid),
+        )
+        return tuple(relation for (oid,) in rows if (relation := self.by_oid(oid)))
 
     def has_user_triggers(self, table: Relation) -> bool:
         """Whether ``table`` has triggers of its own (not those of its foreign keys)."""
