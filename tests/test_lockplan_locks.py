@@ -26,7 +26,10 @@ from pgmigrate.lockplan.model import LockMode, StatementEffect
 from tests.helpers import Session, is_waiting_on_lock, wait_until
 from tests.lockplan_observe import disagreements, locks_of, observe, relations, rows
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.filterwarnings("ignore:'index_together' is deprecated"),
+]
 
 APP = "lockplan"
 AUTHOR, BOOK = f"public.{APP}_author", f"public.{APP}_book"
@@ -108,6 +111,8 @@ class Case:
     since: tuple[int, int] = (4, 2)
     #: Django versions that no longer have them.
     until: tuple[int, int] = (99, 0)
+    #: Oldest server version (``server_version_num``) that has them.
+    server: int = 0
     #: Statements (a part of their text) the classifier must call unknown, saying why.
     unknown: tuple[str, ...] = ()
 
@@ -299,6 +304,14 @@ def _cases() -> dict[str, Case]:
     cases["alter_field_autofield_to_integer"] = Case(
         [migrations.AlterField("author", "id", models.IntegerField(primary_key=True))],
         unknown=('ALTER COLUMN "id" TYPE integer',),
+    )
+    cases["sql_add_virtual_generated_column"] = Case(
+        [
+            migrations.RunSQL(
+                f"ALTER TABLE {B} ADD COLUMN twice integer GENERATED ALWAYS AS (pages * 2) VIRTUAL"
+            )
+        ],
+        server=180000,
     )
     span = _field("span", IntegerRangeField(null=True))
     cases["add_index_gist"] = Case(
@@ -541,6 +554,8 @@ def test_schema_editor_statements_agree_with_pg_locks(name: str, schema: Project
     case = CASES[name]
     if not case.since <= DJANGO < case.until:
         pytest.skip(f"not in Django {django.get_version()}")
+    if connection.pg_version < case.server:
+        pytest.skip(f"not in PostgreSQL {connection.pg_version}")
     state, _ = apply(case.before, schema, collect=False)
     _, sql = apply(case.operations, state, collect=True)
     assert sql, "the operations emit no SQL"

@@ -149,6 +149,14 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
         return StatementEffect(
             sql=sql, kind=effect.kind, known=False, notes=(*effect.notes, str(reason))
         )
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        # A parse tree of a shape it does not expect (another pglast version...).
+        return StatementEffect(
+            sql=sql,
+            kind=effect.kind,
+            known=False,
+            notes=(f"its parse tree is not as expected ({type(error).__name__}: {error})",),
+        )
     return effect.build(sql)
 
 
@@ -172,7 +180,7 @@ def _resolve(
 
 
 def _qualified(effect: _Effect, range_var: Node) -> str:
-    """``schema.name`` of a ``RangeVar``: the existing relation's, else in
+    """``schema.name`` of a ``RangeVar`` that is not in the catalog: its own schema, else
     ``current_schema()`` (where an unqualified name is created)."""
     schema = range_var.get("schemaname") or effect.catalog.current_schema()
     return f"{schema}.{range_var['relname']}"
@@ -356,8 +364,6 @@ def _rename(effect: _Effect, body: Node) -> None:
     if "relation" not in body:
         raise Unknown(f"{effect.kind} is not modelled")
     relation = _resolve(effect, body["relation"])
-    if not relation.oid and rename != "OBJECT_INDEX":
-        raise Unknown(f"{relation.qualified} is not in the catalog yet: table or index?")
     if rename == "OBJECT_INDEX" or (
         rename in ("OBJECT_TABLE", "OBJECT_SEQUENCE", "OBJECT_VIEW")
         and relation.kind in (RelationKind.INDEX, RelationKind.PARTITIONED_INDEX)
@@ -749,7 +755,7 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
         rewrite = _type_change_rewrites(effect, column, target, names[-1], typmod)
     if rewrite:
         effect.rewrite(table)
-        effect.note(f"{name}: {column.type_name} to {'.'.join(names)} rewrites the table")
+        effect.note(f"{name}: {column.type_name} to {names[-1]} rewrites the table")
     else:
         indexes = effect.catalog.column_indexes(table, name)
         effect.lock_all(indexes, _AE)
@@ -769,7 +775,7 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
         if "c" in effect.catalog.column_constraints(table, name):
             effect.note("the column's CHECK constraints are checked again")
             effect.add(effect.scans, table.qualified)
-        effect.note(f"{name}: {column.type_name} to {'.'.join(names)} needs no rewrite")
+        effect.note(f"{name}: {column.type_name} to {names[-1]} needs no rewrite")
     if column.identity:
         # The identity's sequence follows the column's type (ALTER SEQUENCE ... AS).
         sequence = effect.catalog.column_sequence(table, name)
