@@ -85,7 +85,11 @@ def test_new_model_creates_its_table_and_defers_the_foreign_key(prepared):
     document = plan_json()
     assert document["version"] == 1
     assert document["database"] == "default"
-    assert [m["name"] for m in document["migrations"]] == ["0002_plan", "0003_concurrently"]
+    assert [m["name"] for m in document["migrations"]] == [
+        "0002_plan",
+        "0003_concurrently",
+        "0004_unwritable",
+    ]
     create = operations(document, "0002_plan")[0]
     assert create["description"] == "Create model Delta"
     assert create["transaction"] == "its own transaction"
@@ -198,6 +202,19 @@ def test_sql_it_cannot_classify_is_unknown(prepared):
     assert block["estimate"]["seconds"] is None
     (verdict,) = block["verdicts"]
     assert (verdict["rule"], verdict["level"]) == (L004, "warning")
+
+
+def test_sql_django_cannot_write_yet_is_unknown(prepared):
+    document = plan_json()
+    (operation,) = operations(document, "0004_unwritable")
+    (statement,) = statements(operation)
+    assert statement["known"] is False
+    assert (
+        "SQL unknown until the migrations before it run (ValueError: Found wrong"
+        in (statement["sql"])
+    )
+    assert rule_ids(statement) == {L004}
+    assert "Alter the foreign key of Delta" in lock_plan()
 
 
 def test_json_layout(prepared):
@@ -471,7 +488,8 @@ def test_rules_setting_changes_levels_and_thresholds(prepared):
     assert document["rules"][L003] == {"level": "error", "threshold": 10**12}
     assert [(b["rule"], b["level"]) for b in document["broken"]] == [
         (L001, "warning"),
-        (L004, "warning"),
+        (L004, "warning"),  # the DO block
+        (L004, "warning"),  # 0004's SQL, unknown until 0002 and 0003 run
     ]
     assert document["failed"] is False
 
@@ -539,7 +557,7 @@ def test_backwards_is_refused(prepared):
     with pytest.raises(
         CommandError,
         match=r"plans migrations forwards only; this target "
-        r"unapplies tests\.0003_concurrently, tests\.0002_plan",
+        r"unapplies tests\.0004_unwritable, tests\.0003_concurrently, tests\.0002_plan",
     ):
         lock_plan("tests", "0001")
 

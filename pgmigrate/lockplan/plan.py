@@ -22,6 +22,7 @@ from django.db.migrations.operations import RunPython
 
 from pgmigrate import config, steps
 from pgmigrate.deferred import name_as_renamed
+from pgmigrate.errors import first_line
 from pgmigrate.lockplan import holders as holders_module
 from pgmigrate.lockplan import rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
@@ -265,13 +266,23 @@ class Planner:
         )
         if python:
             code = python[0].code
-            planned.code = f"{getattr(code, '__module__', '?')}.{code.__qualname__}"
-            planned.statements.append(PlannedStatement(f"RunPython {planned.code}", None))
-        if applied or python or not operation.reduces_to_sql:
+            name = getattr(code, "__qualname__", None) or type(code).__name__
+            planned.code = f"{getattr(code, '__module__', '?')}.{name}"
+        if applied:
+            return planned
+        if python:
             # Python code is never run to collect SQL (it would change data).
+            planned.statements.append(PlannedStatement(f"RunPython {planned.code}", None))
+            return planned
+        if not operation.reduces_to_sql:
             return planned
         before = len(editor.collected_sql)
-        step.run(editor)
+        try:
+            step.run(editor)
+        except Exception as exc:  # SQL that Django writes from the database as it is then
+            editor.deferred_sql.clear()
+            planned.statements.append(_unwritable(operation.describe(), exc))
+            return planned
         texts = [text for text in editor.collected_sql[before:] if text.strip()]
         deferred = list(editor.deferred_sql)
         editor.deferred_sql.clear()
@@ -288,10 +299,18 @@ class Planner:
         return planned
 
     def _classified(self, text: str, *, deferred: bool) -> list[PlannedStatement]:
-        found = [
-            PlannedStatement(effect.sql, effect, deferred=deferred)
-            for effect in self.classify(text, self.catalog)
-        ]
+        try:
+            effects = self.classify(text, self.catalog)
+        except Exception as exc:  # a statement it trips on is unknown, not the plan's end
+            effects = [
+                StatementEffect(
+                    sql=text,
+                    kind="unclassified",
+                    known=False,
+                    notes=(f"the classifier failed: {type(exc).__name__}: {first_line(exc)}",),
+                )
+            ]
+        found = [PlannedStatement(effect.sql, effect, deferred=deferred) for effect in effects]
         for statement in found:
             effect = statement.effect
             assert effect is not None
@@ -355,6 +374,21 @@ class Planner:
     def _relation(self, name: str) -> Any:
         schema, _, relname = name.rpartition(".")
         return self.catalog.relation(relname, schema or None)
+
+
+def _unwritable(description: str, exc: Exception) -> PlannedStatement:
+    """The stand-in for an operation whose SQL Django could not write now: Django reads the
+    catalog for some of it (constraint and index names), which an earlier pending migration
+    changes first. ``sqlmigrate`` has the same limit."""
+    reason = f"{type(exc).__name__}: {first_line(exc)}"
+    text = f"-- {description}: SQL unknown until the migrations before it run ({reason})"
+    effect = StatementEffect(
+        sql=text,
+        kind="unwritten SQL",
+        known=False,
+        notes=(f"Django could not write its SQL before the earlier migrations run: {reason}",),
+    )
+    return PlannedStatement(text, effect)
 
 
 def _touches(effect: StatementEffect, name: str) -> bool:

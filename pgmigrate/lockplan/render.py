@@ -56,7 +56,8 @@ def _statement_lines(statement: PlannedStatement, verbosity: int) -> list[str]:
     if effect is None:
         lines.append("       Python code: locks unknown (whatever its queries take)")
     elif not effect.known:
-        lines.append(f"       unknown: the plan cannot tell what {effect.kind} locks")
+        why = effect.notes[0] if effect.notes else f"cannot classify {effect.kind}"
+        lines.append(f"       locks unknown: {printable(why)}")
     else:
         # An index's lock, rewrite or scan goes with its table's: shown with -v 2.
         shown = set(tables(effect, effect.rewrites + effect.scans)) | {

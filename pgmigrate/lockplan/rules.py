@@ -59,7 +59,10 @@ L003 = Rule(
     "index built without CONCURRENTLY on a table over the threshold",
 )
 L004 = Rule(
-    "pgmigrate.L004", "warning", "SQL statement whose locks the plan cannot tell", sized=False
+    "pgmigrate.L004",
+    "warning",
+    "SQL whose locks the plan cannot tell (or that Django cannot write yet)",
+    sized=False,
 )
 L005 = Rule(
     "pgmigrate.L005", "warning", "Python code (RunPython) whose locks are unknown", sized=False
@@ -183,7 +186,7 @@ def judge(
         add(L005, "RunPython: Python code, its locks are unknown")
         return found
     if not effect.known:
-        add(L004, f"the plan cannot tell what {effect.kind or 'this statement'} locks")
+        add(L004, f"{effect.kind}: SQL whose locks are unknown")
         return found
     modes = {lock.relation: lock.mode for lock in effect.locks}
     strongest = effect.strongest
