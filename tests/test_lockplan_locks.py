@@ -23,7 +23,7 @@ from django.db.models.functions import Lower
 from pgmigrate.lockplan.catalog import Catalog
 from pgmigrate.lockplan.locks import classify
 from pgmigrate.lockplan.model import LockMode, StatementEffect
-from tests.helpers import Session, is_waiting_on_lock, wait_until
+from tests.helpers import Session, wait_until
 from tests.lockplan_observe import disagreements, locks_of, observe, relations, rows
 
 pytestmark = [
@@ -563,6 +563,47 @@ def test_schema_editor_statements_agree_with_pg_locks(name: str, schema: Project
     assert not report, "plan and server disagree:\n" + "\n".join(report)
 
 
+def locks_while_it_waits(statement: str, blocker: Session, sessions: list) -> dict:
+    """The locks ``statement`` holds while ``blocker`` (a session in a transaction) keeps
+    it waiting (on a lock or a buffer pin), read from this session; then ``blocker`` ends
+    its transaction and the statement finishes."""
+    runner = Session(application_name="lockplan-runner")
+    sessions.append(runner)
+    before = relations()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.execute(statement)
+        except BaseException as error:  # shown by the test
+            failures.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_until(
+            lambda: rows(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+                " AND wait_event_type IN ('Lock', 'BufferPin')",
+                [runner.pid],
+            ),
+            what=f"{statement} waits",
+        )
+        held = locks_of(runner.pid, before, using="default")
+    finally:
+        blocker.release()
+        thread.join()
+    assert not failures
+    return held
+
+
+def _agrees(effect: StatementEffect, held: dict) -> None:
+    planned = {lock.relation: (lock.mode, lock.kind) for lock in effect.locks}
+    TALLY["checked"] += 1
+    assert planned == held, f"plan {planned} != pg_locks {held}"
+    TALLY["agreeing"] += 1
+
+
 def test_create_index_concurrently_agrees_with_pg_locks(
     schema: ProjectState, sessions: list
 ) -> None:
@@ -577,30 +618,22 @@ def test_create_index_concurrently_agrees_with_pg_locks(
     assert effect.creates == ("public.book_pages_cic",)
     writer = Session(application_name="lockplan-writer").hold(B, "ROW EXCLUSIVE")
     sessions.append(writer)
-    builder = Session(application_name="lockplan-builder")
-    sessions.append(builder)
-    before = relations()
-    failures: list[BaseException] = []
+    _agrees(effect, locks_while_it_waits(statement, writer, sessions))
 
-    def build() -> None:
-        try:
-            builder.execute(statement)
-        except BaseException as error:  # shown by the test
-            failures.append(error)
 
-    thread = threading.Thread(target=build)
-    thread.start()
-    try:
-        wait_until(lambda: is_waiting_on_lock(builder.pid), what="the index build waits")
-        held = locks_of(builder.pid, before, using="default")
-    finally:
-        writer.release()
-        thread.join()
-    assert not failures
-    planned = {lock.relation: (lock.mode, lock.kind) for lock in effect.locks}
-    assert planned == held, f"plan {planned} != pg_locks {held}"
-    TALLY["checked"] += 1
-    TALLY["agreeing"] += 1
+def test_vacuum_agrees_with_pg_locks(schema: ProjectState, sessions: list) -> None:
+    """VACUUM cannot run in a transaction: its locks are read while it waits for the
+    cleanup lock of a page another session's cursor keeps pinned."""
+    statement = f"VACUUM (FREEZE) {B}"
+    (effect,) = classify(statement, Catalog())
+    assert not effect.transactional
+    assert effect.scans == (BOOK,)
+    reader = Session(application_name="lockplan-reader")
+    sessions.append(reader)
+    reader.connection.set_autocommit(False)
+    reader.execute(f"DECLARE pinning CURSOR FOR SELECT * FROM {B}")
+    reader.execute("FETCH 1 FROM pinning")
+    _agrees(effect, locks_while_it_waits(statement, reader, sessions))
 
 
 def _one(sql: str) -> StatementEffect:
