@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.core.management.base import CommandError
 from django.db import connections
+from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.operations import RunPython
 
 from pgmigrate import config, steps
@@ -125,9 +127,6 @@ def pending(executor: Any, app_label: str | None, migration_name: str | None) ->
     backwards)`` pairs, the targets worked out as Django's ``migrate`` does (its
     ``handle``). Raises ``CommandError`` as ``migrate`` does for an unknown app or
     migration, and for a plan that unapplies migrations (the lock plan is forwards only)."""
-    from django.apps import apps
-    from django.db.migrations.exceptions import AmbiguityError
-
     loader = executor.loader
     conflicts = loader.detect_conflicts()
     if conflicts:
@@ -204,6 +203,7 @@ class Planner:
         connection = connections[self.using]
         progress = ProgressRecorder(connection)
         progress.load()  # reads pgmigrate_progress if it exists; creates nothing
+        # The state migrate starts from (Django's MigrationExecutor.migrate, 4.2 to 6.0).
         state = executor._create_project_state(with_applied_migrations=True)
         planned: list[PlannedMigration] = []
         for migration, _ in migrations:
@@ -247,6 +247,7 @@ class Planner:
             for index in range(len(migration.operations)):
                 step = forward[index]
                 item.operations.append(self._operation(step, editor, applied=index < done))
+                forward.forget_before(index)  # one pair of states at a time, as Django
             editor.deferred_sql.clear()
         return item, forward.final_state
 
