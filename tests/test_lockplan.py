@@ -281,6 +281,12 @@ def test_text_output(prepared):
     assert "Python code: locks unknown" in text
     assert f"{L003} (error)" in text
     assert "safer: build it with django.contrib.postgres.operations.AddIndexConcurrently" in text
+    assert "tests_alpha_pkey" not in text  # an index's lock goes with its table's
+    assert "SQL unknown until the migrations before it run" in text
+    verbose = lock_plan(verbosity=2)
+    assert f"ACCESS EXCLUSIVE on {ALPHA}_pkey" in verbose
+    assert "note: the default gen_random_uuid() is volatile" in verbose
+    assert '"alpha_id" integer NOT NULL)' in verbose  # the SQL in full
 
 
 # Nothing happens ------------------------------------------------------------------------
@@ -346,6 +352,22 @@ def test_takes_no_lock_stronger_than_access_share(prepared, sessions):
     (token,) = statements(operations(document, "0002_plan")[1])
     assert [holder["mode"] for holder in token["holders"]] == ["EXCLUSIVE"]
     holder.connection.rollback()
+
+
+def test_table_held_in_access_exclusive_is_measured_from_relpages(prepared, sessions):
+    """pg_relation_size would wait behind the ACCESS EXCLUSIVE lock: the plan measures the
+    table from pg_class.relpages instead, and says so."""
+    holder = Session(application_name="alterer").hold("tests_alpha", "ACCESS EXCLUSIVE")
+    sessions.append(holder)
+    document = plan_json()
+    (token,) = statements(operations(document, "0002_plan")[1])
+    size = token["sizes"][ALPHA]
+    assert size["exact"] is False
+    assert size["rows"] == 2000  # ANALYZE set relpages too
+    assert size["table_bytes"] > 0
+    assert [(h["pid"], h["mode"]) for h in token["holders"]] == [(holder.pid, "ACCESS EXCLUSIVE")]
+    assert "from relpages" in lock_plan()
+    holder.release()
 
 
 def test_half_applied_migration_shows_what_is_left(prepared):
