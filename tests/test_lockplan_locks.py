@@ -695,6 +695,9 @@ def test_catalog_lookups_take_no_lock_on_the_apps_relations(schema: ProjectState
         assert catalog.not_null_proven(book, "title") is False
         assert catalog.relation(f"{APP}_book_pkey", "public") is not None
         assert locks_of(pid, known, using="default") == {}
+        # Nor does to_regclass (a cast to regclass neither): names resolve without a lock.
+        rows("SELECT to_regclass(%s), %s::regclass", [B, B])
+        assert locks_of(pid, known, using="default") == {}
     finally:
         rows("ROLLBACK")
 
