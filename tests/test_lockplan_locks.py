@@ -299,6 +299,15 @@ def _cases() -> dict[str, Case]:
         [migrations.AlterField("edition", "id", models.AutoField(primary_key=True))],
         [integer_key, migrations.RunSQL(f"INSERT INTO {APP}_edition VALUES (1, 2000), (2, 2001)")],
     )
+    cases["sql_types"] = Case(
+        [
+            migrations.RunSQL(f"CREATE DOMAIN {APP}_positive AS integer CHECK (VALUE > 0)"),
+            migrations.RunSQL(f"CREATE TYPE {APP}_mood AS ENUM ('ok', 'sad')"),
+            migrations.RunSQL(f"ALTER TABLE {B} ADD COLUMN mood {APP}_mood DEFAULT 'ok'"),
+            migrations.RunSQL(f"ALTER TABLE {B} ADD COLUMN stock {APP}_positive DEFAULT 1"),
+        ],
+        unknown=(f"{APP}_positive DEFAULT 1",),
+    )
     # Django leaves the foreign keys to it in place and PostgreSQL drops and adds them
     # again, with or without a check of the rows: not modelled.
     cases["alter_field_autofield_to_integer"] = Case(
@@ -509,13 +518,30 @@ def schema() -> Iterator[ProjectState]:
 
 
 def _drop_app_tables() -> None:
-    tables = rows(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-        " AND tablename LIKE %s",
-        [f"{APP}\\_%"],
-    )
-    for (table,) in tables:
-        rows(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+    """Drop what the cases made: tables (with their views and sequences), leftover
+    sequences, types and functions."""
+    pattern = [f"{APP}\\_%"]
+    # Tables first: dropping them drops their views and owned sequences with them.
+    for query in (_TABLES, _OTHERS):
+        for kind, name in rows(query, pattern * query.count("%s")):
+            rows(f'DROP {kind} IF EXISTS "{name}" CASCADE')
+
+
+_TABLES = (
+    "SELECT 'TABLE', relname FROM pg_class WHERE relkind IN ('r', 'p')"
+    " AND relnamespace = current_schema()::regnamespace AND relname LIKE %s"
+)
+_OTHERS = (
+    "SELECT CASE relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW'"
+    " ELSE 'MATERIALIZED VIEW' END, relname FROM pg_class"
+    " WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('v', 'm', 'S')"
+    " AND relname LIKE %s"
+    " UNION ALL SELECT CASE typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, typname"
+    " FROM pg_type WHERE typnamespace = current_schema()::regnamespace"
+    " AND typtype IN ('d', 'e') AND typname LIKE %s"
+    " UNION ALL SELECT 'FUNCTION', proname FROM pg_proc"
+    " WHERE pronamespace = current_schema()::regnamespace AND proname LIKE %s"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

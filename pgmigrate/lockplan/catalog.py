@@ -307,11 +307,12 @@ class Catalog:
         )
         return rows[0][0] if rows else None
 
-    def is_domain_or_unusual(self, type_oid: int) -> bool:
-        """Whether the type is not a plain base type (a domain, whose constraints are
-        checked on every row, an enum, a composite...)."""
-        rows = self._rows("SELECT typtype FROM pg_catalog.pg_type WHERE oid = %s", (type_oid,))
-        return not rows or rows[0][0] != "b"
+    def type_kind(self, type_oid: int) -> str | None:
+        """``pg_type.typtype``: ``b`` base, ``d`` domain, ``e`` enum, ``c`` composite..."""
+        rows = self._rows(
+            "SELECT typtype::text FROM pg_catalog.pg_type WHERE oid = %s", (type_oid,)
+        )
+        return rows[0][0] if rows else None
 
     def binary_coercible(self, source: int, target: int) -> bool:
         """Whether a value of type ``source`` is a valid ``target`` as it is: the same type,
