@@ -544,6 +544,19 @@ def test_subprocess_exit_status_and_json(prepared):
     assert applied() == ["0001_initial"]
 
 
+def test_subprocess_cannot_connect(prepared):
+    result = manage(
+        "pgmigrate",
+        "--lock-plan",
+        PGMIGRATE_TEST_SCENARIO="lock_plan",
+        PGMIGRATE_TEST_DATABASE=json.dumps({"HOST": "127.0.0.1", "PORT": "1"}),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CommandError: pgmigrate: cannot connect to database 'default'" in result.stderr
+    assert "Nothing was planned." in result.stderr
+
+
 # Targets and databases ------------------------------------------------------------------
 
 

@@ -14,13 +14,15 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
+from django.db import OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from pgmigrate import config
+from pgmigrate.errors import first_line
 from pgmigrate.lockplan import holders, render, rules
-from pgmigrate.lockplan.plan import Classifier, Planner, pending
-from pgmigrate.options import parse_action
+from pgmigrate.lockplan.locks import classify
+from pgmigrate.lockplan.plan import Planner, pending
+from pgmigrate.options import RunOptions
 from pgmigrate.text import printable
 
 #: The options of ``migrate`` that apply something, or do something else than plan:
@@ -42,12 +44,11 @@ def wanted(options: dict[str, Any]) -> bool:
     return bool(options.get("lock_plan") or options.get("ci") or options.get("json"))
 
 
-def handle(
-    command: BaseCommand, options: dict[str, Any], classify: Classifier | None = None
-) -> None:
+def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     """Print the lock plan for ``migrate``'s ``options`` on ``command``'s stdout; raise
-    ``CommandError`` (exit status 1) for bad options, a database that is not PostgreSQL, and
-    with ``--ci`` when a rule at error level is broken (one line per rule)."""
+    ``CommandError`` (exit status 1) for bad options or settings, a database that is not
+    PostgreSQL or cannot be reached, and with ``--ci`` when a rule at error level is broken
+    (one line per rule)."""
     if not options.get("lock_plan"):
         given = "--ci" if options.get("ci") else "--json"
         raise CommandError(f"pgmigrate: {given} works with --lock-plan only.")
@@ -63,27 +64,24 @@ def handle(
     if not command.requires_system_checks and not options.get("skip_checks"):
         # Django 4.2's migrate runs the checks in handle (5.0+: before it, in execute).
         command.check(databases=[using])
+    # The settings with --blocking-action and --step-aside on top, as migrate reads them.
+    run_options = RunOptions.from_command(options)
+    policy = holders.Policy(run_options.action, run_options.protected, run_options.step_aside)
     try:
-        policy = holders.Policy(
-            action=config.blocking_action(),
-            protected=config.protected(),
-            step_aside=config.step_aside(),
-        )
-        if options.get("blocking_action") is not None:
-            policy = holders.Policy(
-                parse_action(options["blocking_action"]), policy.protected, policy.step_aside
-            )
-        if options.get("step_aside") is not None:
-            policy = holders.Policy(policy.action, policy.protected, bool(options["step_aside"]))
         settings = rules.resolve(config.lock_plan_rules(), config.lock_plan_threshold())
         allowed = config.lock_plan_allow()
     except ImproperlyConfigured as exc:  # the checks were skipped (--skip-checks)
         raise CommandError(f"pgmigrate: {printable(exc)}") from exc
-    if classify is None:
-        from pgmigrate.lockplan.locks import classify
-
-    executor = MigrationExecutor(connection)
-    executor.loader.check_consistent_history(connection)
+    try:
+        executor = MigrationExecutor(connection)
+        executor.loader.check_consistent_history(connection)
+    except OperationalError as exc:
+        if connection.connection is not None:
+            raise
+        raise CommandError(
+            f"pgmigrate: cannot connect to database {using!r}: {printable(first_line(exc))}. "
+            "Nothing was planned."
+        ) from exc
     migrations = pending(executor, options.get("app_label"), options.get("migration_name"))
     planner = Planner(using, classify, policy=policy, settings=settings, allowed=allowed)
     plan = planner.plan(executor, migrations)
