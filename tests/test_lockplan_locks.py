@@ -408,17 +408,23 @@ _SQL: dict[str, list[str]] = {
     "sequences": [
         f"CREATE SEQUENCE {APP}_counter",
         f"ALTER SEQUENCE {APP}_counter INCREMENT BY 5",
-        f"DROP SEQUENCE {APP}_counter",
+        f"ALTER SEQUENCE {APP}_counter RENAME TO {APP}_tally",
+        f"COMMENT ON SEQUENCE {APP}_tally IS 'A tally'",
+        f"DROP SEQUENCE {APP}_tally",
     ],
     "materialized_view": [
         f"CREATE MATERIALIZED VIEW {APP}_stats AS SELECT author_id, pages FROM {B}",
         f"CREATE INDEX {APP}_stats_pages ON {APP}_stats (pages)",
         f"REFRESH MATERIALIZED VIEW {APP}_stats",
+        f"DROP MATERIALIZED VIEW {APP}_stats",
     ],
     "create_table_as": [f"CREATE TABLE {APP}_copy AS SELECT id, title FROM {B}"],
     "create_view": [
         f"CREATE VIEW {APP}_titles AS SELECT id, title FROM {B}",
         f"CREATE OR REPLACE VIEW {APP}_titles AS SELECT id, title, pages FROM {B}",
+        f"ALTER VIEW {APP}_titles RENAME TO {APP}_headings",
+        f"COMMENT ON VIEW {APP}_headings IS 'Titles'",
+        f"DROP VIEW {APP}_headings",
     ],
     "comments": [
         f"COMMENT ON COLUMN {B}.title IS 'The title'",
@@ -444,10 +450,32 @@ _SQL: dict[str, list[str]] = {
         f"ALTER TABLE {B} ALTER COLUMN extra SET STATISTICS 10,"
         " ALTER COLUMN pages SET STATISTICS 10",
     ],
+    "table_options": [
+        f"ALTER TABLE {B} ALTER COLUMN title SET COMPRESSION pglz",
+        f"ALTER TABLE {B} ALTER COLUMN pages SET (n_distinct = 10)",
+        f"ALTER TABLE {B} ALTER COLUMN pages RESET (n_distinct)",
+        f"ALTER TABLE {B} CLUSTER ON {B}_pkey",
+        f"ALTER TABLE {B} SET WITHOUT CLUSTER",
+        f"ALTER TABLE {B} REPLICA IDENTITY FULL",
+        f"ALTER TABLE {B} RENAME CONSTRAINT {B}_pkey TO {B}_key",
+        f"ALTER TABLE {B} OWNER TO CURRENT_USER",
+        f"ALTER TABLE {B} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {B} FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {B} NO FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {B} DISABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {B} DISABLE TRIGGER ALL",
+        f"ALTER TABLE {B} ENABLE TRIGGER ALL",
+        f"ALTER TABLE {B} DISABLE TRIGGER USER",
+        f"ALTER TABLE {B} ENABLE TRIGGER USER",
+        f"ALTER TABLE {B} ADD COLUMN twice integer GENERATED ALWAYS AS (pages * 2) STORED",
+        f"ALTER TABLE {B} ALTER COLUMN twice DROP EXPRESSION",
+        f"ALTER TABLE {B} ALTER COLUMN code SET DEFAULT 'c', ALTER COLUMN code DROP NOT NULL",
+    ],
     "set_unlogged": [
         f"CREATE TABLE {APP}_scratch (id integer)",
         f"INSERT INTO {APP}_scratch (id) VALUES (1), (2), (3)",
         f"ALTER TABLE {APP}_scratch SET UNLOGGED",
+        f"ALTER TABLE {APP}_scratch SET LOGGED",
     ],
     "trigger": [
         f"CREATE FUNCTION {APP}_touch() RETURNS trigger LANGUAGE plpgsql"

@@ -290,10 +290,10 @@ def _serial(column: Node) -> bool:
 def _drop(effect: _Effect, body: Node) -> None:
     remove = body["removeType"]
     effect.kind = f"DROP {_object_word(remove)}"
-    if remove not in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE"):
+    if remove not in _DROPPED_KINDS:
         raise Unknown(f"{effect.kind} is not modelled")
     for target in body.get("objects", []):
-        kind = RelationKind.INDEX if remove == "OBJECT_INDEX" else RelationKind.TABLE
+        kind = _DROPPED_KINDS[remove]
         relation = _resolve(effect, _range_var(_names(target)), kind)
         if not relation.oid:
             if body.get("missing_ok"):
@@ -303,6 +303,10 @@ def _drop(effect: _Effect, body: Node) -> None:
             _drop_index(effect, relation, concurrent=bool(body.get("concurrent")))
             continue
         effect.lock(relation, _AE)
+        if remove in ("OBJECT_VIEW", "OBJECT_MATVIEW"):
+            effect.lock_all(effect.catalog.indexes(relation), _AE)
+            if effect.catalog.dependent_views(relation):
+                raise Unknown("other views depend on it")
         if remove == "OBJECT_TABLE":
             effect.lock_all(effect.catalog.indexes(relation), _AE)
             effect.lock_all(effect.catalog.owned_sequences(relation), _AE)
@@ -317,6 +321,15 @@ def _drop(effect: _Effect, body: Node) -> None:
                 effect.note(f"drops a foreign key between it and {other.qualified}")
             if effect.catalog.dependent_views(relation):
                 raise Unknown("views depend on it")
+
+
+_DROPPED_KINDS = {
+    "OBJECT_TABLE": RelationKind.TABLE,
+    "OBJECT_INDEX": RelationKind.INDEX,
+    "OBJECT_SEQUENCE": RelationKind.SEQUENCE,
+    "OBJECT_VIEW": RelationKind.VIEW,
+    "OBJECT_MATVIEW": RelationKind.MATERIALIZED_VIEW,
+}
 
 
 def _drop_index(effect: _Effect, index: Relation, *, concurrent: bool) -> None:
@@ -569,7 +582,6 @@ _PLAIN_SUBCOMMANDS: dict[str, tuple[str, LockMode]] = {
     "AT_SetStatistics": ("ALTER COLUMN SET STATISTICS", _SUE),
     "AT_SetOptions": ("ALTER COLUMN SET (...)", _SUE),
     "AT_ResetOptions": ("ALTER COLUMN RESET (...)", _SUE),
-    "AT_ClusterOn": ("CLUSTER ON", _SUE),
     "AT_DropCluster": ("SET WITHOUT CLUSTER", _SUE),
     "AT_EnableTrig": ("ENABLE TRIGGER", _SRE),
     "AT_EnableAlwaysTrig": ("ENABLE ALWAYS TRIGGER", _SRE),
@@ -968,6 +980,16 @@ def _change_identity(effect: _Effect, table: Relation, command: Node) -> str:
     return "ALTER COLUMN DROP IDENTITY" if dropped else "ALTER COLUMN SET identity option"
 
 
+def _cluster_on(effect: _Effect, table: Relation, command: Node) -> str:
+    """CLUSTER ON marks an index: SHARE UPDATE EXCLUSIVE on the table and the index."""
+    effect.lock(table, _SUE)
+    index = effect.catalog.relation(command["name"], table.schema) if table.oid else None
+    if index is None:
+        raise Unknown(f"index {command['name']} is not in the catalog yet")
+    effect.lock(index, _SUE)
+    return "CLUSTER ON"
+
+
 def _set_logged(effect: _Effect, table: Relation, command: Node) -> str:
     effect.rewrite(table)
     return "SET LOGGED" if command["subtype"] == "AT_SetLogged" else "SET UNLOGGED"
@@ -984,6 +1006,7 @@ _SUBCOMMANDS = {
     "AT_AddIdentity": _add_identity,
     "AT_DropIdentity": _change_identity,
     "AT_SetIdentity": _change_identity,
+    "AT_ClusterOn": _cluster_on,
     "AT_SetLogged": _set_logged,
     "AT_SetUnLogged": _set_logged,
 }
