@@ -767,9 +767,13 @@ def test_catalog_lookups_take_no_lock_on_the_apps_relations(schema: ProjectState
         " ALTER COLUMN title SET (n_distinct = 1), ATTACH PARTITION x FOR VALUES IN (1)",
         f"ALTER TABLE {APP}_book ALTER COLUMN meta TYPE jsonb[] USING ARRAY[meta]",
         "LOCK TABLE lockplan_book IN SHARE MODE",
+        f"ALTER TABLE {APP}_log ADD COLUMN note text",
+        f"CREATE INDEX log_at ON {APP}_log_2020 (at)",
     ],
 )
 def test_what_it_cannot_classify_is_unknown(sql: str, schema: ProjectState) -> None:
+    rows(f"CREATE TABLE {APP}_log (at integer) PARTITION BY RANGE (at)")
+    rows(f"CREATE TABLE {APP}_log_2020 PARTITION OF {APP}_log FOR VALUES FROM (0) TO (10)")
     (effect, *_) = classify(sql, Catalog())
     assert not effect.known
     assert effect.notes, "an unknown statement says why"

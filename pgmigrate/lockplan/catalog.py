@@ -250,6 +250,15 @@ class Catalog:
         )
         return tuple(relation for (oid,) in rows if (relation := self.by_oid(oid)))
 
+    def in_inheritance(self, relation: Relation) -> bool:
+        """Whether ``relation`` has partitions or inheritance children, or is one
+        (``pg_inherits``): statements on it may lock the others too."""
+        rows = self._rows(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE %s IN (inhrelid, inhparent))",
+            (relation.oid,),
+        )
+        return bool(rows[0][0])
+
     def has_user_triggers(self, table: Relation) -> bool:
         """Whether ``table`` has triggers of its own (not those of its foreign keys)."""
         rows = self._rows(

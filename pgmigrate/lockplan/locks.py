@@ -171,6 +171,11 @@ def _resolve(
     indexes, columns and constraints are unknown."""
     schema, name = range_var.get("schemaname"), range_var["relname"]
     relation = effect.catalog.relation(name, schema)
+    if relation is not None and effect.catalog.in_inheritance(relation):
+        raise Unknown(
+            f"{relation.qualified} has partitions or inheritance children, or is one:"
+            " the locks it takes on them are not modelled"
+        )
     if relation is None:
         qualified = _qualified(effect, range_var)
         effect.note(f"{qualified} is not in the catalog yet (created by a pending statement?)")
