@@ -28,6 +28,9 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
     ("pgmigrate.E013", config.statement_timeout_exempt),
     ("pgmigrate.E014", config.log_queries),
     ("pgmigrate.E015", config.step_aside),
+    ("pgmigrate.E016", config.lock_plan_threshold),
+    ("pgmigrate.E017", config.lock_plan_rules),
+    ("pgmigrate.E018", config.lock_plan_allow),
 ]
 
 #: Time the watcher needs to act once a statement waits, beyond its first look (measured in
@@ -70,7 +73,7 @@ def check_required_apps(**kwargs: Any) -> list[checks.CheckMessage]:
 
 @_while_installed
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
-    """pgmigrate.E003 to E015: each PGMIGRATE_* setting has a usable value."""
+    """pgmigrate.E003 to E018: each PGMIGRATE_* setting has a usable value."""
     if not _dependencies_installed():
         return []  # validating actions needs pglock's models
     errors: list[checks.CheckMessage] = []

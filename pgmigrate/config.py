@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from pgmigrate import actions, protection
+from pgmigrate.lockplan import rules as plan_rules
 
 #: Default for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
@@ -308,3 +309,85 @@ def step_aside() -> bool:
     migration are ones pgmigrate will not end, and run the statement again once they are gone
     (default True; see ``pgmigrate.aside``). False queues behind them, as PostgreSQL does."""
     return _bool("PGMIGRATE_STEP_ASIDE", True)
+
+
+def lock_plan_threshold() -> int:
+    """``PGMIGRATE_LOCK_PLAN_THRESHOLD``: the table size, in bytes (a whole number >= 0),
+    over which the lock plan's sized rules (``pgmigrate.L001`` to ``L003``) report a
+    rewrite, a full scan or an index build. Defaults to 10 MiB (10485760)."""
+    return _count("PGMIGRATE_LOCK_PLAN_THRESHOLD", plan_rules.DEFAULT_THRESHOLD)
+
+
+def lock_plan_rules() -> dict[str, plan_rules.Override]:
+    """``PGMIGRATE_LOCK_PLAN_RULES``: the lock plan's rules to change, as a dict of rule IDs
+    (``"pgmigrate.L001"``) to a level (``"off"``, ``"warning"`` or ``"error"``) or to a dict
+    with ``"level"`` and/or ``"threshold"`` (bytes, a whole number >= 0). Returns
+    ``pgmigrate.lockplan.rules.Override`` by rule ID; default: no change."""
+    name = "PGMIGRATE_LOCK_PLAN_RULES"
+    value = getattr(settings, name, {})
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"{name} must be a dict of rule IDs to a level or a dict, not {_shown(value)}."
+        )
+    overrides: dict[str, plan_rules.Override] = {}
+    for rule_id, setting in value.items():
+        if rule_id not in plan_rules.RULES:
+            raise ImproperlyConfigured(
+                f"{name}: {_shown(rule_id)} is not a rule of the lock plan (use one of "
+                f"{', '.join(plan_rules.RULES)})."
+            )
+        if isinstance(setting, str):
+            setting = {"level": setting}
+        if not isinstance(setting, dict) or not set(setting) <= {"level", "threshold"}:
+            raise ImproperlyConfigured(
+                f"{name}[{rule_id!r}] must be a level ({', '.join(plan_rules.LEVELS)}) or a dict "
+                f'with "level" and/or "threshold", not {_shown(setting)}.'
+            )
+        level = setting.get("level")
+        if level is not None and level not in plan_rules.LEVELS:
+            raise ImproperlyConfigured(
+                f"{name}[{rule_id!r}]: the level must be one of {', '.join(plan_rules.LEVELS)}, "
+                f"not {_shown(level)}."
+            )
+        threshold = setting.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0
+        ):
+            raise ImproperlyConfigured(
+                f"{name}[{rule_id!r}]: the threshold must be a whole number of bytes >= 0, "
+                f"not {_shown(threshold)}."
+            )
+        overrides[rule_id] = plan_rules.Override(level=level, threshold=threshold)
+    return overrides
+
+
+def lock_plan_allow() -> dict[str, frozenset[str]]:
+    """``PGMIGRATE_LOCK_PLAN_ALLOW``: rules accepted for a migration, as a dict of
+    ``"app_label.migration_name"`` to a list of rule IDs, e.g.
+    ``{"shop.0042_backfill": ["pgmigrate.L001"]}``. An accepted rule is still shown in the
+    plan, marked allowed, and never fails ``--ci``. Default: none."""
+    name = "PGMIGRATE_LOCK_PLAN_ALLOW"
+    value = getattr(settings, name, {})
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f'{name} must be a dict of "app_label.migration_name" to lists of rule IDs, '
+            f"not {_shown(value)}."
+        )
+    allowed: dict[str, frozenset[str]] = {}
+    for migration, rule_ids in value.items():
+        if not isinstance(migration, str) or migration.count(".") != 1:
+            raise ImproperlyConfigured(
+                f'{name}: keys must be "app_label.migration_name", not {_shown(migration)}.'
+            )
+        if isinstance(rule_ids, str) or not isinstance(rule_ids, (list, tuple)):
+            raise ImproperlyConfigured(
+                f"{name}[{migration!r}] must be a list of rule IDs, not {_shown(rule_ids)}."
+            )
+        unknown = [rule_id for rule_id in rule_ids if rule_id not in plan_rules.RULES]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{name}[{migration!r}]: {_shown(unknown[0])} is not a rule of the lock plan "
+                f"(use one of {', '.join(plan_rules.RULES)})."
+            )
+        allowed[migration] = frozenset(rule_ids)
+    return allowed

@@ -210,6 +210,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="Write a JSON report of the run (per migration: duration, lock wait, blockers).",
     )
+    group.add_argument(
+        "--lock-plan",
+        action="store_true",
+        help="Apply nothing: print what each statement of the pending migrations will lock, "
+        "for how long on the tables as they are now, who is in its way, and the rules it "
+        "breaks.",
+    )
+    group.add_argument(
+        "--ci",
+        action="store_true",
+        help="With --lock-plan: exit with status 1 when a rule at error level is broken.",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="With --lock-plan: print the plan as JSON on stdout.",
+    )
 
 
 def effective_lock_timeout(run_options: RunOptions, connection: Any) -> float | None:

@@ -67,3 +67,8 @@ SYSTEM_EXIT: dict = {"exit": False}
 
 #: The ``unicode_error`` scenario: the error its RunPython raised.
 RAISED: dict = {}
+
+
+def lock_plan_python(apps, schema_editor):
+    """The ``lock_plan`` scenario's RunPython: the lock plan never runs it."""
+    RUNPYTHON_SEEN["lock_plan"] = True

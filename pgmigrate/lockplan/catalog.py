@@ -1,0 +1,409 @@
+"""Read-only catalog lookups for the lock plan, on a Django connection.
+
+Every lookup is a plain ``SELECT`` on ``pg_catalog``: it takes ACCESS SHARE locks on catalog
+tables only, never a lock on the user's relations (names are matched as text against
+``pg_class``, the way ``to_regclass`` resolves them, without a ``::regclass`` cast). Answers
+are cached for the life of the ``Catalog``: make one per plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+
+from pgmigrate.lockplan.model import RelationKind
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A relation that exists: ``pg_class`` row in words."""
+
+    oid: int
+    schema: str
+    name: str
+    kind: RelationKind
+
+    @property
+    def qualified(self) -> str:
+        """``schema.name``, unquoted, as the lock plan names relations."""
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column, from ``pg_attribute``."""
+
+    #: ``atttypid`` and ``atttypmod`` (-1: no modifier).
+    type_oid: int
+    typmod: int
+    #: ``format_type`` of the two, e.g. ``character varying(20)``.
+    type_name: str
+    not_null: bool
+    #: ``attidentity``: ``a`` (ALWAYS), ``d`` (BY DEFAULT) or empty.
+    identity: str
+    #: ``attcollation`` (0: the type is not collatable).
+    collation: int
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key: ``table(columns)`` references ``referenced(keys)``."""
+
+    table: Relation
+    referenced: Relation
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    #: The oid of the referenced table's unique index the key uses (``conindid``).
+    index_oid: int
+
+
+class Catalog:
+    """Catalog lookups on the connection of alias ``using`` (its ``search_path``).
+
+    Nothing raises for a relation, column or function that does not exist: the lookups
+    return ``None`` (or an empty tuple), since a pending migration may create it first.
+    """
+
+    def __init__(self, using: str = "default"):
+        self.using = using
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        key = (sql, params)
+        if key not in self._cache:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(sql, params)
+                self._cache[key] = cursor.fetchall()
+        return self._cache[key]
+
+    def _along_path(self, schema: str | None) -> str:
+        """SQL for the schemas a name is looked up in, with their order (``p.nspname``,
+        ``p.position``): ``schema`` (a parameter) or ``current_schemas(true)``."""
+        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
+        return f" JOIN unnest({schemas}) WITH ORDINALITY AS p(nspname, position)"
+
+    def _lookup(self, select: str, name: str, schema: str | None) -> list[tuple[Any, ...]]:
+        """The first row of ``select`` (whose namespace column is ``n.nspname`` and name
+        ``%s``) along the search path, as ``to_regclass`` and the parser look names up."""
+        params = (schema, name) if schema is not None else (name,)
+        return self._rows(
+            select.replace(
+                " WHERE ", self._along_path(schema) + " ON p.nspname = n.nspname WHERE "
+            )
+            + " ORDER BY p.position LIMIT 1",
+            params,
+        )
+
+    @property
+    def server_version(self) -> int:
+        """The server's ``server_version_num`` (e.g. 180001), as Django reads it."""
+        return connections[self.using].pg_version
+
+    def current_schema(self) -> str:
+        """``current_schema()``: where unqualified names are created."""
+        return self._rows("SELECT current_schema()", ())[0][0]
+
+    def relation(self, name: str, schema: str | None = None) -> Relation | None:
+        """The relation ``schema.name``, or ``name`` looked up along ``search_path``
+        (``current_schemas(true)``, so ``pg_temp`` and ``pg_catalog`` too), as
+        ``to_regclass`` would; ``None`` when there is none."""
+        rows = self._lookup(
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text"
+            " FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s",
+            name,
+            schema,
+        )
+        return _relation(rows[0]) if rows else None
+
+    def by_oid(self, oid: int) -> Relation | None:
+        rows = self._rows(
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text"
+            " FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s",
+            (oid,),
+        )
+        return _relation(rows[0]) if rows else None
+
+    def indexes(self, table: Relation) -> tuple[Relation, ...]:
+        """The indexes of ``table`` (``pg_index``), valid or not."""
+        rows = self._rows(
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text"
+            " FROM pg_catalog.pg_index i"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.indrelid = %s ORDER BY c.oid",
+            (table.oid,),
+        )
+        return tuple(_relation(row) for row in rows)
+
+    def column_indexes(self, table: Relation, column: str) -> tuple[Relation, ...]:
+        """The indexes of ``table`` that use ``column``: as a key or included column
+        (``pg_index.indkey``), in an expression or a partial index's predicate
+        (``pg_depend``), as PostgreSQL finds the indexes to drop or rebuild with it."""
+        rows = self._rows(
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text"
+            " FROM pg_catalog.pg_index i"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attname = %s"
+            " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.indrelid = %s AND (a.attnum = ANY (i.indkey) OR EXISTS ("
+            "  SELECT FROM pg_catalog.pg_depend d"
+            "  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid"
+            "  AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            "  AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum))"
+            " ORDER BY c.oid",
+            (column, table.oid),
+        )
+        return tuple(_relation(row) for row in rows)
+
+    def index_table(self, index: Relation) -> Relation | None:
+        """The table an index is on (``pg_index.indrelid``)."""
+        rows = self._rows(
+            "SELECT indrelid::int8 FROM pg_catalog.pg_index WHERE indexrelid = %s",
+            (index.oid,),
+        )
+        return self.by_oid(rows[0][0]) if rows else None
+
+    def owned_sequences(self, table: Relation) -> tuple[Relation, ...]:
+        """Sequences owned by a column of ``table`` (``serial`` and identity columns)."""
+        return tuple(sequence for _, sequence in self.column_sequences(table))
+
+    def column(self, table: Relation, name: str) -> Column | None:
+        """The column ``name`` of ``table``, ``None`` if there is none."""
+        rows = self._rows(
+            "SELECT atttypid::int8, atttypmod, pg_catalog.format_type(atttypid, atttypmod),"
+            " attnotnull, attidentity::text, attcollation::int8"
+            " FROM pg_catalog.pg_attribute"
+            " WHERE attrelid = %s AND attname = %s AND attnum > 0 AND NOT attisdropped",
+            (table.oid, name),
+        )
+        return Column(*rows[0]) if rows else None
+
+    def column_constraints(self, table: Relation, column: str) -> tuple[str, ...]:
+        """The ``contype`` of each constraint that uses ``table.column``: its own (CHECK,
+        UNIQUE, foreign key...) and other tables' foreign keys that reference it."""
+        rows = self._rows(
+            "SELECT c.contype::text FROM pg_catalog.pg_constraint c"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = %s AND a.attname = %s"
+            " WHERE (c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey))"
+            " OR (c.confrelid = a.attrelid AND a.attnum = ANY (c.confkey))"
+            " ORDER BY 1",
+            (table.oid, column),
+        )
+        return tuple(contype for (contype,) in rows)
+
+    def collation_oid(self, name: str, schema: str | None = None) -> int | None:
+        """The oid of collation ``name`` (``pg_collation``), along ``search_path``."""
+        rows = self._lookup(
+            "SELECT c.oid::int8 FROM pg_catalog.pg_collation c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace"
+            " WHERE c.collname = %s AND c.collencoding IN (-1, pg_catalog.pg_char_to_encoding("
+            "pg_catalog.getdatabaseencoding()))",
+            name,
+            schema,
+        )
+        return rows[0][0] if rows else None
+
+    def column_sequences(self, table: Relation) -> tuple[tuple[str, Relation], ...]:
+        """``(column, sequence)`` for each sequence owned by a column of ``table`` (identity
+        and ``serial`` columns)."""
+        rows = self._rows(
+            "SELECT a.attname::text, d.objid::int8 FROM pg_catalog.pg_depend d"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid"
+            "  AND a.attnum = d.refobjsubid"
+            " JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'"
+            " WHERE d.classid = 'pg_catalog.pg_class'::regclass"
+            " AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " AND d.refobjid = %s AND d.deptype IN ('a', 'i') ORDER BY 1",
+            (table.oid,),
+        )
+        return tuple((column, sequence) for column, oid in rows if (sequence := self.by_oid(oid)))
+
+    def column_sequence(self, table: Relation, column: str) -> Relation | None:
+        """The sequence owned by ``table.column`` (an identity or ``serial`` column)."""
+        return dict(self.column_sequences(table)).get(column)
+
+    def dependent_views(self, table: Relation) -> tuple[Relation, ...]:
+        """Views and materialized views whose query uses ``table`` (``pg_rewrite``)."""
+        rows = self._rows(
+            "SELECT DISTINCT r.ev_class::int8 FROM pg_catalog.pg_depend d"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+            " WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass"
+            " AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = %s"
+            " AND r.ev_class <> %s ORDER BY 1",
+            (table.oid, table.oid),
+        )
+        return tuple(view for (oid,) in rows if (view := self.by_oid(oid)))
+
+    def view_tables(self, view: Relation) -> tuple[Relation, ...]:
+        """The relations the query of (materialized) view ``view`` reads (``pg_rewrite``)."""
+        rows = self._rows(
+            "SELECT DISTINCT d.refobjid::int8 FROM pg_catalog.pg_rewrite r"
+            " JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass"
+            "  AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass"
+            " WHERE r.ev_class = %s AND d.refobjid <> %s ORDER BY 1",
+            (view.oid, view.oid),
+        )
+        return tuple(relation for (oid,) in rows if (relation := self.by_oid(oid)))
+
+    def in_inheritance(self, relation: Relation) -> bool:
+        """Whether ``relation`` has partitions or inheritance children, or is one
+        (``pg_inherits``): statements on it may lock the others too."""
+        rows = self._rows(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_inherits WHERE %s IN (inhrelid, inhparent))",
+            (relation.oid,),
+        )
+        return bool(rows[0][0])
+
+    def has_user_triggers(self, table: Relation) -> bool:
+        """Whether ``table`` has triggers of its own (not those of its foreign keys)."""
+        rows = self._rows(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger"
+            " WHERE tgrelid = %s AND NOT tgisinternal)",
+            (table.oid,),
+        )
+        return bool(rows[0][0])
+
+    def foreign_keys(self, table: Relation) -> tuple[ForeignKey, ...]:
+        """The foreign keys of ``table`` and those of other tables that reference it."""
+        rows = self._rows(
+            "SELECT c.conrelid::int8, c.confrelid::int8,"
+            " ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a"
+            "  WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) ORDER BY 1),"
+            " ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a"
+            "  WHERE a.attrelid = c.confrelid AND a.attnum = ANY (c.confkey) ORDER BY 1),"
+            " c.conindid::int8 FROM pg_catalog.pg_constraint c"
+            " WHERE c.contype = 'f' AND %s IN (c.conrelid, c.confrelid) ORDER BY c.oid",
+            (table.oid,),
+        )
+        return tuple(
+            ForeignKey(referencing, referenced, tuple(columns), tuple(keys), index_oid)
+            for referencing_oid, referenced_oid, columns, keys, index_oid in rows
+            if (referencing := self.by_oid(referencing_oid))
+            and (referenced := self.by_oid(referenced_oid))
+        )
+
+    def unique_index(self, table: Relation, columns: tuple[str, ...]) -> Relation | None:
+        """The valid, non-partial unique index of ``table`` on exactly ``columns`` (the
+        primary key's when ``columns`` is empty): the one a foreign key references."""
+        rows = self._rows(
+            "SELECT i.indexrelid::int8, i.indisprimary,"
+            " ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, o)"
+            "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            "  ORDER BY k.o)"
+            " FROM pg_catalog.pg_index i WHERE i.indrelid = %s AND i.indisunique"
+            " AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL"
+            " ORDER BY i.indexrelid",
+            (table.oid,),
+        )
+        for oid, primary, keys in rows:
+            if (primary and not columns) or (columns and sorted(keys) == sorted(columns)):
+                return self.by_oid(oid)
+        return None
+
+    def type_oid(self, name: str, schema: str | None = None) -> int | None:
+        """The oid of the type ``schema.name`` (``name`` as ``pg_type.typname``, e.g.
+        ``int8``, ``varchar``), along ``search_path`` when unqualified."""
+        rows = self._lookup(
+            "SELECT t.oid::int8 FROM pg_catalog.pg_type t"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = %s",
+            name,
+            schema,
+        )
+        return rows[0][0] if rows else None
+
+    def type_kind(self, type_oid: int) -> str | None:
+        """``pg_type.typtype``: ``b`` base, ``d`` domain, ``e`` enum, ``c`` composite..."""
+        rows = self._rows(
+            "SELECT typtype::text FROM pg_catalog.pg_type WHERE oid = %s", (type_oid,)
+        )
+        return rows[0][0] if rows else None
+
+    def binary_coercible(self, source: int, target: int) -> bool:
+        """Whether a value of type ``source`` is a valid ``target`` as it is: the same type,
+        or a cast ``WITHOUT FUNCTION`` (``pg_cast.castmethod = 'b'``)."""
+        if source == target:
+            return True
+        rows = self._rows(
+            "SELECT 1 FROM pg_catalog.pg_cast"
+            " WHERE castsource = %s AND casttarget = %s AND castmethod = 'b'",
+            (source, target),
+        )
+        return bool(rows)
+
+    def volatility(self, function: str, schema: str | None = None) -> str | None:
+        """The strongest ``pg_proc.provolatile`` (``i``, ``s`` or ``v``; ``v`` strongest)
+        among the functions of that name along ``search_path`` (all overloads, since the
+        call's argument types are not resolved here); ``None`` if there is none."""
+        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
+        rows = self._rows(
+            "SELECT max(CASE f.provolatile WHEN 'v' THEN 3 WHEN 's' THEN 2 ELSE 1 END)"
+            " FROM pg_catalog.pg_proc f"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace"
+            f" WHERE n.nspname = ANY({schemas}) AND f.proname = %s",
+            (schema, function) if schema is not None else (function,),
+        )
+        level = rows[0][0] if rows else None
+        return {1: "i", 2: "s", 3: "v"}.get(level) if level else None
+
+    def not_null_proven(self, table: Relation, column: str) -> bool:
+        """Whether a valid ``CHECK (column IS NOT NULL)`` constraint of ``table`` proves the
+        column has no NULL, so ``SET NOT NULL`` skips its scan (PostgreSQL 12+, "ALTER
+        TABLE": "SET/DROP NOT NULL"). Only the plain form is recognised."""
+        rows = self._rows(
+            "SELECT pg_catalog.pg_get_expr(c.conbin, c.conrelid) FROM pg_catalog.pg_constraint c"
+            " WHERE c.conrelid = %s AND c.contype = 'c' AND c.convalidated",
+            (table.oid,),
+        )
+        return any(_proves_not_null(expression, column) for (expression,) in rows)
+
+    def constraint(self, table: Relation, name: str) -> tuple[str, int | None] | None:
+        """``(contype, referenced table's oid or None)`` of the constraint ``name`` of
+        ``table``, ``None`` if there is none."""
+        rows = self._rows(
+            "SELECT contype::text, NULLIF(confrelid, 0)::int8, conindid::int8"
+            " FROM pg_catalog.pg_constraint WHERE conrelid = %s AND conname = %s",
+            (table.oid, name),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def constraint_index(self, table: Relation, name: str) -> Relation | None:
+        """The index behind constraint ``name`` of ``table`` (``pg_constraint.conindid``)."""
+        rows = self._rows(
+            "SELECT NULLIF(conindid, 0)::int8"
+            " FROM pg_catalog.pg_constraint WHERE conrelid = %s AND conname = %s",
+            (table.oid, name),
+        )
+        return self.by_oid(rows[0][0]) if rows and rows[0][0] else None
+
+
+def _proves_not_null(expression: str, column: str) -> bool:
+    """Whether the boolean ``expression`` (``pg_get_expr`` of a CHECK) is ``column IS NOT
+    NULL``, alone or ANDed with other conditions."""
+    from pglast import parser
+
+    try:
+        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
+    except (parser.ParseError, ValueError):
+        return False
+    target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+    return _implies_not_null(target, column)
+
+
+def _implies_not_null(node: dict[str, Any], column: str) -> bool:
+    if "BoolExpr" in node and node["BoolExpr"].get("boolop") == "AND_EXPR":
+        return any(_implies_not_null(arg, column) for arg in node["BoolExpr"]["args"])
+    test = node.get("NullTest")
+    if not test or test.get("nulltesttype") != "IS_NOT_NULL":
+        return False
+    fields = test["arg"].get("ColumnRef", {}).get("fields", [])
+    return len(fields) == 1 and fields[0].get("String", {}).get("sval") == column
+
+
+def _relation(row: tuple[Any, ...]) -> Relation:
+    oid, schema, name, relkind = row
+    return Relation(int(oid), schema, name, RelationKind(relkind))
