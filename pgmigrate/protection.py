@@ -4,6 +4,7 @@ and sessions whose protection it cannot decide because PostgreSQL hides the colu
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -125,3 +126,46 @@ def _match(row: Mapping[str, object], rules: Rules) -> str | None:
             if fnmatch.fnmatchcase(text, pattern):
                 return f"{column} {text!r} matches {pattern!r}"
     return None
+
+
+def cancelled_by_postgres(row: Mapping[str, object]) -> bool:
+    """Whether ``row`` is an autovacuum worker that PostgreSQL itself cancels once a lock
+    request has waited behind it for ``deadlock_timeout``: every one but those that prevent
+    transaction ID wraparound (PostgreSQL docs, "The Autovacuum Daemon"). Its user is NULL;
+    a role without ``pg_read_all_stats`` sees neither its type nor its query, and takes it
+    for an ordinary one."""
+    autovacuum = row.get("backend_type") == "autovacuum worker" or (
+        row.get("usesysid") is None and row.get("backend_type") is None
+    )
+    return autovacuum and "to prevent wraparound" not in str(row.get("query") or "")
+
+
+class Standing(enum.Enum):
+    """Where a session in the migration's way stands, decided in this order (the watcher's
+    ``_act`` while migrating, the lock plan's ``holders`` before)."""
+
+    #: Protected, and PostgreSQL cancels it itself (``cancelled_by_postgres``).
+    AUTOVACUUM = "autovacuum"
+    #: Protected (``judge``: always, or ``PGMIGRATE_PROTECTED``).
+    PROTECTED = "protected"
+    #: A session of another database.
+    ELSEWHERE = "another database"
+    #: PostgreSQL hides the columns its protection depends on.
+    UNDECIDABLE = "undecidable"
+    #: None of those: the blocking action decides.
+    ENDABLE = "endable"
+
+
+def standing(row: Mapping[str, object], rules: Rules) -> tuple[Standing, Verdict]:
+    """Where the session of ``row`` stands, with the protection verdict. ``row`` holds its
+    ``pg_stat_activity`` columns and the booleans ``visible``, ``walsender`` (see
+    ``judge``) and ``in_database`` (whether it is a session of the migrating database)."""
+    verdict = judge(row, rules, visible=bool(row["visible"]), walsender=bool(row["walsender"]))
+    if verdict.reason is not None:
+        kind = Standing.AUTOVACUUM if cancelled_by_postgres(row) else Standing.PROTECTED
+        return kind, verdict
+    if not row["in_database"]:
+        return Standing.ELSEWHERE, verdict
+    if verdict.hidden:
+        return Standing.UNDECIDABLE, verdict
+    return Standing.ENDABLE, verdict

@@ -33,6 +33,7 @@ from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
 from pgmigrate.errors import sqlstate
 from pgmigrate.prepared import GENERIC_PLANS, Prepared
+from pgmigrate.protection import Standing
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -161,18 +162,6 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
 
 def _session_key(blocker: Blocker) -> tuple[int, Any]:
     return (blocker.pid, blocker.backend_start)
-
-
-def _cancelled_by_postgres(row: dict[str, Any]) -> bool:
-    """Whether ``row`` is an autovacuum worker that PostgreSQL itself cancels once a lock
-    request has waited behind it for ``deadlock_timeout``: every one but those that prevent
-    transaction ID wraparound (PostgreSQL docs, "The Autovacuum Daemon"). Its user is NULL;
-    a role without ``pg_read_all_stats`` sees neither its type nor its query, and takes it
-    for an ordinary one."""
-    autovacuum = row.get("backend_type") == "autovacuum worker" or (
-        row.get("usesysid") is None and row.get("backend_type") is None
-    )
-    return autovacuum and "to prevent wraparound" not in (row.get("query") or "")
 
 
 def _aside_fields(aside: Aside) -> dict[str, Any]:
@@ -601,24 +590,22 @@ class Watcher:
                     virtualtransaction=holders.get(pid) or waiters.get(pid),
                     queued=pid not in holders,
                 )
-                verdict = protection.judge(
-                    row, self.protected, visible=row["visible"], walsender=row["walsender"]
-                )
-                if verdict.reason is not None and _cancelled_by_postgres(row):
+                kind, verdict = protection.standing(row, self.protected)
+                if kind is Standing.AUTOVACUUM:
                     staying.append(f"pid {pid} (autovacuum)")
                     if acting:
-                        self._leave(row, blocker, verdict.reason, self._autovacuum_message)
-                elif verdict.reason is not None:
+                        self._leave(row, blocker, str(verdict.reason), self._autovacuum_message)
+                elif kind is Standing.PROTECTED:
                     staying.append(f"pid {pid} (protected)")
                     left[blocker] = f"protected: {verdict.reason}"
                     if acting:
-                        self._leave(row, blocker, verdict.reason, self._protected_message)
-                elif not row["in_database"]:
+                        self._leave(row, blocker, str(verdict.reason), self._protected_message)
+                elif kind is Standing.ELSEWHERE:
                     staying.append(f"pid {pid} (database {row['datname']!r})")
                     left[blocker] = f"database {row['datname']!r}"
                     if acting:
                         self._leave(row, blocker, "another database", self._elsewhere_message)
-                elif verdict.hidden:
+                elif kind is Standing.UNDECIDABLE:
                     staying.append(f"pid {pid} (protection undecidable)")
                     reason = "protection undecidable: hidden " + ", ".join(verdict.hidden)
                     left[blocker] = reason

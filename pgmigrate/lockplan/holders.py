@@ -20,7 +20,7 @@ from django.db import connections
 
 from pgmigrate import actions, protection
 from pgmigrate.lockplan.model import LockMode
-from pgmigrate.watcher import _cancelled_by_postgres
+from pgmigrate.protection import Standing
 
 #: Relation locks of other sessions (and prepared transactions) on the relations asked for,
 #: in this database, each with the ``pg_stat_activity`` columns ``protection.judge`` needs:
@@ -170,20 +170,15 @@ def judge(row: Mapping[str, Any], policy: Policy) -> tuple[str, str | None, str]
             stays,
             "a prepared transaction: only COMMIT PREPARED or ROLLBACK PREPARED ends it",
         )
-    verdict = protection.judge(
-        row, policy.protected, visible=row["visible"], walsender=row["walsender"]
-    )
-    if verdict.reason is not None:
-        if _cancelled_by_postgres(dict(row)):
-            return (
-                "protected",
-                "wait",
-                f"{verdict.reason}; PostgreSQL cancels it after deadlock_timeout",
-            )
-        return "protected", stays, verdict.reason
-    if not row["in_database"]:
+    kind, verdict = protection.standing(row, policy.protected)
+    if kind is Standing.AUTOVACUUM:
+        cancels = "PostgreSQL cancels it after deadlock_timeout"
+        return "protected", "wait", f"{verdict.reason}; {cancels}"
+    if kind is Standing.PROTECTED:
+        return "protected", stays, str(verdict.reason)
+    if kind is Standing.ELSEWHERE:
         return "leave", stays, f"a session of database {row['datname']!r}"
-    if verdict.hidden:
+    if kind is Standing.UNDECIDABLE:
         return (
             "undecidable",
             stays,
