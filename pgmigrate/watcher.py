@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pgactivity
+from django.conf import settings
 from django.db import Error, connections
 
 from pgmigrate import actions, config, live, lockgraph, protection
@@ -158,6 +159,25 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         queued=queued,
         hidden=not row["visible"],
     )
+
+
+def _native_timestamps(cursor: Any) -> None:
+    """Load ``timestamptz`` values on ``cursor`` with psycopg 3's own loader (C, with
+    psycopg's binary or C package) instead of Django's, a Python subclass that takes about
+    10 microseconds a value: with 20 blockers, the lock graph's four timestamps a session
+    cost about 0.6 ms of the urgent path. Only with ``USE_TZ``, where both give aware
+    datetimes (equal, and hashing alike, for the same instant); psycopg 2 parses in C."""
+    adapters = getattr(cursor.cursor, "adapters", None)
+    if adapters is not None and settings.USE_TZ:
+        adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+
+
+@functools.cache
+def _psycopg_timestamptz_loader() -> Any:
+    import psycopg
+
+    oid = psycopg.adapters.types["timestamptz"].oid
+    return psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
 
 
 def _session_key(blocker: Blocker) -> tuple[int, Any]:
@@ -544,6 +564,7 @@ class Watcher:
         """The lock graph of the migrating backend, and the ``pg_stat_activity`` columns
         (with the judging ones of ``GRAPH_AND_SESSIONS``) of each session in it, by pid."""
         with connections[self.using].cursor() as cursor:
+            _native_timestamps(cursor)
             GRAPH_AND_SESSIONS_P.execute(cursor, [self.backend_pid, lockgraph.STRONG_MODES])
             names = [column.name for column in cursor.description][lockgraph.COLUMNS :]
             rows = cursor.fetchall()
