@@ -142,13 +142,15 @@ def _index_case(key: Any, *, kind: type[models.Index] = models.Index, **options:
     return Case([_index(kind(key, name=name, **options))])
 
 
-def _unique_case(key: Any, **options: Any) -> Case:
+def _unique_case(key: Any, *, server: int = 0, **options: Any) -> Case:
     """AddConstraint of a UniqueConstraint on the field ``key`` or expression ``key``."""
     name = f"book_uniq_{len(_NAMES)}"
     _NAMES.append(name)
     if isinstance(key, str):
-        return Case([_constraint(models.UniqueConstraint(fields=[key], name=name, **options))])
-    return Case([_constraint(models.UniqueConstraint(key, name=name, **options))])
+        constraint = models.UniqueConstraint(fields=[key], name=name, **options)
+    else:
+        constraint = models.UniqueConstraint(key, name=name, **options)
+    return Case([_constraint(constraint)], server=server)
 
 
 _NAMES: list[str] = []
@@ -517,7 +519,8 @@ def _django_5_cases() -> dict[str, Case]:
                 )
             ]
         ),
-        "add_unique_nulls_distinct": _unique_case("title", nulls_distinct=False),
+        # PostgreSQL 15+ (Django writes nothing for it before).
+        "add_unique_nulls_distinct": _unique_case("title", nulls_distinct=False, server=150000),
     }
 
 

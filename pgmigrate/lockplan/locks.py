@@ -268,16 +268,18 @@ def _reference(effect: _Effect, constraint: Node) -> Relation:
     return referenced
 
 
-#: Minor releases seen (pg_locks, tests/test_lockplan_locks.py) to lock the unique index a
-#: new foreign key references, ACCESS SHARE, per major version: a change of a minor release
-#: (15.18 does not lock it). Earlier minors of 16 to 18 are taken not to, other major
-#: versions to lock it, each with a note.
-_FK_INDEX_LOCKED_SINCE = {15: 150019, 16: 160015, 17: 170011, 18: 180006}
+#: The first minor release of each major version seen (pg_locks, the test file run on
+#: each) to lock the unique index a new foreign key references, ACCESS SHARE: a change of
+#: a minor release. The one before was seen not to (14.23, 15.18, 16.14, 17.10, 18.4);
+#: 14.24 and 18.5 were not seen, nor any other major version (taken to lock it).
+_FK_INDEX_LOCKED_SINCE = {14: 140024, 15: 150019, 16: 160015, 17: 170011, 18: 180006}
 #: The versions whose behaviour was seen; for others a note says it was not.
-_FK_INDEX_LOCK_SEEN = frozenset({150018, *_FK_INDEX_LOCKED_SINCE.values()})
+_FK_INDEX_LOCK_SEEN = frozenset(
+    {140023, 150018, 160014, 170010, 180004, 150019, 160015, 170011, 180006}
+)
 _FK_INDEX_UNVERIFIED = (
     "whether this PostgreSQL release locks the index the key references (ACCESS SHARE) was"
-    " not checked: 15.19, 16.15, 17.11 and 18.6 do, 15.18 does not"
+    " not checked: 15.19, 16.15, 17.11 and 18.6 do; 14.23, 15.18, 16.14, 17.10, 18.4 do not"
 )
 
 
