@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import django
+import pglast
 import pytest
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import IntegerRangeField, RangeOperators
@@ -96,8 +97,6 @@ def apply(operations: list[Any], state: ProjectState, *, collect: bool) -> tuple
 
 def statements(sql: list[str]) -> list[str]:
     """Each statement of the collected SQL on its own (some entries hold two)."""
-    import pglast
-
     return [text for entry in sql for text in pglast.split(entry)]
 
 
