@@ -16,7 +16,7 @@ import pytest
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import IntegerRangeField, RangeOperators
 from django.contrib.postgres.indexes import BrinIndex, GinIndex, GistIndex, HashIndex
-from django.contrib.postgres.operations import AddIndexConcurrently
+from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import connection, migrations, models
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.models.functions import Lower
@@ -675,6 +675,30 @@ def test_create_index_concurrently_agrees_with_pg_locks(
     writer = Session(application_name="lockplan-writer").hold(B, "ROW EXCLUSIVE")
     sessions.append(writer)
     _agrees(effect, locks_while_it_waits(statement, writer, sessions))
+
+
+def test_drop_index_concurrently_while_it_waits(schema: ProjectState, sessions: list) -> None:
+    """DROP INDEX CONCURRENTLY, read while it waits for a transaction on the table: it holds
+    the plan's SHARE UPDATE EXCLUSIVE on the table, and on the index a mode no stronger than
+    the plan's ACCESS EXCLUSIVE, which it takes once nobody uses the index (index.c,
+    ``index_drop``): that last step cannot be made to wait, so it is not seen here."""
+    index = models.Index(fields=["pages"], name="book_pages_dic")
+    state, _ = apply([migrations.AddIndex("book", index)], schema, collect=False)
+    _, sql = apply([RemoveIndexConcurrently("book", "book_pages_dic")], state, collect=True)
+    (statement,) = statements(sql)
+    (effect,) = classify(statement, Catalog())
+    assert not effect.transactional
+    assert effect.waits_for_snapshots
+    planned = {lock.relation: lock.mode for lock in effect.locks}
+    assert planned == {
+        BOOK: LockMode.SHARE_UPDATE_EXCLUSIVE,
+        "public.book_pages_dic": LockMode.ACCESS_EXCLUSIVE,
+    }
+    writer = Session(application_name="lockplan-writer").hold(B, "ROW EXCLUSIVE")
+    sessions.append(writer)
+    held = locks_while_it_waits(statement, writer, sessions)
+    assert held[BOOK][0] is planned[BOOK]
+    assert held["public.book_pages_dic"][0] <= planned["public.book_pages_dic"]
 
 
 def test_vacuum_agrees_with_pg_locks(schema: ProjectState, sessions: list) -> None:

@@ -359,6 +359,8 @@ def _drop_index(effect: _Effect, index: Relation, *, concurrent: bool) -> None:
         effect.kind = "DROP INDEX CONCURRENTLY"
         effect.transactional = False
         effect.waits_for_snapshots = True
+        # index.c, index_drop: SHARE UPDATE EXCLUSIVE on both while it waits out the
+        # transactions that may use the index, then ACCESS EXCLUSIVE on the index.
         effect.lock(table, _SUE)
         effect.lock(index, _AE)
         effect.note(
