@@ -4,10 +4,12 @@ in full (``pg_stat_xact_user_tables.seq_scan``). For tests/test_lockplan_locks.p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections
+from pglast import parser
 
 from pgmigrate.lockplan.catalog import Catalog
 from pgmigrate.lockplan.locks import classify
@@ -142,10 +144,6 @@ def disagreements(effect: StatementEffect, observed: Observed) -> list[str]:
 
 def _referenced_tables(statement: str) -> set[str]:
     """Tables a statement's foreign keys reference (``REFERENCES`` and ``VALIDATE``)."""
-    import json
-
-    from pglast import parser
-
     tree = json.loads(parser.parse_sql_json(statement))
     found: set[str] = set()
 
