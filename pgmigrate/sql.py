@@ -105,13 +105,31 @@ def parse(sql: str) -> list[Statement]:
 
 @functools.lru_cache(maxsize=512)
 def _parse(sql: str) -> tuple[Statement, ...]:
+    statements = parse_tree(sql)
+    if statements is None:
+        return (Statement(Kind.UNKNOWN),)
+    return tuple(_statement(node) for _, node in statements)
+
+
+@functools.lru_cache(maxsize=512)
+def parse_tree(sql: str) -> tuple[tuple[str, dict[str, Any]], ...] | None:
+    """``(text, parse node)`` of each statement of ``sql``, as PostgreSQL's parser (pglast,
+    JSON form) reads it; None if the parser rejects ``sql``. The nodes are shared (cached):
+    read them, never change them."""
     from pglast import parser  # imported when needed: it takes tens of milliseconds
 
     try:
         tree = json.loads(parser.parse_sql_json(sql))
     except (parser.ParseError, ValueError):
-        return (Statement(Kind.UNKNOWN),)
-    return tuple(_statement(raw["stmt"]) for raw in tree.get("stmts", []))
+        return None
+    raw = sql.encode()  # statement locations are byte offsets
+    statements = []
+    for entry in tree.get("stmts", []):
+        start = entry.get("stmt_location", 0)
+        length = entry.get("stmt_len") or len(raw) - start
+        text = raw[start : start + length].decode().strip()
+        statements.append((text, entry["stmt"]))
+    return tuple(statements)
 
 
 def _statement(node: dict[str, Any]) -> Statement:

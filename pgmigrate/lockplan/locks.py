@@ -16,13 +16,12 @@ indexes (ACCESS SHARE).
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from pgmigrate.lockplan.catalog import Catalog, Column, Relation
 from pgmigrate.lockplan.model import LockMode, RelationKind, RelationLock, StatementEffect
+from pgmigrate.sql import parse_tree
 
 Node = dict[str, Any]
 
@@ -45,7 +44,7 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     catalog rows is decided conservatively or left unknown, with a note. Never raises for
     statements it cannot read: the parser's rejection gives one effect with ``known=False``.
     """
-    statements = _statements(sql)
+    statements = parse_tree(sql)
     if statements is None:
         return [
             StatementEffect(
@@ -56,25 +55,6 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
             )
         ]
     return [_classify(text, node, catalog) for text, node in statements]
-
-
-@functools.lru_cache(maxsize=512)
-def _statements(sql: str) -> tuple[tuple[str, Node], ...] | None:
-    """``(text, parse node)`` of each statement, ``None`` if the parser rejects ``sql``."""
-    from pglast import parser  # imported when needed: it takes tens of milliseconds
-
-    try:
-        tree = json.loads(parser.parse_sql_json(sql))
-    except (parser.ParseError, ValueError):
-        return None
-    raw = sql.encode()  # statement locations are byte offsets
-    statements = []
-    for entry in tree.get("stmts", []):
-        start = entry.get("stmt_location", 0)
-        length = entry.get("stmt_len") or len(raw) - start
-        text = raw[start : start + length].decode().strip()
-        statements.append((text, entry["stmt"]))
-    return tuple(statements)
 
 
 class _Effect:
