@@ -12,6 +12,7 @@ is read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -243,11 +244,29 @@ class Planner:
         done = saved.done if saved is not None else 0
         forward = steps.ForwardSteps(migration, state, 0)
         connection = connections[self.using]
+        #: The operations that share the open transaction (pgmigrate.run), and the
+        #: position its last operation can be at least (a step that destroys data keeps it
+        #: open up to the next step that runs outside a transaction).
+        unit: list[PlannedOperation] = []
+        until = len(migration.operations) if migration.atomic and config.atomic() else 0
         with connection.schema_editor(collect_sql=True, atomic=False) as editor:
             for index in range(len(migration.operations)):
                 step = forward[index]
-                item.operations.append(self._operation(step, editor, applied=index < done))
+                planned = self._operation(step, editor, applied=index < done)
+                item.operations.append(planned)
                 forward.forget_before(index)  # one pair of states at a time, as Django
+                if planned.applied or _mode(step) is not steps.Mode.TRANSACTION:
+                    self._deferred(step, editor, planned)  # run with the operation
+                    continue
+                unit.append(planned)
+                if steps.destroys_data(step):
+                    until = max(until, _transactions_end(forward, index))
+                if index + 1 < until or _deferred_needs(forward, index + 1, editor.deferred_sql):
+                    continue
+                self._deferred(step, editor, planned)
+                if not (migration.atomic and config.atomic()):  # its words say so already
+                    _share(unit)
+                unit = []
             editor.deferred_sql.clear()
         return item, forward.final_state
 
@@ -277,27 +296,33 @@ class Planner:
             return planned
         if not operation.reduces_to_sql:
             return planned
-        before = len(editor.collected_sql)
+        before, pending = len(editor.collected_sql), len(editor.deferred_sql)
         try:
             step.run(editor)
         except Exception as exc:  # SQL that Django writes from the database as it is then
-            editor.deferred_sql.clear()
+            del editor.deferred_sql[pending:]
             planned.statements.append(_unwritable(operation.describe(), exc))
             return planned
         texts = [text for text in editor.collected_sql[before:] if text.strip()]
-        deferred = list(editor.deferred_sql)
-        editor.deferred_sql.clear()
-        if deferred:
-            renames = steps.later_renames(step)
-            for statement in deferred:
-                name_as_renamed(statement, renames)
         for text in texts:
             planned.statements.extend(self._classified(text, deferred=False))
-        for statement in deferred:
-            planned.statements.extend(self._classified(str(statement), deferred=True))
-        if not planned.statements:
+        if not planned.statements and len(editor.deferred_sql) == pending:
             planned.kind = "none"
         return planned
+
+    def _deferred(self, step: steps.Step, editor: Any, planned: PlannedOperation) -> None:
+        """Plan the pending deferred SQL under ``planned`` (``step``'s operation), where
+        pgmigrate runs it: named as at the end of the migration (``pgmigrate.run``)."""
+        deferred = list(editor.deferred_sql)
+        editor.deferred_sql.clear()
+        if not deferred:
+            return
+        renames = steps.later_renames(step)
+        for statement in deferred:
+            name_as_renamed(statement, renames)
+            planned.statements.extend(self._classified(str(statement), deferred=True))
+        if planned.kind == "none":
+            planned.kind = "sql"
 
     def _classified(self, text: str, *, deferred: bool) -> list[PlannedStatement]:
         try:
@@ -319,6 +344,7 @@ class Planner:
                 if name in self.created:
                     statement.sizes[name] = sizes.new_relation(name)
             self.created.update(effect.creates)
+            self.created.update(_renamed_created(effect, self.created))
         return found
 
     def _measure(self, plan: LockPlan) -> None:
@@ -390,6 +416,73 @@ def _unwritable(description: str, exc: Exception) -> PlannedStatement:
         notes=(f"Django could not write its SQL before the earlier migrations run: {reason}",),
     )
     return PlannedStatement(text, effect)
+
+
+def _mode(step: steps.Step) -> steps.Mode:
+    return steps.mode(step.migration, step.operation, forwards=True)
+
+
+def _transactions_end(forward: steps.ForwardSteps, index: int) -> int:
+    """The position of the first operation after ``index`` that runs outside a transaction
+    (or the end): as far as a transaction opened before it can last (``pgmigrate.run``)."""
+    for later in range(index + 1, len(forward)):
+        if _mode(forward[later]) is not steps.Mode.TRANSACTION:
+            return later
+    return len(forward)
+
+
+def _deferred_needs(forward: steps.ForwardSteps, position: int, deferred: list[Any]) -> bool:
+    """Whether an operation from ``position`` on, up to the next one that runs outside a
+    transaction, changes a table that pending deferred SQL refers to: pgmigrate then runs
+    them in the same transaction, the deferred SQL after them (``pgmigrate.run``)."""
+    if not deferred:
+        return False
+    for later in range(position, len(forward)):
+        step = forward[later]
+        if _mode(step) is not steps.Mode.TRANSACTION:
+            return False
+        tables = step.tables_changed
+        if tables and any(steps.references_any(statement, tables) for statement in deferred):
+            return True
+    return False
+
+
+def _share(unit: list[PlannedOperation]) -> None:
+    """Say of each operation of ``unit`` (more than one) that they share a transaction:
+    the locks each takes are held until the last one's commit."""
+    if len(unit) < 2:
+        return
+    for operation in unit:
+        operation.transaction = (
+            f"one transaction with operations {unit[0].number} to {unit[-1].number}: "
+            "locks held until it commits"
+        )
+
+
+#: ``RenameStmt.renameType`` of the statements that rename a relation (``ALTER TABLE``,
+#: ``ALTER INDEX``, ``ALTER SEQUENCE``, ``ALTER VIEW`` ... ``RENAME TO``).
+_RELATION_RENAMES = frozenset(
+    {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE", "OBJECT_VIEW", "OBJECT_MATVIEW"}
+)
+
+
+def _renamed_created(effect: StatementEffect, created: set[str]) -> set[str]:
+    """The new name (schema-qualified) of a relation created earlier in the plan that
+    ``effect``'s statement renames (``RenameModel`` of a new model): it is as new under it."""
+    renamed = {lock.relation for lock in effect.locks} & created
+    if not effect.known or len(renamed) != 1:
+        return set()
+    from pglast import parser  # as pgmigrate.sql: imported when needed
+
+    try:
+        (raw,) = json.loads(parser.parse_sql_json(effect.sql)).get("stmts", [])
+    except (parser.ParseError, ValueError):
+        return set()
+    body = raw["stmt"].get("RenameStmt")
+    if body is None or body.get("renameType") not in _RELATION_RENAMES or "newname" not in body:
+        return set()
+    schema, _, _ = renamed.pop().rpartition(".")
+    return {f"{schema}.{body['newname']}" if schema else body["newname"]}
 
 
 def _touches(effect: StatementEffect, name: str) -> bool:

@@ -1,0 +1,193 @@
+"""Review of issue 13 (the lock plan, live progress): defects found by trying them as users
+and attackers would, each a test on the real server."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.test import override_settings
+
+from pgmigrate.liveline import ERASE
+from pgmigrate.lockplan.model import LockMode
+from tests import test_live_progress
+from tests.helpers import Session, migrate, query
+from tests.test_live_progress import Child, big, children  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+
+def plan_document(**options: Any) -> dict[str, Any]:
+    out = io.StringIO()
+    call_command("pgmigrate", "--lock-plan", "--json", stdout=out, stderr=io.StringIO(), **options)
+    return json.loads(out.getvalue())
+
+
+def plan_text(verbosity: int) -> str:
+    out = io.StringIO()
+    call_command("pgmigrate", "--lock-plan", stdout=out, stderr=io.StringIO(), verbosity=verbosity)
+    return out.getvalue()
+
+
+def planned_operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    (migration,) = document["migrations"]
+    return migration["operations"]
+
+
+def locks(statement: dict[str, Any]) -> dict[str, str]:
+    return {lock["relation"]: lock["mode"] for lock in statement["locks"]}
+
+
+def held_modes(sql: str, table: str) -> set[str]:
+    """The modes a session holds on ``table`` after running ``sql`` in a transaction
+    (rolled back), as ``LockMode`` labels."""
+    session = Session(application_name="review13-probe")
+    try:
+        session.connection.set_autocommit(False)
+        session.execute(sql)
+        rows = session.execute(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = %s::regclass",
+            [table],
+        )
+        session.release()
+    finally:
+        session.close()
+    return {LockMode.from_pg_locks(mode).label for (mode,) in rows}
+
+
+# Names from the migrations ----------------------------------------------------------------
+
+
+@pytest.mark.scenario("review13")
+def test_text_output_escapes_relation_names(scenario: str) -> None:
+    """A ``db_table`` holding a terminal escape: the SQL and the notes were escaped, the
+    relation names in the lock, creates and estimate lines were not."""
+    migrate("tests", "0001", verbosity=0)
+    for verbosity in (1, 2):
+        text = plan_text(verbosity)
+        assert "\x1b" not in text and "\x07" not in text, text
+        assert "creates public.tests_esc\\x1b[2J\\x07\n" in text, text
+        assert "ACCESS EXCLUSIVE on public.tests_esc\\x1b[2J\\x07 (created earlier" in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="classifier: LOCK TABLE is unknown (LockStmt)")
+@pytest.mark.scenario("review13")
+def test_lock_table_is_classified(scenario: str) -> None:
+    migrate("tests", "0001", verbosity=0)
+    sql = "LOCK TABLE tests_gamma IN SHARE MODE"
+    assert held_modes(sql, "tests_gamma") == {"SHARE"}  # what PostgreSQL takes
+    (statement,) = planned_operations(plan_document())[2]["statements"]
+    assert statement["known"] is True
+    assert locks(statement) == {"public.tests_gamma": "SHARE"}
+
+
+@pytest.fixture
+def outside_schema() -> Iterator[None]:
+    """The schema of the ``review13_names`` scenario's table."""
+    query("CREATE SCHEMA review13")
+    yield
+    query("DROP SCHEMA review13 CASCADE")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="classifier: a SET search_path earlier in the RunSQL is not followed"
+)
+@pytest.mark.scenario("review13_names")
+def test_search_path_set_by_run_sql(scenario: str, outside_schema: None) -> None:
+    """``SET search_path = review13, public; CREATE INDEX ON "Outside Mixed"``: the index
+    is built on review13's table, not on a ``public`` one that does not exist."""
+    migrate("tests", "0001", verbosity=0)
+    _, build = planned_operations(plan_document())[0]["statements"]
+    assert locks(build) == {"review13.Outside Mixed": "SHARE"}
+    assert build["sizes"]["review13.Outside Mixed"]["new"] is False
+
+
+# Operations pgmigrate runs in one transaction -----------------------------------------------
+
+
+def _transactions_run() -> list[list[str]]:
+    """Run ``migrate``; the schema statements of each transaction that records progress
+    (pgmigrate commits an operation's statements with its record in pgmigrate_progress or,
+    for the last one, django_migrations)."""
+    connection = connections["default"]
+    units: list[list[str]] = [[]]
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if connection.in_atomic_block:
+            if "pgmigrate_progress" in sql or "django_migrations" in sql:
+                if units[-1]:
+                    units.append([])
+            elif not sql.lstrip().upper().startswith("SELECT"):  # Django's introspection
+                units[-1].append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        migrate("tests", verbosity=0)
+    return [unit for unit in units if unit]
+
+
+@pytest.mark.scenario("review13_units")
+def test_plan_shows_the_statements_and_transactions_migrate_runs(scenario: str) -> None:
+    """``RenameModel`` renames what the deferred SQL of the ``CreateModel`` before it refers
+    to (the many-to-many table): pgmigrate runs both in one transaction, the deferred SQL
+    last, named after the rename; and a removed field keeps its transaction open over the
+    next operation. The plan showed the deferred SQL with the old names (SQL that never
+    runs) and said each operation had a transaction of its own."""
+    migrate("tests", "0001", verbosity=0)
+    operations = planned_operations(plan_document())
+    planned: dict[str, list[str]] = {}
+    for operation in operations:
+        statements = planned.setdefault(operation["transaction"], [])
+        statements.extend(statement["sql"] for statement in operation["statements"])
+    assert list(planned.values()) == _transactions_run()
+    assert [operation["transaction"].split(":")[0] for operation in operations] == [
+        "one transaction with operations 1 to 2",
+        "one transaction with operations 1 to 2",
+        "one transaction with operations 3 to 4",
+        "one transaction with operations 3 to 4",
+    ]
+
+
+@pytest.mark.scenario("review13_units")
+def test_renamed_new_table_counts_as_new(scenario: str) -> None:
+    """The many-to-many table the plan creates, renamed by ``RenameModel``, is still empty:
+    no rule (and no CI failure) for its keys and indexes, whatever the threshold."""
+    migrate("tests", "0001", verbosity=0)
+    with override_settings(PGMIGRATE_LOCK_PLAN_THRESHOLD=0):
+        document = plan_document()
+    renamed = "public.tests_labelled_alphas"
+    on_it = [
+        statement
+        for operation in planned_operations(document)
+        for statement in operation["statements"]
+        if renamed in locks(statement)
+    ]
+    assert len(on_it) == 6, on_it  # RENAME COLUMN, 3 constraints, 2 indexes
+    assert all(statement["sizes"][renamed]["new"] for statement in on_it), on_it
+    assert document["broken"] == []
+
+
+# Live progress ----------------------------------------------------------------------------
+
+
+@pytest.mark.scenario("live")
+def test_no_live_line_over_a_wrapped_line(
+    big: None,  # noqa: F811
+    children: list[Child],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal narrower than Django's ``  Applying tests.0002_index...`` (29
+    characters) that line has wrapped: a carriage return goes back to its last row only, so
+    each redraw wrote the line's start again below its first row (and the progress itself
+    was cut away). Nothing is drawn in place then."""
+    monkeypatch.setattr(test_live_progress, "COLUMNS", 24)
+    child = Child("tests", "0002", terminal=True)
+    children.append(child)
+    output = child.finish()
+    assert ERASE not in output, output
+    assert output.endswith("  Applying tests.0002_index... OK\n"), output
