@@ -17,7 +17,7 @@ from pgmigrate.liveline import ERASE
 from pgmigrate.lockplan.model import LockMode
 from tests import test_live_progress
 from tests.helpers import Session, migrate, query
-from tests.test_live_progress import Child, big, children  # noqa: F401 (fixtures)
+from tests.test_live_progress import Child, big, children, screen  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -191,3 +191,34 @@ def test_no_live_line_over_a_wrapped_line(
     output = child.finish()
     assert ERASE not in output, output
     assert output.endswith("  Applying tests.0002_index... OK\n"), output
+
+
+#: A project's logging that prints pgmigrate's events on the terminal (as a console handler
+#: on the root logger does).
+CONSOLE_LOGGING = {
+    "LOGGING": {
+        "version": 1,
+        "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
+        "loggers": {"pgmigrate": {"handlers": ["console"], "level": "INFO"}},
+    }
+}
+
+
+@pytest.mark.scenario("live")
+def test_events_logged_to_the_terminal_leave_no_live_text(
+    big: None,  # noqa: F811
+    children: list[Child],  # noqa: F811
+) -> None:
+    """Each plain ``statement_progress`` event is a log record: a console handler wrote it
+    right after the live text drawn on the terminal, so that text stayed on the screen for
+    good (``Applying ... CREATE INDEX running for 0.2 s ...pgmigrate: CREATE INDEX ...``).
+    The live line is taken away before an event is logged."""
+    settings = json.dumps(CONSOLE_LOGGING)
+    child = Child("tests", "0002", terminal=True, PGMIGRATE_TEST_SETTINGS=settings)
+    children.append(child)
+    output = child.finish()
+    assert "pgmigrate: CREATE INDEX running for" in output, output  # events were logged
+    assert "... CREATE INDEX running for" in output, output  # and the line drawn
+    shown = screen(output)
+    assert not any("... CREATE INDEX running for" in line for line in shown), shown
+    assert "  Applying tests.0002_index... OK" in shown, shown
