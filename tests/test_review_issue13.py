@@ -212,6 +212,26 @@ def test_renamed_new_table_counts_as_new(scenario: str) -> None:
     assert document["broken"] == []
 
 
+@pytest.mark.scenario("review13_renamed")
+def test_table_renamed_earlier_in_the_plan_is_measured(scenario: str, sessions: list) -> None:
+    """``RenameModel`` then ``AddIndex`` under the new name: the index build's table was of
+    unknown size (so over every threshold: pgmigrate.L003 failed CI for a table of a few
+    kB) and nobody was in its way, though the table, under its old name, has a writer."""
+    migrate("tests", "0001", verbosity=0)
+    query("INSERT INTO tests_alpha (name) SELECT 'row ' || g FROM generate_series(1, 1000) g")
+    writer = Session(application_name="review13-writer").hold("tests_alpha", "ROW EXCLUSIVE")
+    sessions.append(writer)
+    document = plan_document()
+    writer.release()
+    (build,) = planned_operations(document)[1]["statements"]
+    renamed = "public.tests_omega"
+    assert locks(build) == {renamed: "SHARE"}
+    assert build["sizes"][renamed]["table_bytes"] > 0
+    assert build["estimate"]["seconds"] is not None
+    assert [holder["pid"] for holder in build["holders"]] == [writer.pid]
+    assert document["broken"] == []
+
+
 # Live progress ----------------------------------------------------------------------------
 
 

@@ -197,6 +197,8 @@ class Planner:
         self.catalog = Catalog(using)
         #: Relations created earlier in the plan (schema-qualified).
         self.created: set[str] = set()
+        #: Existing relations renamed earlier in the plan: new name -> name in the catalog.
+        self.renamed: dict[str, str] = {}
 
     def plan(self, executor: Any, migrations: Sequence[Any]) -> LockPlan:
         """The lock plan of ``migrations`` (``pending``'s pairs), from ``executor``'s
@@ -344,7 +346,13 @@ class Planner:
                 if name in self.created:
                     statement.sizes[name] = sizes.new_relation(name)
             self.created.update(effect.creates)
-            self.created.update(_renamed_created(effect, self.created))
+            renamed = _renamed(effect)
+            if renamed is not None:
+                old, new = renamed
+                if old in self.created:
+                    self.created.add(new)  # as new under its new name
+                else:
+                    self.renamed[new] = self.renamed.get(old, old)
         return found
 
     def _measure(self, plan: LockPlan) -> None:
@@ -399,7 +407,9 @@ class Planner:
         return found
 
     def _relation(self, name: str) -> Any:
-        schema, _, relname = name.rpartition(".")
+        """The catalog's relation ``name`` (schema-qualified) is, or will be once renamed
+        earlier in the plan (None: none)."""
+        schema, _, relname = self.renamed.get(name, name).rpartition(".")
         return self.catalog.relation(relname, schema or None)
 
 
@@ -466,23 +476,28 @@ _RELATION_RENAMES = frozenset(
 )
 
 
-def _renamed_created(effect: StatementEffect, created: set[str]) -> set[str]:
-    """The new name (schema-qualified) of a relation created earlier in the plan that
-    ``effect``'s statement renames (``RenameModel`` of a new model): it is as new under it."""
-    renamed = {lock.relation for lock in effect.locks} & created
-    if not effect.known or len(renamed) != 1:
-        return set()
+def _renamed(effect: StatementEffect) -> tuple[str, str] | None:
+    """The relation ``effect``'s statement renames and its new name, both schema-qualified
+    (``ALTER TABLE ... RENAME TO``, as ``RenameModel`` writes it), or None."""
+    if not effect.known:
+        return None
     from pglast import parser  # as pgmigrate.sql: imported when needed
 
     try:
         (raw,) = json.loads(parser.parse_sql_json(effect.sql)).get("stmts", [])
     except (parser.ParseError, ValueError):
-        return set()
+        return None
     body = raw["stmt"].get("RenameStmt")
     if body is None or body.get("renameType") not in _RELATION_RENAMES or "newname" not in body:
-        return set()
-    schema, _, _ = renamed.pop().rpartition(".")
-    return {f"{schema}.{body['newname']}" if schema else body["newname"]}
+        return None
+    relname = body.get("relation", {}).get("relname")
+    # The classifier's lock on it names it with its schema.
+    named = {lock.relation for lock in effect.locks if lock.relation.rpartition(".")[2] == relname}
+    if len(named) != 1:
+        return None
+    old = named.pop()
+    schema, _, _ = old.rpartition(".")
+    return old, f"{schema}.{body['newname']}" if schema else body["newname"]
 
 
 def _touches(effect: StatementEffect, name: str) -> bool:
