@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
 from django.test import override_settings
 
 from pgmigrate.liveline import ERASE
+from pgmigrate.lockplan import command as lockplan_command
 from pgmigrate.lockplan.model import LockMode
 from tests import test_live_progress
 from tests.helpers import Session, migrate, query
@@ -230,6 +232,29 @@ def test_table_renamed_earlier_in_the_plan_is_measured(scenario: str, sessions: 
     assert build["estimate"]["seconds"] is not None
     assert [holder["pid"] for holder in build["holders"]] == [writer.pid]
     assert document["broken"] == []
+
+
+@pytest.mark.scenario("lock_plan")
+@pytest.mark.parametrize("table", ["django_migrations", "pgmigrate_progress"])
+def test_plan_does_not_wait_forever_on_its_own_reads(
+    scenario: str, sessions: list, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session holds ACCESS EXCLUSIVE on a table the plan reads (maintenance, a
+    schema change of the table): the plan waited for it without end. It gives up after
+    ``LOCK_WAIT`` with one CommandError line, and leaves the session's lock_timeout as it
+    was."""
+    monkeypatch.setattr(lockplan_command, "LOCK_WAIT", 0.2)
+    migrate("tests", "0001", verbosity=0)
+    holder = Session(application_name="review13-maintenance").hold(table, "ACCESS EXCLUSIVE")
+    sessions.append(holder)
+    before = query("SHOW lock_timeout")
+    try:
+        with pytest.raises(CommandError, match="gave up waiting for a lock on a table it reads"):
+            plan_text(1)
+    finally:
+        holder.release()
+    assert query("SHOW lock_timeout") == before
+    assert "Lock plan of database 'default'" in plan_text(1)
 
 
 # Live progress ----------------------------------------------------------------------------
