@@ -260,6 +260,7 @@ def test_json_layout(prepared):
         "kind",
         "transaction",
         "applied",
+        "committed",
         "code",
         "statements",
     }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connections
+from django.db import DataError, connections
 from django.test import override_settings
 
 from pgmigrate.liveline import ERASE
@@ -255,6 +255,20 @@ def test_plan_does_not_wait_forever_on_its_own_reads(
         holder.release()
     assert query("SHOW lock_timeout") == before
     assert "Lock plan of database 'default'" in plan_text(1)
+
+
+@pytest.mark.scenario("statement_list")
+def test_statements_a_stopped_run_committed_are_not_planned(scenario: str) -> None:
+    """A RunSQL list in an ``atomic = False`` migration stopped at its third statement:
+    migrate resumes there, never running the first two again; the plan listed and judged
+    all three."""
+    migrate("tests", "0001", verbosity=0)
+    with pytest.raises(DataError):
+        migrate("tests")  # SELECT 1 / 0
+    (operation,) = planned_operations(plan_document())
+    assert operation["committed"] == 2
+    assert [statement["sql"] for statement in operation["statements"]] == ["SELECT 1 / 0"]
+    assert "statements 1 to 2 committed by an earlier run: not run again" in plan_text(1)
 
 
 # Live progress ----------------------------------------------------------------------------

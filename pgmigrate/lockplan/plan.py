@@ -74,6 +74,9 @@ class PlannedOperation:
     statements: list[PlannedStatement] = field(default_factory=list)
     #: Applied by an earlier run that stopped part of the way (``pgmigrate_progress``).
     applied: bool = False
+    #: Its first statements an earlier run committed one by one before it stopped: not run
+    #: again (``pgmigrate.run``: the statements that commit one by one).
+    committed: int = 0
     #: The dotted name of RunPython's code.
     code: str | None = None
 
@@ -244,6 +247,7 @@ class Planner:
             progress=saved.describe() if saved is not None else None,
         )
         done = saved.done if saved is not None else 0
+        committed = saved.statements if saved is not None and saved.mid_operation else 0
         forward = steps.ForwardSteps(migration, state, 0)
         connection = connections[self.using]
         #: The operations that share the open transaction (pgmigrate.run), and the
@@ -254,7 +258,9 @@ class Planner:
         with connection.schema_editor(collect_sql=True, atomic=False) as editor:
             for index in range(len(migration.operations)):
                 step = forward[index]
-                planned = self._operation(step, editor, applied=index < done)
+                planned = self._operation(
+                    step, editor, applied=index < done, committed=committed if index == done else 0
+                )
                 item.operations.append(planned)
                 forward.forget_before(index)  # one pair of states at a time, as Django
                 if planned.applied or _mode(step) is not steps.Mode.TRANSACTION:
@@ -272,7 +278,9 @@ class Planner:
             editor.deferred_sql.clear()
         return item, forward.final_state
 
-    def _operation(self, step: steps.Step, editor: Any, *, applied: bool) -> PlannedOperation:
+    def _operation(
+        self, step: steps.Step, editor: Any, *, applied: bool, committed: int = 0
+    ) -> PlannedOperation:
         operation = step.operation
         mode = steps.mode(step.migration, operation, forwards=True)
         transaction = TRANSACTION_WORDS[mode]
@@ -285,6 +293,7 @@ class Planner:
             kind="python" if python else "sql",
             transaction=transaction,
             applied=applied,
+            committed=committed,
         )
         if python:
             code = python[0].code
@@ -305,7 +314,8 @@ class Planner:
             del editor.deferred_sql[pending:]
             planned.statements.append(_unwritable(operation.describe(), exc))
             return planned
-        texts = [text for text in editor.collected_sql[before:] if text.strip()]
+        # One text per statement pgmigrate counts (each schema editor execute).
+        texts = [text for text in editor.collected_sql[before + committed :] if text.strip()]
         for text in texts:
             planned.statements.extend(self._classified(text, deferred=False))
         if not planned.statements and len(editor.deferred_sql) == pending:

@@ -37,6 +37,13 @@ def text(plan: LockPlan, *, verbosity: int = 1) -> str:
             if operation.applied:
                 lines.append("     already applied by an earlier run")
                 continue
+            if operation.committed:
+                which = (
+                    "statement 1"
+                    if operation.committed == 1
+                    else f"statements 1 to {operation.committed}"
+                )
+                lines.append(f"     {which} committed by an earlier run: not run again")
             if not operation.statements:
                 lines.append("     no SQL (changes Django's state only)")
             for statement in operation.statements:
@@ -165,6 +172,7 @@ def document(plan: LockPlan) -> dict[str, Any]:
                         "kind": operation.kind,
                         "transaction": operation.transaction,
                         "applied": operation.applied,
+                        "committed": operation.committed,
                         "code": operation.code,
                         "statements": [_statement(s) for s in operation.statements],
                     }
