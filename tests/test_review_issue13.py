@@ -16,6 +16,9 @@ from django.test import override_settings
 
 from pgmigrate.liveline import ERASE
 from pgmigrate.lockplan import command as lockplan_command
+from pgmigrate.lockplan import rules
+from pgmigrate.lockplan.catalog import Catalog
+from pgmigrate.lockplan.locks import classify
 from pgmigrate.lockplan.model import LockMode
 from tests import test_live_progress
 from tests.helpers import Session, migrate, query
@@ -269,6 +272,39 @@ def test_statements_a_stopped_run_committed_are_not_planned(scenario: str) -> No
     assert operation["committed"] == 2
     assert [statement["sql"] for statement in operation["statements"]] == ["SELECT 1 / 0"]
     assert "statements 1 to 2 committed by an earlier run: not run again" in plan_text(1)
+
+
+@pytest.mark.scenario("review13")
+@pytest.mark.parametrize(
+    ("sql", "advice"),
+    [
+        ("ALTER TABLE tests_alpha ADD CONSTRAINT alpha_name_uniq UNIQUE (name)", "USING INDEX"),
+        (
+            "ALTER TABLE tests_alpha DROP CONSTRAINT tests_alpha_pkey, ADD PRIMARY KEY (id, name)",
+            "USING INDEX",
+        ),
+        (
+            "ALTER TABLE tests_alpha ADD CONSTRAINT alpha_excl EXCLUDE USING btree (name WITH =)",
+            None,
+        ),
+        ("ALTER TABLE tests_alpha ADD CONSTRAINT alpha_check CHECK (id > 0)", "NOT VALID"),
+    ],
+)
+def test_safer_way_of_a_key_is_not_not_valid(scenario: str, sql: str, advice: str | None) -> None:
+    """A unique key, a primary key or an exclusion constraint cannot be added NOT VALID
+    (only CHECK and FOREIGN KEY can): the advice for the key that replaces a primary key
+    said to; a unique key had none, though USING INDEX is the safer way."""
+    migrate("tests", "0001", verbosity=0)
+    (effect,) = classify(sql, Catalog("default"))
+    # No size: the table counts as over the threshold.
+    (verdict,) = rules.judge(effect, {}, rules.resolve({}, 0))
+    assert verdict.rule == rules.L002.id
+    if advice is None:
+        assert verdict.safer is None
+    else:
+        assert advice in (verdict.safer or ""), verdict.safer
+    if advice != "NOT VALID":
+        assert "NOT VALID" not in (verdict.safer or ""), verdict.safer
 
 
 # Live progress ----------------------------------------------------------------------------
