@@ -268,7 +268,7 @@ class Planner:
                     continue
                 unit.append(planned)
                 if steps.destroys_data(step):
-                    until = max(until, _transactions_end(forward, index))
+                    until = max(until, _transactions_end(migration, index))
                 if index + 1 < until or _deferred_needs(forward, index + 1, editor.deferred_sql):
                     continue
                 self._deferred(step, editor, planned)
@@ -442,13 +442,15 @@ def _mode(step: steps.Step) -> steps.Mode:
     return steps.mode(step.migration, step.operation, forwards=True)
 
 
-def _transactions_end(forward: steps.ForwardSteps, index: int) -> int:
+def _transactions_end(migration: Migration, index: int) -> int:
     """The position of the first operation after ``index`` that runs outside a transaction
-    (or the end): as far as a transaction opened before it can last (``pgmigrate.run``)."""
-    for later in range(index + 1, len(forward)):
-        if _mode(forward[later]) is not steps.Mode.TRANSACTION:
+    (or the end): as far as a transaction opened before it can last (``pgmigrate.run``).
+    By operation: no project state is made ahead."""
+    operations = migration.operations
+    for later in range(index + 1, len(operations)):
+        if steps.mode(migration, operations[later], forwards=True) is not steps.Mode.TRANSACTION:
             return later
-    return len(forward)
+    return len(operations)
 
 
 def _deferred_needs(forward: steps.ForwardSteps, position: int, deferred: list[Any]) -> bool:
