@@ -189,6 +189,15 @@ def test_plan_shows_the_statements_and_transactions_migrate_runs(scenario: str) 
     for operation in operations:
         statements = planned.setdefault(operation["transaction"], [])
         statements.extend(statement["sql"] for statement in operation["statements"])
+    # The same statements as sqlmigrate's (one a line there, its deferred SQL at the end).
+    out = io.StringIO()
+    call_command("sqlmigrate", "tests", "0002", stdout=out)
+    written = [
+        line.removesuffix(";")
+        for line in out.getvalue().splitlines()
+        if line and not line.startswith("--") and line not in ("BEGIN;", "COMMIT;")
+    ]
+    assert sorted(sql for unit in planned.values() for sql in unit) == sorted(written)
     assert list(planned.values()) == _transactions_run()
     assert [operation["transaction"].split(":")[0] for operation in operations] == [
         "one transaction with operations 1 to 2",
