@@ -471,4 +471,6 @@ class MigrateCommand(DjangoMigrateCommand):
     def event(self, event: str, message: str, **fields: Any) -> None:
         """Emit a pgmigrate event (log record + signal), e.g. from a custom blocking action."""
         if self.events is not None:
+            if self._live is not None:
+                self._live.clear()  # a log handler may print on the same terminal
             self.events.emit(event, message, **fields)

@@ -265,8 +265,8 @@ class StatementProgress:
             return
         elapsed = now - self.started
         text = describe(snapshot, elapsed, fate_of)
-        if self.line.in_place:
-            self.line.update(text, current=current)
-        if plain:
+        if plain:  # first: ``emit`` takes the line away (a log handler may print there)
             self.line.say(f"pgmigrate: {text}", current=current)
             emit("statement_progress", f"pgmigrate: {text}", **fields(snapshot, elapsed, fate_of))
+        if self.line.in_place:
+            self.line.update(text, current=current)

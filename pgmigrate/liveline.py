@@ -64,14 +64,18 @@ class LiveLine:
     def update(self, text: str, *, current: Callable[[], bool]) -> None:
         """Draw ``text`` (printable, one line) in place of the last one, on a terminal,
         cut to the terminal's width (a wrapped line could not be redrawn); nothing unless
-        ``current()``, asked with the output lock held."""
+        ``current()``, asked with the output lock held, nor while the line Django left
+        open is as wide as the terminal (it has wrapped: a carriage return goes back to
+        its last row only)."""
         if not self.in_place:
             return
         with self._lock:
             if not current():
                 return
-            line = f"{self.prefix} {text}" if self.prefix else text
             width = self._width() - 1  # the last column would wrap on some terminals
+            if len(self.prefix) >= width:
+                return
+            line = f"{self.prefix} {text}" if self.prefix else text
             if len(line) > width:
                 line = line[: max(0, width - 3)] + "..."
             self._out.write(ERASE + line, ending="")

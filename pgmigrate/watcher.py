@@ -515,6 +515,8 @@ class Watcher:
     def _event(self, event: str, message: str, **fields: Any) -> None:
         events = getattr(self.command, "events", None)
         if events is not None:
+            if self.live_line is not None:
+                self.live_line.clear()  # a log handler may print on the same terminal
             self._safely(lambda: events.emit(event, message, **fields), f"sending {event}")
 
     def _add_lock_wait(self, seconds: float, migration: str | None) -> None:

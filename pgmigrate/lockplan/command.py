@@ -10,20 +10,27 @@ status 1) when a rule at error level is broken.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import OperationalError, connections
+from django.db import DatabaseError, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from pgmigrate import config
-from pgmigrate.errors import first_line
+from pgmigrate.errors import first_line, is_lock_timeout
 from pgmigrate.lockplan import holders, render, rules
 from pgmigrate.lockplan.locks import classify
 from pgmigrate.lockplan.plan import Planner, pending
 from pgmigrate.options import RunOptions
 from pgmigrate.text import printable
+
+#: How long the plan waits for a lock on a table it reads (s): ``django_migrations`` and
+#: ``pgmigrate_progress`` under another session's ACCESS EXCLUSIVE (maintenance, a schema
+#: change) would keep it waiting without end. The sizes have a shorter one of their own.
+LOCK_WAIT = 10.0
 
 #: The options of ``migrate`` that apply something, or do something else than plan:
 #: refused with ``--lock-plan``.
@@ -37,6 +44,27 @@ INCOMPATIBLE = (
     ("pgmigrate_restart", "--pgmigrate-restart"),
     ("pgmigrate_report", "--pgmigrate-report"),
 )
+
+
+@contextlib.contextmanager
+def _lock_wait(connection: Any, seconds: float, in_force: list[str]) -> Iterator[None]:
+    """Give the session of ``connection`` a ``lock_timeout`` of ``seconds`` unless it has
+    one already, and put it back after; the one in force (as PostgreSQL shows it) goes to
+    ``in_force``. Connecting may raise ``OperationalError``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        (before,) = cursor.fetchone()
+        if before == "0":
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, false)", [f"{round(seconds * 1000)}ms"]
+            )
+        in_force.append(cursor.fetchone()[0] if before == "0" else before)
+    try:
+        yield
+    finally:
+        # In a transaction that failed, its end puts the setting back.
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [before])
 
 
 def wanted(options: dict[str, Any]) -> bool:
@@ -72,19 +100,28 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
         allowed = config.lock_plan_allow()
     except ImproperlyConfigured as exc:  # the checks were skipped (--skip-checks)
         raise CommandError(f"pgmigrate: {printable(exc)}") from exc
+    in_force: list[str] = []
     try:
-        executor = MigrationExecutor(connection)
-        executor.loader.check_consistent_history(connection)
+        with _lock_wait(connection, LOCK_WAIT, in_force):
+            executor = MigrationExecutor(connection)
+            executor.loader.check_consistent_history(connection)
+            migrations = pending(executor, options.get("app_label"), options.get("migration_name"))
+            planner = Planner(using, classify, policy=policy, settings=settings, allowed=allowed)
+            plan = planner.plan(executor, migrations)
     except OperationalError as exc:
+        if is_lock_timeout(exc):
+            raise CommandError(
+                f"pgmigrate: --lock-plan gave up waiting for a lock on a table it reads "
+                f"(django_migrations, pgmigrate_progress) after lock_timeout = {in_force[0]}: "
+                "another session holds it. Nothing was planned; run it again once that "
+                "session is done."
+            ) from exc
         if connection.connection is not None:
             raise
         raise CommandError(
             f"pgmigrate: cannot connect to database {using!r}: {printable(first_line(exc))}. "
             "Nothing was planned."
         ) from exc
-    migrations = pending(executor, options.get("app_label"), options.get("migration_name"))
-    planner = Planner(using, classify, policy=policy, settings=settings, allowed=allowed)
-    plan = planner.plan(executor, migrations)
     if options.get("json"):
         command.stdout.write(render.as_json(plan))
     else:

@@ -12,6 +12,7 @@ is read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,9 @@ class PlannedOperation:
     statements: list[PlannedStatement] = field(default_factory=list)
     #: Applied by an earlier run that stopped part of the way (``pgmigrate_progress``).
     applied: bool = False
+    #: Its first statements an earlier run committed one by one before it stopped: not run
+    #: again (``pgmigrate.run``: the statements that commit one by one).
+    committed: int = 0
     #: The dotted name of RunPython's code.
     code: str | None = None
 
@@ -196,6 +200,8 @@ class Planner:
         self.catalog = Catalog(using)
         #: Relations created earlier in the plan (schema-qualified).
         self.created: set[str] = set()
+        #: Existing relations renamed earlier in the plan: new name -> name in the catalog.
+        self.renamed: dict[str, str] = {}
 
     def plan(self, executor: Any, migrations: Sequence[Any]) -> LockPlan:
         """The lock plan of ``migrations`` (``pending``'s pairs), from ``executor``'s
@@ -241,17 +247,40 @@ class Planner:
             progress=saved.describe() if saved is not None else None,
         )
         done = saved.done if saved is not None else 0
+        committed = saved.statements if saved is not None and saved.mid_operation else 0
         forward = steps.ForwardSteps(migration, state, 0)
         connection = connections[self.using]
+        #: The operations that share the open transaction (pgmigrate.run), and the
+        #: position its last operation can be at least (a step that destroys data keeps it
+        #: open up to the next step that runs outside a transaction).
+        unit: list[PlannedOperation] = []
+        until = len(migration.operations) if migration.atomic and config.atomic() else 0
         with connection.schema_editor(collect_sql=True, atomic=False) as editor:
             for index in range(len(migration.operations)):
                 step = forward[index]
-                item.operations.append(self._operation(step, editor, applied=index < done))
+                planned = self._operation(
+                    step, editor, applied=index < done, committed=committed if index == done else 0
+                )
+                item.operations.append(planned)
                 forward.forget_before(index)  # one pair of states at a time, as Django
+                if planned.applied or _mode(step) is not steps.Mode.TRANSACTION:
+                    self._deferred(step, editor, planned)  # run with the operation
+                    continue
+                unit.append(planned)
+                if steps.destroys_data(step):
+                    until = max(until, _transactions_end(migration, index))
+                if index + 1 < until or _deferred_needs(forward, index + 1, editor.deferred_sql):
+                    continue
+                self._deferred(step, editor, planned)
+                if not (migration.atomic and config.atomic()):  # its words say so already
+                    _share(unit)
+                unit = []
             editor.deferred_sql.clear()
         return item, forward.final_state
 
-    def _operation(self, step: steps.Step, editor: Any, *, applied: bool) -> PlannedOperation:
+    def _operation(
+        self, step: steps.Step, editor: Any, *, applied: bool, committed: int = 0
+    ) -> PlannedOperation:
         operation = step.operation
         mode = steps.mode(step.migration, operation, forwards=True)
         transaction = TRANSACTION_WORDS[mode]
@@ -264,6 +293,7 @@ class Planner:
             kind="python" if python else "sql",
             transaction=transaction,
             applied=applied,
+            committed=committed,
         )
         if python:
             code = python[0].code
@@ -277,27 +307,34 @@ class Planner:
             return planned
         if not operation.reduces_to_sql:
             return planned
-        before = len(editor.collected_sql)
+        before, pending = len(editor.collected_sql), len(editor.deferred_sql)
         try:
             step.run(editor)
         except Exception as exc:  # SQL that Django writes from the database as it is then
-            editor.deferred_sql.clear()
+            del editor.deferred_sql[pending:]
             planned.statements.append(_unwritable(operation.describe(), exc))
             return planned
-        texts = [text for text in editor.collected_sql[before:] if text.strip()]
-        deferred = list(editor.deferred_sql)
-        editor.deferred_sql.clear()
-        if deferred:
-            renames = steps.later_renames(step)
-            for statement in deferred:
-                name_as_renamed(statement, renames)
+        # One text per statement pgmigrate counts (each schema editor execute).
+        texts = [text for text in editor.collected_sql[before + committed :] if text.strip()]
         for text in texts:
             planned.statements.extend(self._classified(text, deferred=False))
-        for statement in deferred:
-            planned.statements.extend(self._classified(str(statement), deferred=True))
-        if not planned.statements:
+        if not planned.statements and len(editor.deferred_sql) == pending:
             planned.kind = "none"
         return planned
+
+    def _deferred(self, step: steps.Step, editor: Any, planned: PlannedOperation) -> None:
+        """Plan the pending deferred SQL under ``planned`` (``step``'s operation), where
+        pgmigrate runs it: named as at the end of the migration (``pgmigrate.run``)."""
+        deferred = list(editor.deferred_sql)
+        editor.deferred_sql.clear()
+        if not deferred:
+            return
+        renames = steps.later_renames(step)
+        for statement in deferred:
+            name_as_renamed(statement, renames)
+            planned.statements.extend(self._classified(str(statement), deferred=True))
+        if planned.kind == "none":
+            planned.kind = "sql"
 
     def _classified(self, text: str, *, deferred: bool) -> list[PlannedStatement]:
         try:
@@ -319,6 +356,13 @@ class Planner:
                 if name in self.created:
                     statement.sizes[name] = sizes.new_relation(name)
             self.created.update(effect.creates)
+            renamed = _renamed(effect)
+            if renamed is not None:
+                old, new = renamed
+                if old in self.created:
+                    self.created.add(new)  # as new under its new name
+                else:
+                    self.renamed[new] = self.renamed.get(old, old)
         return found
 
     def _measure(self, plan: LockPlan) -> None:
@@ -373,7 +417,9 @@ class Planner:
         return found
 
     def _relation(self, name: str) -> Any:
-        schema, _, relname = name.rpartition(".")
+        """The catalog's relation ``name`` (schema-qualified) is, or will be once renamed
+        earlier in the plan (None: none)."""
+        schema, _, relname = self.renamed.get(name, name).rpartition(".")
         return self.catalog.relation(relname, schema or None)
 
 
@@ -390,6 +436,80 @@ def _unwritable(description: str, exc: Exception) -> PlannedStatement:
         notes=(f"Django could not write its SQL before the earlier migrations run: {reason}",),
     )
     return PlannedStatement(text, effect)
+
+
+def _mode(step: steps.Step) -> steps.Mode:
+    return steps.mode(step.migration, step.operation, forwards=True)
+
+
+def _transactions_end(migration: Migration, index: int) -> int:
+    """The position of the first operation after ``index`` that runs outside a transaction
+    (or the end): as far as a transaction opened before it can last (``pgmigrate.run``).
+    By operation: no project state is made ahead."""
+    operations = migration.operations
+    for later in range(index + 1, len(operations)):
+        if steps.mode(migration, operations[later], forwards=True) is not steps.Mode.TRANSACTION:
+            return later
+    return len(operations)
+
+
+def _deferred_needs(forward: steps.ForwardSteps, position: int, deferred: list[Any]) -> bool:
+    """Whether an operation from ``position`` on, up to the next one that runs outside a
+    transaction, changes a table that pending deferred SQL refers to: pgmigrate then runs
+    them in the same transaction, the deferred SQL after them (``pgmigrate.run``)."""
+    if not deferred:
+        return False
+    for later in range(position, len(forward)):
+        step = forward[later]
+        if _mode(step) is not steps.Mode.TRANSACTION:
+            return False
+        tables = step.tables_changed
+        if tables and any(steps.references_any(statement, tables) for statement in deferred):
+            return True
+    return False
+
+
+def _share(unit: list[PlannedOperation]) -> None:
+    """Say of each operation of ``unit`` (more than one) that they share a transaction:
+    the locks each takes are held until the last one's commit."""
+    if len(unit) < 2:
+        return
+    for operation in unit:
+        operation.transaction = (
+            f"one transaction with operations {unit[0].number} to {unit[-1].number}: "
+            "locks held until it commits"
+        )
+
+
+#: ``RenameStmt.renameType`` of the statements that rename a relation (``ALTER TABLE``,
+#: ``ALTER INDEX``, ``ALTER SEQUENCE``, ``ALTER VIEW`` ... ``RENAME TO``).
+_RELATION_RENAMES = frozenset(
+    {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE", "OBJECT_VIEW", "OBJECT_MATVIEW"}
+)
+
+
+def _renamed(effect: StatementEffect) -> tuple[str, str] | None:
+    """The relation ``effect``'s statement renames and its new name, both schema-qualified
+    (``ALTER TABLE ... RENAME TO``, as ``RenameModel`` writes it), or None."""
+    if not effect.known:
+        return None
+    from pglast import parser  # as pgmigrate.sql: imported when needed
+
+    try:
+        (raw,) = json.loads(parser.parse_sql_json(effect.sql)).get("stmts", [])
+    except (parser.ParseError, ValueError):
+        return None
+    body = raw["stmt"].get("RenameStmt")
+    if body is None or body.get("renameType") not in _RELATION_RENAMES or "newname" not in body:
+        return None
+    relname = body.get("relation", {}).get("relname")
+    # The classifier's lock on it names it with its schema.
+    named = {lock.relation for lock in effect.locks if lock.relation.rpartition(".")[2] == relname}
+    if len(named) != 1:
+        return None
+    old = named.pop()
+    schema, _, _ = old.rpartition(".")
+    return old, f"{schema}.{body['newname']}" if schema else body["newname"]
 
 
 def _touches(effect: StatementEffect, name: str) -> bool:

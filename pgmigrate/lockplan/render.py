@@ -26,7 +26,7 @@ def text(plan: LockPlan, *, verbosity: int = 1) -> str:
     for migration in plan.migrations:
         lines.append("")
         atomic = "" if migration.atomic else " (atomic = False)"
-        lines.append(f"{migration.label}{atomic}")
+        lines.append(f"{printable(migration.label)}{atomic}")
         if migration.progress:
             lines.append(f"  {migration.progress}: those operations are not run again")
         for operation in migration.operations:
@@ -37,6 +37,13 @@ def text(plan: LockPlan, *, verbosity: int = 1) -> str:
             if operation.applied:
                 lines.append("     already applied by an earlier run")
                 continue
+            if operation.committed:
+                which = (
+                    "statement 1"
+                    if operation.committed == 1
+                    else f"statements 1 to {operation.committed}"
+                )
+                lines.append(f"     {which} committed by an earlier run: not run again")
             if not operation.statements:
                 lines.append("     no SQL (changes Django's state only)")
             for statement in operation.statements:
@@ -69,18 +76,23 @@ def _statement_lines(statement: PlannedStatement, verbosity: int) -> list[str]:
         for lock in effect.locks:
             if lock.relation in shown:
                 lines.append(
-                    f"       {lock.mode.label} on {lock.relation}"
+                    f"       {lock.mode.label} on {printable(lock.relation)}"
                     f"{_size(statement.sizes.get(lock.relation))}"
                 )
-        lines.extend(f"       creates {name}" for name in effect.creates)
-        lines.extend(f"       rewrites {name}" for name in effect.rewrites if name in shown)
-        lines.extend(f"       reads {name} in full" for name in effect.scans if name in shown)
+        # Relation names come from the migrations and the catalog: any character.
+        lines.extend(f"       creates {printable(name)}" for name in effect.creates)
+        lines.extend(
+            f"       rewrites {printable(name)}" for name in effect.rewrites if name in shown
+        )
+        lines.extend(
+            f"       reads {printable(name)} in full" for name in effect.scans if name in shown
+        )
         if effect.waits_for_snapshots:
             lines.append("       waits until every transaction older than it ends")
         if verbosity >= 2:
             lines.extend(f"       note: {printable(note)}" for note in effect.notes)
     if statement.estimate is not None and effect is not None and effect.known:
-        lines.append(f"       {statement.estimate.describe()}")
+        lines.append(f"       {printable(statement.estimate.describe())}")
     for holder in statement.holders:
         lines.append(f"       in the way now: {printable(holder.describe())}")
     for verdict in statement.verdicts:
@@ -160,6 +172,7 @@ def document(plan: LockPlan) -> dict[str, Any]:
                         "kind": operation.kind,
                         "transaction": operation.transaction,
                         "applied": operation.applied,
+                        "committed": operation.committed,
                         "code": operation.code,
                         "statements": [_statement(s) for s in operation.statements],
                     }

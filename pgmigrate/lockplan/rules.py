@@ -126,6 +126,16 @@ def safer_way(effect: StatementEffect, rule: Rule) -> str | None:
     """How to write ``effect`` so that it does not break ``rule``, when there is a known way
     (None: a separate, quieter time is all there is)."""
     text = " ".join((effect.kind, *effect.notes)).lower()
+    kind = effect.kind.upper()
+    if rule is L002 and ("UNIQUE" in kind or "PRIMARY KEY" in kind):
+        # Neither can be NOT VALID (PostgreSQL: "ALTER TABLE", ADD table_constraint_using_index).
+        return (
+            "build its unique index first with CREATE UNIQUE INDEX CONCURRENTLY in a migration "
+            "with atomic = False, then ADD CONSTRAINT ... UNIQUE (or PRIMARY KEY) USING INDEX: "
+            "a catalog change only"
+        )
+    if rule is L002 and "EXCLUDE" in kind:
+        return None  # no NOT VALID, no USING INDEX: only a quieter time
     if rule is L003:
         return (
             "build it with django.contrib.postgres.operations.AddIndexConcurrently (or "
