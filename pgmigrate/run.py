@@ -67,11 +67,12 @@ from pgmigrate.steps import (
     Step,
     acts_only_through_sql,
     backward_steps,
+    deferred_needs,
     destroys_data,
     is_exempt,
     later_renames,
     mode,
-    references_any,
+    transaction_end,
 )
 
 if TYPE_CHECKING:
@@ -426,31 +427,15 @@ class Run:
                 raise
 
     def _transactions_end(self, steps: Sequence[Step], first: int) -> int:
-        """The position of the first step after ``first`` that runs outside a transaction
-        (or the end)."""
-        for position in range(first + 1, len(steps)):
+        def mode_at(position: int) -> Mode:
             if isinstance(steps, _Lazy):  # by operation: no project state made ahead
-                step_mode = self._mode_of(steps.migration, steps.start + position, True)
-            else:
-                step_mode = self._mode(steps[position])
-            if step_mode is not Mode.TRANSACTION:
-                return position
-        return len(steps)
+                return self._mode_of(steps.migration, steps.start + position, True)
+            return self._mode(steps[position])
+
+        return transaction_end(len(steps), first, mode_at)
 
     def _deferred_needs(self, steps: Sequence[Step], position: int, deferred: list[Any]) -> bool:
-        """Whether a later step, up to the next one that runs outside a transaction, changes
-        a table that pending deferred SQL refers to (so that Django's schema editor renames
-        or drops what it refers to)."""
-        if not deferred:
-            return False
-        for later in range(position, len(steps)):
-            step = steps[later]
-            if self._mode(step) is not Mode.TRANSACTION:
-                return False
-            tables = step.tables_changed
-            if tables and any(references_any(statement, tables) for statement in deferred):
-                return True
-        return False
+        return deferred_needs(steps, position, deferred, self._mode)
 
     def _run_outside(
         self,

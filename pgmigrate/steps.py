@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from django.db.migrations.operations import (
     AddField,
@@ -419,3 +419,40 @@ def references_any(statement: Any, tables: set[str]) -> bool:
     if references_table is None:
         return True
     return any(references_table(table) for table in tables)
+
+
+def transaction_end(count: int, first: int, mode_at: Callable[[int], Mode]) -> int:
+    """How far a transaction opened for step ``first`` of ``count`` may last: the position
+    of the first later step that runs outside a transaction (``mode_at(position)``), or
+    ``count``."""
+    for position in range(first + 1, count):
+        if mode_at(position) is not Mode.TRANSACTION:
+            return position
+    return count
+
+
+class Steps(Protocol):
+    """Steps by position: a list, or steps made on demand (``ForwardSteps``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Step: ...
+
+
+def deferred_needs(
+    steps: Steps, position: int, deferred: Sequence[Any], mode_of: Callable[[Step], Mode]
+) -> bool:
+    """Whether a step from ``position`` on, up to the next one that runs outside a
+    transaction (``mode_of``), changes a table that pending ``deferred`` SQL refers to:
+    Django's schema editor then renames or drops what it refers to, so pgmigrate runs those
+    steps in the same transaction, the deferred SQL after them (``pgmigrate.run``)."""
+    if not deferred:
+        return False
+    for later in range(position, len(steps)):
+        step = steps[later]
+        if mode_of(step) is not Mode.TRANSACTION:
+            return False
+        tables = step.tables_changed
+        if tables and any(references_any(statement, tables) for statement in deferred):
+            return True
+    return False

@@ -269,7 +269,8 @@ class Planner:
                 unit.append(planned)
                 if steps.destroys_data(step):
                     until = max(until, _transactions_end(migration, index))
-                if index + 1 < until or _deferred_needs(forward, index + 1, editor.deferred_sql):
+                pending = editor.deferred_sql
+                if index + 1 < until or steps.deferred_needs(forward, index + 1, pending, _mode):
                     continue
                 self._deferred(step, editor, planned)
                 if not (migration.atomic and config.atomic()):  # its words say so already
@@ -443,30 +444,14 @@ def _mode(step: steps.Step) -> steps.Mode:
 
 
 def _transactions_end(migration: Migration, index: int) -> int:
-    """The position of the first operation after ``index`` that runs outside a transaction
-    (or the end): as far as a transaction opened before it can last (``pgmigrate.run``).
-    By operation: no project state is made ahead."""
+    """As far as a transaction opened for operation ``index`` can last (``pgmigrate.run``);
+    by operation: no project state is made ahead."""
     operations = migration.operations
-    for later in range(index + 1, len(operations)):
-        if steps.mode(migration, operations[later], forwards=True) is not steps.Mode.TRANSACTION:
-            return later
-    return len(operations)
-
-
-def _deferred_needs(forward: steps.ForwardSteps, position: int, deferred: list[Any]) -> bool:
-    """Whether an operation from ``position`` on, up to the next one that runs outside a
-    transaction, changes a table that pending deferred SQL refers to: pgmigrate then runs
-    them in the same transaction, the deferred SQL after them (``pgmigrate.run``)."""
-    if not deferred:
-        return False
-    for later in range(position, len(forward)):
-        step = forward[later]
-        if _mode(step) is not steps.Mode.TRANSACTION:
-            return False
-        tables = step.tables_changed
-        if tables and any(steps.references_any(statement, tables) for statement in deferred):
-            return True
-    return False
+    return steps.transaction_end(
+        len(operations),
+        index,
+        lambda later: steps.mode(migration, operations[later], forwards=True),
+    )
 
 
 def _share(unit: list[PlannedOperation]) -> None:
