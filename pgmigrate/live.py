@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgmigrate import actions
 from pgmigrate.prepared import Prepared
 from pgmigrate.text import printable
 
@@ -117,10 +118,12 @@ def read(cursor: Any, pid: int) -> Snapshot:
     )
 
 
-def fate(session: InTheWay, left_alone: dict[int, str], action: str | None) -> str:
+def fate(
+    session: InTheWay, left_alone: dict[int, str], action: actions.BlockingAction | None
+) -> str:
     """What pgmigrate does with ``session``: the reason the watcher gave for leaving it
-    alone (``left_alone``, by pid), else what the blocking action named ``action`` (None:
-    no action) does with it."""
+    alone (``left_alone``, by pid), else what the blocking ``action`` (None: none) does with
+    a session of its kind."""
     if session.pid == 0:
         return "a prepared transaction: left alone (COMMIT PREPARED or ROLLBACK PREPARED ends it)"
     reason = left_alone.get(session.pid)
@@ -130,7 +133,16 @@ def fate(session: InTheWay, left_alone: dict[int, str], action: str | None) -> s
         return "left alone: autovacuum, which PostgreSQL cancels itself"
     if action is None:
         return "left alone: no blocking action"
-    return f"pgmigrate will end it ({action})"
+    name = type(action).__name__
+    if action.filters:
+        name += ", if it matches the action's filters"
+    if isinstance(action, actions.Show):
+        return f"shown and left alone ({name})"
+    if isinstance(action, actions.Cancel):
+        return f"pgmigrate will cancel its query, if it runs one ({name})"
+    if action.ends_blockers:
+        return f"pgmigrate will end it ({name})"
+    return f"left to the blocking action ({name})"
 
 
 def _seconds(value: float) -> str:

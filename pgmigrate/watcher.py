@@ -491,8 +491,7 @@ class Watcher:
             return live.read(cursor, self.backend_pid)
 
     def _fate(self, session: live.InTheWay) -> str:
-        action = type(self.action).__name__ if self.action is not None else None
-        return live.fate(session, self.left_alone, action)
+        return live.fate(session, self.left_alone, self.action)
 
     def _disable_for_pooling(self) -> None:
         """Stop acting for the rest of the run: the pid is not the migration's backend."""

@@ -19,7 +19,7 @@ import pytest
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from pgmigrate import live, signals
+from pgmigrate import actions, live, signals
 from pgmigrate.liveline import ERASE
 from tests.helpers import ROOT, WAIT_TIMEOUT, Session, manage_env, migrate, query
 
@@ -332,7 +332,7 @@ def test_text_from_the_database_is_escaped() -> None:
     left_alone = {4242: "protected: PGMIGRATE_PROTECTED: application_name 'evil*'"}
 
     def fate_of(session: live.InTheWay) -> str:
-        return live.fate(session, left_alone, "Terminate")
+        return live.fate(session, left_alone, actions.Terminate())
 
     text = live.describe(snapshot, 3725.0, fate_of)
     assert not set(text) & {"\x1b", "\x07", "\n", "\r"}, text
@@ -346,4 +346,19 @@ def test_text_from_the_database_is_escaped() -> None:
         "pid 4244 (application 'web', in a transaction for 1.5 s): pgmigrate will end it" in text
     )
     assert "a prepared transaction: left alone" in text
-    assert live.fate(snapshot.in_the_way[2], {}, None) == "left alone: no blocking action"
+    web = snapshot.in_the_way[2]
+    assert live.fate(web, {}, None) == "left alone: no blocking action"
+    # What each action does with a session the watcher has not acted on yet.
+    assert live.fate(web, {}, actions.Show()) == "shown and left alone (Show)"
+    assert live.fate(web, {}, actions.Cancel()) == (
+        "pgmigrate will cancel its query, if it runs one (Cancel)"
+    )
+    assert live.fate(web, {}, actions.Terminate(blocking_activity__state="active")) == (
+        "pgmigrate will end it (Terminate, if it matches the action's filters)"
+    )
+
+    class Report(actions.BlockingAction):
+        def worker(self, cmd, blocked_locks):
+            return []
+
+    assert live.fate(web, {}, Report()) == "left to the blocking action (Report)"
