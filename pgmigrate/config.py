@@ -357,6 +357,11 @@ def lock_plan_rules() -> dict[str, plan_rules.Override]:
                 f"{name}[{rule_id!r}]: the threshold must be a whole number of bytes >= 0, "
                 f"not {_shown(threshold)}."
             )
+        if threshold is not None and not plan_rules.RULES[rule_id].sized:
+            raise ImproperlyConfigured(
+                f"{name}[{rule_id!r}]: this rule has no threshold (it does not depend on a "
+                "table's size); give only its level."
+            )
         overrides[rule_id] = plan_rules.Override(level=level, threshold=threshold)
     return overrides
 

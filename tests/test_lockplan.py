@@ -647,6 +647,7 @@ def test_needs_postgresql(prepared):
         ("PGMIGRATE_LOCK_PLAN_RULES", {"pgmigrate.L999": "off"}, "pgmigrate.E017"),
         ("PGMIGRATE_LOCK_PLAN_RULES", {L001: "fatal"}, "pgmigrate.E017"),
         ("PGMIGRATE_LOCK_PLAN_RULES", {L001: {"threshold": -5}}, "pgmigrate.E017"),
+        ("PGMIGRATE_LOCK_PLAN_RULES", {"pgmigrate.L005": {"threshold": 0}}, "pgmigrate.E017"),
         ("PGMIGRATE_LOCK_PLAN_ALLOW", {"0002_plan": [L001]}, "pgmigrate.E018"),
         ("PGMIGRATE_LOCK_PLAN_ALLOW", {"tests.0002_plan": L001}, "pgmigrate.E018"),
         ("PGMIGRATE_LOCK_PLAN_ALLOW", {"tests.0002_plan": ["L001"]}, "pgmigrate.E018"),
