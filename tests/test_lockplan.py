@@ -520,6 +520,18 @@ def test_ci_passes_with_allowed_rules(prepared):
     assert {(b["rule"], b["allowed"]) for b in document["broken"]} >= {(L001, True), (L003, True)}
 
 
+def test_allowing_rules_for_a_migration_that_does_not_exist_is_said(prepared):
+    allow = {"tests.0002_plan": [L001], "tests.0002_plann": [L003]}  # a typo
+    out, err = io.StringIO(), io.StringIO()
+    with override_settings(PGMIGRATE_LOCK_PLAN_ALLOW=allow):
+        call_command("pgmigrate", "--lock-plan", "--json", stdout=out, stderr=err)
+    json.loads(out.getvalue())  # still valid JSON on stdout
+    assert err.getvalue().splitlines() == [
+        "pgmigrate: PGMIGRATE_LOCK_PLAN_ALLOW names 'tests.0002_plann', which is not a "
+        "migration of this project (a typo, or a migration since removed?)."
+    ]
+
+
 def test_rules_setting_changes_levels_and_thresholds(prepared):
     rules = {
         L001: "warning",

@@ -122,6 +122,12 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
             f"pgmigrate: cannot connect to database {using!r}: {printable(first_line(exc))}. "
             "Nothing was planned."
         ) from exc
+    known = {f"{app}.{name}" for app, name in executor.loader.disk_migrations}
+    for label in sorted(set(allowed) - known):
+        command.stderr.write(
+            f"pgmigrate: PGMIGRATE_LOCK_PLAN_ALLOW names {printable(label)!r}, which is not a "
+            "migration of this project (a typo, or a migration since removed?)."
+        )
     if options.get("json"):
         command.stdout.write(render.as_json(plan))
     else:
