@@ -32,7 +32,6 @@ from pgmigrate.errors import (
 from pgmigrate.events import RunEvents
 from pgmigrate.executor import PGMigrateExecutor
 from pgmigrate.liveline import LiveLine
-from pgmigrate.lockplan import command as lockplan_command
 from pgmigrate.migrate_lock import migrate_lock
 from pgmigrate.progress import ProgressRecorder
 from pgmigrate.retry import LockRetry
@@ -147,7 +146,10 @@ class MigrateCommand(DjangoMigrateCommand):
         options.add_arguments(parser)
 
     def handle(self, *args: Any, **opts: Any) -> Any:
-        if lockplan_command.wanted(opts):  # plans only: none of the set-up below
+        if any(opts.get(flag) for flag in ("lock_plan", "ci", "json")):
+            # Plans only: none of the set-up below (imported here: only --lock-plan needs it).
+            from pgmigrate.lockplan import command as lockplan_command
+
             return lockplan_command.handle(self, opts)
         using = opts["database"]
         if connections[using].vendor != "postgresql" or _applies_nothing(opts):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from pgmigrate import actions, protection
-from pgmigrate.lockplan import rules as plan_rules
+
+if TYPE_CHECKING:
+    from pgmigrate.lockplan.rules import Override
 
 #: Default for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
@@ -31,6 +33,8 @@ MIN_LOCK_TIMEOUT = 0.001
 MAX_TIMEOUT = 2147483.647
 #: Largest delay between lock-timeout retries, in seconds (one hour).
 MAX_RETRY_DELAY = 3600.0
+#: Default of ``PGMIGRATE_LOCK_PLAN_THRESHOLD``, in bytes (10 MiB).
+DEFAULT_LOCK_PLAN_THRESHOLD = 10 * 1024**2
 
 _UNSET: Any = object()
 
@@ -315,10 +319,10 @@ def lock_plan_threshold() -> int:
     """``PGMIGRATE_LOCK_PLAN_THRESHOLD``: the table size, in bytes (a whole number >= 0),
     over which the lock plan's sized rules (``pgmigrate.L001`` to ``L003``) report a
     rewrite, a full scan or an index build. Defaults to 10 MiB (10485760)."""
-    return _count("PGMIGRATE_LOCK_PLAN_THRESHOLD", plan_rules.DEFAULT_THRESHOLD)
+    return _count("PGMIGRATE_LOCK_PLAN_THRESHOLD", DEFAULT_LOCK_PLAN_THRESHOLD)
 
 
-def lock_plan_rules() -> dict[str, plan_rules.Override]:
+def lock_plan_rules() -> dict[str, Override]:
     """``PGMIGRATE_LOCK_PLAN_RULES``: the lock plan's rules to change, as a dict of rule IDs
     (``"pgmigrate.L001"``) to a level (``"off"``, ``"warning"`` or ``"error"``) or to a dict
     with ``"level"`` and/or ``"threshold"`` (bytes, a whole number >= 0). Returns
@@ -329,7 +333,11 @@ def lock_plan_rules() -> dict[str, plan_rules.Override]:
         raise ImproperlyConfigured(
             f"{name} must be a dict of rule IDs to a level or a dict, not {_shown(value)}."
         )
-    overrides: dict[str, plan_rules.Override] = {}
+    if not value:
+        return {}
+    from pgmigrate.lockplan import rules as plan_rules  # only --lock-plan needs the rules
+
+    overrides: dict[str, Override] = {}
     for rule_id, setting in value.items():
         if rule_id not in plan_rules.RULES:
             raise ImproperlyConfigured(
@@ -378,6 +386,10 @@ def lock_plan_allow() -> dict[str, frozenset[str]]:
             f'{name} must be a dict of "app_label.migration_name" to lists of rule IDs, '
             f"not {_shown(value)}."
         )
+    if not value:
+        return {}
+    from pgmigrate.lockplan import rules as plan_rules  # only --lock-plan needs the rules
+
     allowed: dict[str, frozenset[str]] = {}
     for migration, rule_ids in value.items():
         if not isinstance(migration, str) or migration.count(".") != 1:

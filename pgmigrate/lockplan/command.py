@@ -67,11 +67,6 @@ def _lock_wait(connection: Any, seconds: float, in_force: list[str]) -> Iterator
             cursor.execute("SELECT set_config('lock_timeout', %s, false)", [before])
 
 
-def wanted(options: dict[str, Any]) -> bool:
-    """Whether the command line asks for the lock plan (or one of its options)."""
-    return bool(options.get("lock_plan") or options.get("ci") or options.get("json"))
-
-
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     """Print the lock plan for ``migrate``'s ``options`` on ``command``'s stdout; raise
     ``CommandError`` (exit status 1) for bad options or settings, a database that is not
@@ -122,7 +117,7 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
             f"pgmigrate: cannot connect to database {using!r}: {printable(first_line(exc))}. "
             "Nothing was planned."
         ) from exc
-    known = {f"{app}.{name}" for app, name in executor.loader.disk_migrations}
+    known = {f"{app}.{name}" for app, name in executor.loader.disk_migrations or {}}
     for label in sorted(set(allowed) - known):
         command.stderr.write(
             f"pgmigrate: PGMIGRATE_LOCK_PLAN_ALLOW names {printable(label)!r}, which is not a "

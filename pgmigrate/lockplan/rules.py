@@ -26,8 +26,6 @@ from pgmigrate.lockplan.sizes import (
 
 #: Levels a rule can have.
 LEVELS = ("off", "warning", "error")
-#: Default of ``PGMIGRATE_LOCK_PLAN_THRESHOLD``, in bytes (10 MiB).
-DEFAULT_THRESHOLD = 10 * 1024**2
 
 
 @dataclass(frozen=True)
