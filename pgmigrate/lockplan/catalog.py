@@ -60,41 +60,109 @@ class ForeignKey:
     index_oid: int
 
 
+class SearchPathLost(Exception):
+    """Raised by a lookup of an unqualified name once ``search_path`` may have changed in a
+    way the lock plan cannot follow (``Catalog.lost``): the name's schema is unknown."""
+
+
 class Catalog:
     """Catalog lookups on the connection of alias ``using`` (its ``search_path``).
 
     Nothing raises for a relation, column or function that does not exist: the lookups
     return ``None`` (or an empty tuple), since a pending migration may create it first.
+    ``following`` and ``lost`` give the catalog as later statements see it after one of
+    them changes ``search_path``.
     """
 
     def __init__(self, using: str = "default"):
         self.using = using
         self._cache: dict[tuple[Any, ...], Any] = {}
+        #: The schemas unqualified names are looked up in, in order (None: the
+        #: connection's ``current_schemas(true)``), and where they are created.
+        self._path: tuple[str, ...] | None = None
+        self._creation: str | None = None
+        #: Why unqualified names cannot be resolved (``lost``), or None.
+        self._lost: str | None = None
+
+    def following(self, items: list[str]) -> Catalog:
+        """This catalog as names resolve after ``SET search_path`` to ``items`` (as
+        written: ``$user``, ``pg_temp`` and schemas that do not exist included): the
+        schemas that exist and may be used, behind the implicit ``pg_temp`` and
+        ``pg_catalog`` (namespace.c, ``recomputeNamespacePath``)."""
+        rows = self._rows(
+            "SELECT n.nspname::text, n.oid = pg_catalog.pg_my_temp_schema()"
+            " FROM unnest(%s::text[]) WITH ORDINALITY AS p(item, position)"
+            " JOIN pg_catalog.pg_namespace n ON n.nspname = CASE p.item"
+            "  WHEN '$user' THEN current_user::text"
+            "  WHEN 'pg_temp' THEN pg_catalog.pg_my_temp_schema()::regnamespace::text"
+            "  ELSE p.item END"
+            " WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY p.position",
+            (items,),
+        )
+        explicit = list(dict.fromkeys(name for name, _ in rows))
+        temp = self._rows(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace"
+            " WHERE oid = pg_catalog.pg_my_temp_schema()",
+            (),
+        )
+        implicit = [name for (name,) in temp] + ["pg_catalog"]
+        found = Catalog(self.using)
+        found._cache = self._cache
+        found._path = (*(name for name in implicit if name not in explicit), *explicit)
+        found._creation = explicit[0] if explicit else None
+        return found
+
+    def reset_search_path(self) -> list[str]:
+        """The items of ``search_path``'s reset value (``pg_settings.reset_val``, what
+        ``RESET search_path`` restores), as written, e.g. ``["$user", "public"]``."""
+        from pglast import parser
+
+        value = self._rows(
+            "SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path'", ()
+        )[0][0]
+        if not value.strip():
+            return []
+        tree = json.loads(parser.parse_sql_json(f"SET search_path = {value}"))
+        arguments = tree["stmts"][0]["stmt"]["VariableSetStmt"]["args"]
+        return [argument["A_Const"]["sval"]["sval"] for argument in arguments]
+
+    def lost(self, reason: str) -> Catalog:
+        """This catalog once ``search_path`` may have changed unseen (``reason``): every
+        lookup of an unqualified name raises ``SearchPathLost``."""
+        found = Catalog(self.using)
+        found._cache = self._cache
+        found._lost = reason
+        return found
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        key = (sql, params)
+        # Array parameters are lists: cached by their items.
+        key = (sql, tuple(tuple(p) if isinstance(p, list) else p for p in params))
         if key not in self._cache:
             with connections[self.using].cursor() as cursor:
                 cursor.execute(sql, params)
                 self._cache[key] = cursor.fetchall()
         return self._cache[key]
 
-    def _along_path(self, schema: str | None) -> str:
-        """SQL for the schemas a name is looked up in, with their order (``p.nspname``,
-        ``p.position``): ``schema`` (a parameter) or ``current_schemas(true)``."""
-        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
-        return f" JOIN unnest({schemas}) WITH ORDINALITY AS p(nspname, position)"
+    def _schemas(self, schema: str | None) -> tuple[str, tuple[Any, ...]]:
+        """SQL for the array of schemas a name is looked up in, and its parameters:
+        ``schema``, else the search path. Raises ``SearchPathLost`` (see ``lost``)."""
+        if schema is not None:
+            return "ARRAY[%s]::name[]", (schema,)
+        if self._lost is not None:
+            raise SearchPathLost(self._lost)
+        if self._path is not None:
+            return "%s::name[]", (list(self._path),)
+        return "current_schemas(true)", ()
 
     def _lookup(self, select: str, name: str, schema: str | None) -> list[tuple[Any, ...]]:
         """The first row of ``select`` (whose namespace column is ``n.nspname`` and name
         ``%s``) along the search path, as ``to_regclass`` and the parser look names up."""
-        params = (schema, name) if schema is not None else (name,)
+        schemas, params = self._schemas(schema)
+        along = f" JOIN unnest({schemas}) WITH ORDINALITY AS p(nspname, position)"
         return self._rows(
-            select.replace(
-                " WHERE ", self._along_path(schema) + " ON p.nspname = n.nspname WHERE "
-            )
+            select.replace(" WHERE ", along + " ON p.nspname = n.nspname WHERE ")
             + " ORDER BY p.position LIMIT 1",
-            params,
+            (*params, name),
         )
 
     @property
@@ -102,8 +170,13 @@ class Catalog:
         """The server's ``server_version_num`` (e.g. 180001), as Django reads it."""
         return connections[self.using].pg_version
 
-    def current_schema(self) -> str:
-        """``current_schema()``: where unqualified names are created."""
+    def current_schema(self) -> str | None:
+        """``current_schema()``: where unqualified names are created (None: no schema of
+        the search path exists). Raises ``SearchPathLost`` (see ``lost``)."""
+        if self._lost is not None:
+            raise SearchPathLost(self._lost)
+        if self._path is not None:
+            return self._creation
         return self._rows("SELECT current_schema()", ())[0][0]
 
     def relation(self, name: str, schema: str | None = None) -> Relation | None:
@@ -339,13 +412,13 @@ class Catalog:
         """The strongest ``pg_proc.provolatile`` (``i``, ``s`` or ``v``; ``v`` strongest)
         among the functions of that name along ``search_path`` (all overloads, since the
         call's argument types are not resolved here); ``None`` if there is none."""
-        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
+        schemas, params = self._schemas(schema)
         rows = self._rows(
             "SELECT max(CASE f.provolatile WHEN 'v' THEN 3 WHEN 's' THEN 2 ELSE 1 END)"
             " FROM pg_catalog.pg_proc f"
             " JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace"
             f" WHERE n.nspname = ANY({schemas}) AND f.proname = %s",
-            (schema, function) if schema is not None else (function,),
+            (*params, function),
         )
         level = rows[0][0] if rows else None
         return {1: "i", 2: "s", 3: "v"}.get(level) if level else None
