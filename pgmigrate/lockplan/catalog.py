@@ -120,9 +120,8 @@ class Catalog:
         value = self._rows(
             "SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path'", ()
         )[0][0]
-        if not value.strip():
-            return []
-        tree = json.loads(parser.parse_sql_json(f"SET search_path = {value}"))
+        # An empty value is an empty list, as '' is.
+        tree = json.loads(parser.parse_sql_json(f"SET search_path = {value or repr('')}"))
         arguments = tree["stmts"][0]["stmt"]["VariableSetStmt"]["args"]
         return [argument["A_Const"]["sval"]["sval"] for argument in arguments]
 
@@ -369,7 +368,7 @@ class Catalog:
             "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
             "  ORDER BY k.o)"
             " FROM pg_catalog.pg_index i WHERE i.indrelid = %s AND i.indisunique"
-            " AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL"
+            " AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL"
             " ORDER BY i.indexrelid",
             (table.oid,),
         )
@@ -397,10 +396,8 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def binary_coercible(self, source: int, target: int) -> bool:
-        """Whether a value of type ``source`` is a valid ``target`` as it is: the same type,
-        or a cast ``WITHOUT FUNCTION`` (``pg_cast.castmethod = 'b'``)."""
-        if source == target:
-            return True
+        """Whether a value of type ``source`` is a valid ``target`` (another type) as it is:
+        a cast ``WITHOUT FUNCTION`` (``pg_cast.castmethod = 'b'``)."""
         rows = self._rows(
             "SELECT 1 FROM pg_catalog.pg_cast"
             " WHERE castsource = %s AND casttarget = %s AND castmethod = 'b'",
@@ -434,15 +431,18 @@ class Catalog:
         )
         return any(_proves_not_null(expression, column) for (expression,) in rows)
 
-    def constraint(self, table: Relation, name: str) -> tuple[str, int | None] | None:
-        """``(contype, referenced table's oid or None)`` of the constraint ``name`` of
-        ``table``, ``None`` if there is none."""
+    def constraint(self, table: Relation, name: str) -> tuple[str, Relation | None] | None:
+        """``(contype, the table a foreign key references or None)`` of the constraint
+        ``name`` of ``table``, ``None`` if there is none."""
         rows = self._rows(
-            "SELECT contype::text, NULLIF(confrelid, 0)::int8, conindid::int8"
+            "SELECT contype::text, NULLIF(confrelid, 0)::int8"
             " FROM pg_catalog.pg_constraint WHERE conrelid = %s AND conname = %s",
             (table.oid, name),
         )
-        return (rows[0][0], rows[0][1]) if rows else None
+        if not rows:
+            return None
+        contype, referenced = rows[0]
+        return contype, self.by_oid(referenced) if referenced else None
 
     def constraint_index(self, table: Relation, name: str) -> Relation | None:
         """The index behind constraint ``name`` of ``table`` (``pg_constraint.conindid``)."""
@@ -459,10 +459,8 @@ def _proves_not_null(expression: str, column: str) -> bool:
     NULL``, alone or ANDed with other conditions."""
     from pglast import parser
 
-    try:
-        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
-    except (parser.ParseError, ValueError):
-        return False
+    # pg_get_expr writes SQL the parser reads back.
+    tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
     target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
     return _implies_not_null(target, column)
 

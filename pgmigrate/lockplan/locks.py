@@ -280,16 +280,21 @@ def _create_table(effect: _Effect, body: Node) -> None:
             if _sequence_backed(column):
                 effect.add(effect.creates, _sequence_name(schema, relation["relname"], column))
             for constraint in constraints:
-                _table_constraint(effect, constraint, schema)
-        elif "Constraint" in element:
-            _table_constraint(effect, element["Constraint"], schema)
+                _table_constraint(effect, constraint, name)
+        else:
+            _table_constraint(effect, element["Constraint"], name)
 
 
-def _table_constraint(effect: _Effect, constraint: Node, schema: str) -> None:
-    """Constraints of a new table: the referenced tables of its foreign keys are locked
-    SHARE ROW EXCLUSIVE, and the unique index a key references ACCESS SHARE."""
+def _table_constraint(effect: _Effect, constraint: Node, table: str) -> None:
+    """Constraints of the new table ``table``: the referenced tables of its foreign keys
+    are locked SHARE ROW EXCLUSIVE (but the new table itself), and the unique index a key
+    references ACCESS SHARE."""
     contype = constraint["contype"]
+    schema = table.split(".")[0]
     if contype == "CONSTR_FOREIGN":
+        if _qualified(effect, constraint["pktable"]) == table:
+            effect.note("a foreign key to itself: no other table is locked")
+            return
         _reference(effect, constraint)
     elif contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
         if constraint.get("conname"):
@@ -308,11 +313,13 @@ def _reference(effect: _Effect, constraint: Node) -> Relation:
         effect.note(_FK_INDEX_UNVERIFIED)
     if not referenced.oid:
         effect.note(f"the index it references on {referenced.qualified} is new too")
-    elif version >= _FK_INDEX_LOCKED_SINCE.get(version // 10000, 0):
-        columns = tuple(_string_list(constraint.get("pk_attrs", [])))
-        index = effect.catalog.unique_index(referenced, columns)
-        if index is None:
-            raise Unknown(f"no unique index of {referenced.qualified} matches the foreign key")
+        return referenced
+    columns = tuple(_string_list(constraint.get("pk_attrs", [])))
+    index = effect.catalog.unique_index(referenced, columns)
+    if index is None:
+        # "there is no unique constraint matching given keys for referenced table"
+        raise Unknown(f"no unique index of {referenced.qualified} matches the foreign key")
+    if version >= _FK_INDEX_LOCKED_SINCE.get(version // 10000, 0):
         effect.lock(index, LockMode.ACCESS_SHARE)
     return referenced
 
@@ -501,7 +508,10 @@ def _truncate(effect: _Effect, body: Node) -> None:
             effect.add(effect.rewrites, index.qualified)
         effect.note("new, empty files: quick whatever the size")
         if body.get("restart_seqs"):
-            effect.lock_all(effect.catalog.owned_sequences(table), _AE)
+            # Each owned sequence starts again in a new file.
+            for sequence in effect.catalog.owned_sequences(table):
+                effect.lock(sequence, _AE)
+                effect.add(effect.rewrites, sequence.qualified)
 
 
 def _vacuum(effect: _Effect, body: Node) -> None:
@@ -542,14 +552,15 @@ def _reindex(effect: _Effect, body: Node) -> None:
         raise Unknown(f"{target.qualified} is not in the catalog yet")
     if body.get("kind") == "REINDEX_OBJECT_INDEX":
         table, indexes = effect.catalog.index_table(target), (target,)
+        if table is None:
+            raise Unknown(f"{target.qualified} is not an index")
     else:
         table, indexes = target, effect.catalog.indexes(target)
     effect.lock(table, LockMode.SHARE)
     effect.lock_all(indexes, _AE)
     for index in indexes:
         effect.add(effect.rewrites, index.qualified)
-    if table is not None:
-        effect.add(effect.scans, table.qualified)
+    effect.add(effect.scans, table.qualified)
 
 
 def _create_sequence(effect: _Effect, body: Node) -> None:
@@ -609,7 +620,12 @@ def _create_table_as(effect: _Effect, body: Node) -> None:
         raise Unknown(f"{effect.kind} of anything but a SELECT is not modelled")
     effect.add(effect.creates, _qualified(effect, body["into"]["rel"]))
     if body["into"].get("skipData"):
+        # The query is analysed (its relations locked ACCESS SHARE), not planned nor run.
         effect.note("WITH NO DATA: its query does not run")
+        if _found(body["query"], "withClause"):
+            raise Unknown("a WITH query is not modelled here")
+        for range_var in _range_vars(body["query"]):
+            effect.lock(_resolve(effect, range_var), LockMode.ACCESS_SHARE)
         return
     _select(effect, body["query"]["SelectStmt"])
 
@@ -894,9 +910,9 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
         effect.note(f"{name}: {column.type_name} to {names[-1]} needs no rewrite")
     if column.identity:
         # The identity's sequence follows the column's type (ALTER SEQUENCE ... AS).
-        sequence = effect.catalog.column_sequence(table, name)
-        effect.lock(sequence, _SRE)
-        if sequence is not None:
+        sequences = [s for c, s in effect.catalog.column_sequences(table) if c == name]
+        for sequence in sequences:
+            effect.lock(sequence, _SRE)
             effect.add(effect.rewrites, sequence.qualified)
     if "f" in effect.catalog.column_constraints(table, name):
         raise Unknown("a foreign key uses the column: PostgreSQL adds it again")
@@ -945,8 +961,7 @@ def _type_change_rewrites(
             return False
         if type_name == "bpchar":
             return True  # char(n) pads to its length: a new length rewrites
-        if type_name not in _GROWABLE:
-            raise Unknown(f"cannot tell whether a new {type_name} modifier rewrites")
+        # _typmod knows the modifiers of bpchar and of the growable types only.
         if typmod == -1:
             return False
         if column.typmod == -1:
@@ -975,7 +990,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         referenced = _reference(effect, constraint)
         if validated:
             _check_reference(effect, table, referenced)
-        elif not validated:
+        else:
             effect.note("NOT VALID: existing rows are not checked")
         return "ADD FOREIGN KEY" + ("" if validated else " NOT VALID")
     effect.lock(table, _AE)
@@ -987,8 +1002,13 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         index = effect.catalog.relation(constraint["indexname"], table.schema)
         if index is None:
             raise Unknown(f"index {constraint['indexname']} is not in the catalog yet")
-        effect.lock(index, LockMode.ACCESS_SHARE)
-        effect.note("USING INDEX: the index exists, only renamed to the constraint's name")
+        if constraint.get("conname", index.name) != index.name:
+            # Renamed to the constraint's name, as ALTER INDEX RENAME does.
+            effect.lock(index, _SUE)
+            effect.note("USING INDEX: the index exists, only renamed to the constraint's name")
+        else:
+            effect.lock(index, LockMode.ACCESS_SHARE)
+            effect.note("USING INDEX: the index exists and becomes the constraint's")
         return "ADD CONSTRAINT USING INDEX"
     if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
         _key_index(effect, table, constraint)
@@ -1021,8 +1041,8 @@ def _drop_constraint(effect: _Effect, table: Relation, command: Node) -> str:
             return "DROP CONSTRAINT"
         raise Unknown(f"constraint {name} of {table.qualified} is not in the catalog yet")
     contype, referenced = found
-    if contype == "f" and referenced is not None:
-        effect.lock(effect.catalog.by_oid(referenced), _AE)
+    if referenced is not None:
+        effect.lock(referenced, _AE)
         effect.note("dropping a foreign key drops triggers on the referenced table too")
     if contype in ("p", "u", "x"):
         index = effect.catalog.constraint_index(table, name)
@@ -1044,10 +1064,8 @@ def _validate_constraint(effect: _Effect, table: Relation, command: Node) -> str
     if found is None:
         raise Unknown(f"constraint {name} of {table.qualified} is not in the catalog yet")
     contype, referenced = found
-    if contype == "f" and referenced is not None:
-        referenced_table = effect.catalog.by_oid(referenced)
-        if referenced_table is not None:
-            _check_reference(effect, table, referenced_table)
+    if referenced is not None:
+        _check_reference(effect, table, referenced)
     elif contype == "c":
         effect.add(effect.scans, table.qualified)
     else:
