@@ -177,10 +177,23 @@ def _search_path_after(
     return seen
 
 
-#: Statements that may run the user's code when the plan cannot tell what they do: that
-#: code may set search_path (``set_config``).
+#: Statements that may run the user's code (which may call ``set_config``) when the plan
+#: cannot tell what they do, or reset settings (``DISCARD ALL``).
 _RUNS_CODE = frozenset(
-    {"DoStmt", "CallStmt", "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
+    {
+        "DoStmt",
+        "CallStmt",
+        "ExecuteStmt",
+        "ExplainStmt",
+        "SelectStmt",
+        "InsertStmt",
+        "UpdateStmt",
+        "DeleteStmt",
+        "MergeStmt",
+        "CreateTableAsStmt",
+        "CopyStmt",
+        "DiscardStmt",
+    }
 )
 
 
