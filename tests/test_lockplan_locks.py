@@ -1051,6 +1051,26 @@ def test_no_schema_on_the_search_path_to_create_in(schema: ProjectState) -> None
     assert create.notes == ("no schema of search_path exists: nothing can be created",)
 
 
+def test_pg_temp_first_on_the_search_path_creates_temporary_relations(
+    schema: ProjectState,
+) -> None:
+    """With ``pg_temp`` first, an unqualified CREATE makes a temporary table, in a schema
+    this session has not made yet: its name is unknown, the lookups of existing tables
+    are not (``public`` follows)."""
+    _, create, index = classify(
+        f"SET search_path = {APP}_nope, pg_temp, public; CREATE TABLE t (id integer);"
+        f" CREATE INDEX ON {B} (pages)",
+        Catalog(),
+    )
+    assert not create.known
+    assert create.notes == (
+        "an earlier statement may have changed search_path:"
+        " pg_temp comes first: what it creates is temporary",
+    )
+    assert index.known
+    assert [lock.relation for lock in index.locks] == [BOOK]
+
+
 def test_relations_a_pending_statement_creates(schema: ProjectState) -> None:
     """A table created earlier in the plan is not in the catalog: named in current_schema(),
     what needs its catalog rows is unknown, never a guess."""

@@ -81,8 +81,10 @@ class Catalog:
         #: connection's ``current_schemas(true)``), and where they are created.
         self._path: tuple[str, ...] | None = None
         self._creation: str | None = None
-        #: Why unqualified names cannot be resolved (``lost``), or None.
+        #: Why unqualified names cannot be resolved (``lost``), or where new relations go
+        #: (``current_schema``), or None.
         self._lost: str | None = None
+        self._creation_lost: str | None = None
 
     def following(self, items: list[str]) -> Catalog:
         """This catalog as names resolve after ``SET search_path`` to ``items`` (as
@@ -90,16 +92,16 @@ class Catalog:
         schemas that exist and may be used, behind the implicit ``pg_temp`` and
         ``pg_catalog`` (namespace.c, ``recomputeNamespacePath``)."""
         rows = self._rows(
-            "SELECT n.nspname::text, n.oid = pg_catalog.pg_my_temp_schema()"
+            "SELECT p.item, n.nspname::text"
             " FROM unnest(%s::text[]) WITH ORDINALITY AS p(item, position)"
-            " JOIN pg_catalog.pg_namespace n ON n.nspname = CASE p.item"
+            " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = CASE p.item"
             "  WHEN '$user' THEN current_user::text"
             "  WHEN 'pg_temp' THEN pg_catalog.pg_my_temp_schema()::regnamespace::text"
-            "  ELSE p.item END"
-            " WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY p.position",
+            "  ELSE p.item END AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+            " ORDER BY p.position",
             (items,),
         )
-        explicit = list(dict.fromkeys(name for name, _ in rows))
+        explicit = list(dict.fromkeys(name for _, name in rows if name is not None))
         temp = self._rows(
             "SELECT nspname::text FROM pg_catalog.pg_namespace"
             " WHERE oid = pg_catalog.pg_my_temp_schema()",
@@ -110,6 +112,10 @@ class Catalog:
         found._cache = self._cache
         found._path = (*(name for name in implicit if name not in explicit), *explicit)
         found._creation = explicit[0] if explicit else None
+        usable = [item for item, name in rows if name is not None or item == "pg_temp"]
+        if usable[:1] == ["pg_temp"] and not temp:
+            # New relations go to a temporary schema the session has not made yet.
+            found._creation_lost = "pg_temp comes first: what it creates is temporary"
         return found
 
     def reset_search_path(self) -> list[str]:
@@ -172,8 +178,9 @@ class Catalog:
     def current_schema(self) -> str | None:
         """``current_schema()``: where unqualified names are created (None: no schema of
         the search path exists). Raises ``SearchPathLost`` (see ``lost``)."""
-        if self._lost is not None:
-            raise SearchPathLost(self._lost)
+        lost = self._lost or self._creation_lost
+        if lost is not None:
+            raise SearchPathLost(lost)
         if self._path is not None:
             return self._creation
         return self._rows("SELECT current_schema()", ())[0][0]
