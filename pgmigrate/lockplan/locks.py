@@ -668,7 +668,8 @@ def _refresh(effect: _Effect, body: Node) -> None:
 
 def _lock(effect: _Effect, body: Node) -> None:
     """``LOCK TABLE``: the mode given (ACCESS EXCLUSIVE when none is) on each table, and
-    nothing else; on a view, the tables of its query too (docs: "LOCK")."""
+    nothing else (docs: "LOCK"). ``LOCK`` of a view locks the tables of its query too: not
+    modelled."""
     mode = LockMode(body.get("mode", _AE))
     effect.note(
         f"takes {mode.label} until the transaction ends"
@@ -1166,9 +1167,11 @@ def _write(effect: _Effect, body: Node, verb: str) -> None:
         raise Unknown("its triggers may lock other tables")
     effect.lock(table, LockMode.ROW_EXCLUSIVE)
     inserting, deleting = verb == "INSERT", verb == "DELETE"
-    written = body.get("cols" if inserting else "targetList", [])
-    # ON CONFLICT DO UPDATE writes the columns of its SET to the rows in conflict.
-    written += body.get("onConflictClause", {}).get("targetList", [])
+    written = [
+        *body.get("cols" if inserting else "targetList", []),
+        # ON CONFLICT DO UPDATE writes the columns of its SET to the rows in conflict.
+        *body.get("onConflictClause", {}).get("targetList", []),
+    ]
     listed = {target["ResTarget"]["name"] for target in written}
     for key in effect.catalog.foreign_keys(table):
         # A foreign key's triggers lock rows of the other table when a row's key changes:
@@ -1235,15 +1238,15 @@ def _select(effect: _Effect, body: Node) -> None:
 
 
 def _with_queries(effect: _Effect, body: Node) -> set[str]:
-    """The names of the ``WITH`` queries of a ``SELECT`` (docs: "WITH Queries"), whose
-    data-modifying ones (``INSERT``, ``UPDATE``, ``DELETE``) are classified as statements
-    of their own, and removed from ``body``. Raises ``Unknown`` where a name may mean a
-    table or a query depending on where it stands."""
+    """The names of the ``WITH`` queries of a ``SELECT`` (docs: "WITH Queries"). What its
+    data-modifying ones (``INSERT``, ``UPDATE``, ``DELETE``) do is added to ``effect`` and
+    they are taken out of ``body``, whose reads are the ``SELECT``'s. Raises ``Unknown``
+    where a name may mean a table or a query depending on where it stands."""
     clause = body.pop("withClause", {"ctes": []})
     queries = [item["CommonTableExpr"] for item in clause["ctes"]]
     names = [query["ctename"] for query in queries]
     if _found(body, "withClause") or len(set(names)) < len(names):
-        raise Unknown("a WITH query inside another query is not modelled")
+        raise Unknown("a WITH inside another query, or a WITH name given twice, is not modelled")
     for position, query in enumerate(queries):
         # A WITH query sees the ones before it (and, with RECURSIVE, all of them).
         hidden = set() if clause.get("recursive") else set(names[position:])
