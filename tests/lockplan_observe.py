@@ -87,6 +87,13 @@ def observe(statement: str, *, using: str = "default") -> tuple[StatementEffect,
     """Classify ``statement`` and run it in a transaction on the connection ``using``,
     then roll back. Returns the classification (made inside the transaction, just before
     the statement) and what the server saw."""
+    (effect,), observed = observe_all(statement, using=using)
+    return effect, observed
+
+
+def observe_all(sql: str, *, using: str = "default") -> tuple[list[StatementEffect], Observed]:
+    """``observe`` for several statements, classified in one call and run together: what
+    the server saw them all do."""
     connection = connections[using]
     connection.ensure_connection()
     pid = rows("SELECT pg_backend_pid()", using=using)[0][0]
@@ -95,10 +102,10 @@ def observe(statement: str, *, using: str = "default") -> tuple[StatementEffect,
     try:
         before = relations(using)
         scans_before = _seq_scans(using)
-        (effect,) = classify(statement, Catalog(using))
+        effects = classify(sql, Catalog(using))
         # Catalog lookups take no lock on the app's relations.
         assert locks_of(pid, before, using=using) == {}, "the catalog lookups took locks"
-        rows(statement, using=using)
+        rows(sql, using=using)
         held = locks_of(pid, before, using=using)
         after = relations(using)
         scans_after = _seq_scans(using)
@@ -115,7 +122,7 @@ def observe(statement: str, *, using: str = "default") -> tuple[StatementEffect,
         scans_then, read_then = scans_before.get(oid, (0, 0))
         if oid in before and scans > scans_then and (read > read_then or oid in empty):
             scanned.add(before[oid][0])
-    return effect, Observed(held, rewritten, gone, scanned)
+    return effects, Observed(held, rewritten, gone, scanned)
 
 
 def disagreements(effect: StatementEffect, observed: Observed) -> list[str]:

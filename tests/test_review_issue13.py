@@ -81,7 +81,6 @@ def test_text_output_escapes_relation_names(scenario: str) -> None:
         assert "ACCESS EXCLUSIVE on public.tests_esc\\x1b[2J\\x07 (created earlier" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="classifier: LOCK TABLE is unknown (LockStmt)")
 @pytest.mark.scenario("review13")
 def test_lock_table_is_classified(scenario: str) -> None:
     migrate("tests", "0001", verbosity=0)
@@ -92,11 +91,6 @@ def test_lock_table_is_classified(scenario: str) -> None:
     assert locks(statement) == {"public.tests_gamma": "SHARE"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="classifier: a WITH query's name is taken for a table; the data-modifying "
-    "statement inside it is not seen",
-)
 @pytest.mark.scenario("review13")
 def test_data_modifying_with_query(scenario: str) -> None:
     """The plan said ``ACCESS SHARE on public.x`` (a table that does not exist) and missed
@@ -109,9 +103,6 @@ def test_data_modifying_with_query(scenario: str) -> None:
     assert not effect.known or disagreements(effect, observed) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="classifier: SET UNLOGGED also rewrites the table's own sequences"
-)
 @pytest.mark.scenario("review13")
 def test_set_unlogged_changes_the_owned_sequence(scenario: str) -> None:
     """PostgreSQL 15+ makes the identity sequence of the table unlogged with it (ACCESS
@@ -121,9 +112,6 @@ def test_set_unlogged_changes_the_owned_sequence(scenario: str) -> None:
     assert not effect.known or disagreements(effect, observed) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="classifier: a missing table of ALTER TABLE IF EXISTS is locked"
-)
 @pytest.mark.scenario("review13")
 def test_alter_table_if_exists_of_a_missing_table(scenario: str) -> None:
     migrate("tests", "0001", verbosity=0)
@@ -139,9 +127,6 @@ def outside_schema() -> Iterator[None]:
     query("DROP SCHEMA review13 CASCADE")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="classifier: a SET search_path earlier in the RunSQL is not followed"
-)
 @pytest.mark.scenario("review13_names")
 def test_search_path_set_by_run_sql(scenario: str, outside_schema: None) -> None:
     """``SET search_path = review13, public; CREATE INDEX ON "Outside Mixed"``: the index

@@ -60,41 +60,114 @@ class ForeignKey:
     index_oid: int
 
 
+class SearchPathLost(Exception):
+    """Raised by a lookup of an unqualified name once ``search_path`` may have changed in a
+    way the lock plan cannot follow (``Catalog.lost``): the name's schema is unknown."""
+
+
 class Catalog:
     """Catalog lookups on the connection of alias ``using`` (its ``search_path``).
 
     Nothing raises for a relation, column or function that does not exist: the lookups
     return ``None`` (or an empty tuple), since a pending migration may create it first.
+    ``following`` and ``lost`` give the catalog as later statements see it after one of
+    them changes ``search_path``.
     """
 
     def __init__(self, using: str = "default"):
         self.using = using
         self._cache: dict[tuple[Any, ...], Any] = {}
+        #: The schemas unqualified names are looked up in, in order (None: the
+        #: connection's ``current_schemas(true)``), and where they are created.
+        self._path: tuple[str, ...] | None = None
+        self._creation: str | None = None
+        #: Why unqualified names cannot be resolved (``lost``), or where new relations go
+        #: (``current_schema``), or None.
+        self._lost: str | None = None
+        self._creation_lost: str | None = None
+
+    def following(self, items: list[str]) -> Catalog:
+        """This catalog as names resolve after ``SET search_path`` to ``items`` (as
+        written: ``$user``, ``pg_temp`` and schemas that do not exist included): the
+        schemas that exist and may be used, behind the implicit ``pg_temp`` and
+        ``pg_catalog`` (namespace.c, ``recomputeNamespacePath``)."""
+        rows = self._rows(
+            "SELECT p.item, n.nspname::text"
+            " FROM unnest(%s::text[]) WITH ORDINALITY AS p(item, position)"
+            " LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = CASE p.item"
+            "  WHEN '$user' THEN current_user::text"
+            "  WHEN 'pg_temp' THEN pg_catalog.pg_my_temp_schema()::regnamespace::text"
+            "  ELSE p.item END AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+            " ORDER BY p.position",
+            (items,),
+        )
+        explicit = list(dict.fromkeys(name for _, name in rows if name is not None))
+        temp = self._rows(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace"
+            " WHERE oid = pg_catalog.pg_my_temp_schema()",
+            (),
+        )
+        implicit = [name for (name,) in temp] + ["pg_catalog"]
+        found = Catalog(self.using)
+        found._cache = self._cache
+        found._path = (*(name for name in implicit if name not in explicit), *explicit)
+        found._creation = explicit[0] if explicit else None
+        usable = [item for item, name in rows if name is not None or item == "pg_temp"]
+        if usable[:1] == ["pg_temp"] and not temp:
+            # New relations go to a temporary schema the session has not made yet.
+            found._creation_lost = "pg_temp comes first: what it creates is temporary"
+        return found
+
+    def reset_search_path(self) -> list[str]:
+        """The items of ``search_path``'s reset value (``pg_settings.reset_val``, what
+        ``RESET search_path`` restores), as written, e.g. ``["$user", "public"]``."""
+        from pglast import parser
+
+        value = self._rows(
+            "SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path'", ()
+        )[0][0]
+        # An empty value is an empty list, as '' is.
+        tree = json.loads(parser.parse_sql_json(f"SET search_path = {value or repr('')}"))
+        arguments = tree["stmts"][0]["stmt"]["VariableSetStmt"]["args"]
+        return [argument["A_Const"]["sval"]["sval"] for argument in arguments]
+
+    def lost(self, reason: str) -> Catalog:
+        """This catalog once ``search_path`` may have changed unseen (``reason``): every
+        lookup of an unqualified name raises ``SearchPathLost``."""
+        found = Catalog(self.using)
+        found._cache = self._cache
+        found._lost = reason
+        return found
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        key = (sql, params)
+        # Array parameters are lists: cached by their items.
+        key = (sql, tuple(tuple(p) if isinstance(p, list) else p for p in params))
         if key not in self._cache:
             with connections[self.using].cursor() as cursor:
                 cursor.execute(sql, params)
                 self._cache[key] = cursor.fetchall()
         return self._cache[key]
 
-    def _along_path(self, schema: str | None) -> str:
-        """SQL for the schemas a name is looked up in, with their order (``p.nspname``,
-        ``p.position``): ``schema`` (a parameter) or ``current_schemas(true)``."""
-        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
-        return f" JOIN unnest({schemas}) WITH ORDINALITY AS p(nspname, position)"
+    def _schemas(self, schema: str | None) -> tuple[str, tuple[Any, ...]]:
+        """SQL for the array of schemas a name is looked up in, and its parameters:
+        ``schema``, else the search path. Raises ``SearchPathLost`` (see ``lost``)."""
+        if schema is not None:
+            return "ARRAY[%s]::name[]", (schema,)
+        if self._lost is not None:
+            raise SearchPathLost(self._lost)
+        if self._path is not None:
+            return "%s::name[]", (list(self._path),)
+        return "current_schemas(true)", ()
 
     def _lookup(self, select: str, name: str, schema: str | None) -> list[tuple[Any, ...]]:
         """The first row of ``select`` (whose namespace column is ``n.nspname`` and name
         ``%s``) along the search path, as ``to_regclass`` and the parser look names up."""
-        params = (schema, name) if schema is not None else (name,)
+        schemas, params = self._schemas(schema)
+        along = f" JOIN unnest({schemas}) WITH ORDINALITY AS p(nspname, position)"
         return self._rows(
-            select.replace(
-                " WHERE ", self._along_path(schema) + " ON p.nspname = n.nspname WHERE "
-            )
+            select.replace(" WHERE ", along + " ON p.nspname = n.nspname WHERE ")
             + " ORDER BY p.position LIMIT 1",
-            params,
+            (*params, name),
         )
 
     @property
@@ -102,8 +175,14 @@ class Catalog:
         """The server's ``server_version_num`` (e.g. 180001), as Django reads it."""
         return connections[self.using].pg_version
 
-    def current_schema(self) -> str:
-        """``current_schema()``: where unqualified names are created."""
+    def current_schema(self) -> str | None:
+        """``current_schema()``: where unqualified names are created (None: no schema of
+        the search path exists). Raises ``SearchPathLost`` (see ``lost``)."""
+        lost = self._lost or self._creation_lost
+        if lost is not None:
+            raise SearchPathLost(lost)
+        if self._path is not None:
+            return self._creation
         return self._rows("SELECT current_schema()", ())[0][0]
 
     def relation(self, name: str, schema: str | None = None) -> Relation | None:
@@ -296,7 +375,7 @@ class Catalog:
             "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
             "  ORDER BY k.o)"
             " FROM pg_catalog.pg_index i WHERE i.indrelid = %s AND i.indisunique"
-            " AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL"
+            " AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL"
             " ORDER BY i.indexrelid",
             (table.oid,),
         )
@@ -324,10 +403,8 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def binary_coercible(self, source: int, target: int) -> bool:
-        """Whether a value of type ``source`` is a valid ``target`` as it is: the same type,
-        or a cast ``WITHOUT FUNCTION`` (``pg_cast.castmethod = 'b'``)."""
-        if source == target:
-            return True
+        """Whether a value of type ``source`` is a valid ``target`` (another type) as it is:
+        a cast ``WITHOUT FUNCTION`` (``pg_cast.castmethod = 'b'``)."""
         rows = self._rows(
             "SELECT 1 FROM pg_catalog.pg_cast"
             " WHERE castsource = %s AND casttarget = %s AND castmethod = 'b'",
@@ -339,13 +416,13 @@ class Catalog:
         """The strongest ``pg_proc.provolatile`` (``i``, ``s`` or ``v``; ``v`` strongest)
         among the functions of that name along ``search_path`` (all overloads, since the
         call's argument types are not resolved here); ``None`` if there is none."""
-        schemas = "ARRAY[%s]::name[]" if schema is not None else "current_schemas(true)"
+        schemas, params = self._schemas(schema)
         rows = self._rows(
             "SELECT max(CASE f.provolatile WHEN 'v' THEN 3 WHEN 's' THEN 2 ELSE 1 END)"
             " FROM pg_catalog.pg_proc f"
             " JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace"
             f" WHERE n.nspname = ANY({schemas}) AND f.proname = %s",
-            (schema, function) if schema is not None else (function,),
+            (*params, function),
         )
         level = rows[0][0] if rows else None
         return {1: "i", 2: "s", 3: "v"}.get(level) if level else None
@@ -361,15 +438,18 @@ class Catalog:
         )
         return any(_proves_not_null(expression, column) for (expression,) in rows)
 
-    def constraint(self, table: Relation, name: str) -> tuple[str, int | None] | None:
-        """``(contype, referenced table's oid or None)`` of the constraint ``name`` of
-        ``table``, ``None`` if there is none."""
+    def constraint(self, table: Relation, name: str) -> tuple[str, Relation | None] | None:
+        """``(contype, the table a foreign key references or None)`` of the constraint
+        ``name`` of ``table``, ``None`` if there is none."""
         rows = self._rows(
-            "SELECT contype::text, NULLIF(confrelid, 0)::int8, conindid::int8"
+            "SELECT contype::text, NULLIF(confrelid, 0)::int8"
             " FROM pg_catalog.pg_constraint WHERE conrelid = %s AND conname = %s",
             (table.oid, name),
         )
-        return (rows[0][0], rows[0][1]) if rows else None
+        if not rows:
+            return None
+        contype, referenced = rows[0]
+        return contype, self.by_oid(referenced) if referenced else None
 
     def constraint_index(self, table: Relation, name: str) -> Relation | None:
         """The index behind constraint ``name`` of ``table`` (``pg_constraint.conindid``)."""
@@ -386,10 +466,8 @@ def _proves_not_null(expression: str, column: str) -> bool:
     NULL``, alone or ANDed with other conditions."""
     from pglast import parser
 
-    try:
-        tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
-    except (parser.ParseError, ValueError):
-        return False
+    # pg_get_expr writes SQL the parser reads back.
+    tree = json.loads(parser.parse_sql_json(f"SELECT {expression}"))
     target = tree["stmts"][0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
     return _implies_not_null(target, column)
 

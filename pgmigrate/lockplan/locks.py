@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pgmigrate.lockplan.catalog import Catalog, Column, Relation
+from pgmigrate.lockplan.catalog import Catalog, Column, Relation, SearchPathLost
 from pgmigrate.lockplan.model import LockMode, RelationKind, RelationLock, StatementEffect
 from pgmigrate.sql import parse_tree
 
@@ -43,6 +43,10 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     earlier pending statement) are named with ``current_schema()``, and what depends on their
     catalog rows is decided conservatively or left unknown, with a note. Never raises for
     statements it cannot read: the parser's rejection gives one effect with ``known=False``.
+
+    A ``SET``, ``SET LOCAL`` or ``RESET`` of ``search_path`` among the statements changes how
+    the names of the statements after it resolve; a statement that may change it unseen
+    (``DO``, a function call...) leaves their unqualified names unknown.
     """
     statements = parse_tree(sql)
     if statements is None:
@@ -54,7 +58,12 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
                 notes=("PostgreSQL's parser (pglast) rejects it",),
             )
         ]
-    return [_classify(text, node, catalog) for text, node in statements]
+    effects = []
+    seen = catalog
+    for text, node in statements:
+        effects.append(_classify(text, node, seen))
+        seen = _search_path_after(node, effects[-1], seen, catalog)
+    return effects
 
 
 class _Effect:
@@ -129,6 +138,13 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
         return StatementEffect(
             sql=sql, kind=effect.kind, known=False, notes=(*effect.notes, str(reason))
         )
+    except SearchPathLost as reason:
+        return StatementEffect(
+            sql=sql,
+            kind=effect.kind,
+            known=False,
+            notes=(f"an earlier statement may have changed search_path: {reason}",),
+        )
     except (KeyError, IndexError, TypeError, ValueError) as error:
         # A parse tree of a shape it does not expect (another pglast version...).
         return StatementEffect(
@@ -141,6 +157,70 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
 
 
 # --- Names -------------------------------------------------------------------------------
+
+
+def _search_path_after(
+    node: Node, effect: StatementEffect, seen: Catalog, first: Catalog
+) -> Catalog:
+    """The catalog the statement after ``node`` resolves names with: ``seen`` (what
+    ``node`` saw), following a ``SET``/``RESET`` of ``search_path``, or lost once it may have
+    changed unseen (``first``: the catalog of the connection as it was before them all)."""
+    (name, body), *_ = node.items()
+    if name == "VariableSetStmt":
+        return _variable_set(body, seen)
+    ends = body.get("kind") not in ("TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_SAVEPOINT")
+    if name == "TransactionStmt" and seen is not first and ends:
+        # The end of a transaction (or a rollback to a savepoint) may undo a SET.
+        return seen.lost("a transaction ended after search_path was set")
+    if not effect.known and name in _RUNS_CODE:
+        return seen.lost(f"{effect.kind} may run code that sets it")
+    return seen
+
+
+#: Statements that may run the user's code (which may call ``set_config``) when the plan
+#: cannot tell what they do, or reset settings (``DISCARD ALL``).
+_RUNS_CODE = frozenset(
+    {
+        "DoStmt",
+        "CallStmt",
+        "ExecuteStmt",
+        "ExplainStmt",
+        "SelectStmt",
+        "InsertStmt",
+        "UpdateStmt",
+        "DeleteStmt",
+        "MergeStmt",
+        "CreateTableAsStmt",
+        "CopyStmt",
+        "DiscardStmt",
+    }
+)
+
+
+def _variable_set(body: Node, seen: Catalog) -> Catalog:
+    """The catalog after ``SET``/``RESET`` (docs: "SET", "RESET"): a ``search_path`` of
+    plain names is followed, ``RESET``/``DEFAULT`` return to the setting's reset value
+    (``pg_settings.reset_val``); anything else that changes it is not followed."""
+    kind, variable = body["kind"], body.get("name")
+    if kind == "VAR_RESET_ALL" or variable in ("role", "session_authorization"):
+        return seen.lost(f"{_set_words(body)} may change it")
+    if variable != "search_path":
+        return seen
+    if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
+        return seen.following(seen.reset_search_path())
+    items = [arg.get("A_Const", {}).get("sval", {}).get("sval") for arg in body.get("args", [])]
+    if kind != "VAR_SET_VALUE" or None in items:
+        return seen.lost(f"{_set_words(body)} is not followed")
+    return seen.following([item for item in items if item is not None])
+
+
+def _set_words(body: Node) -> str:
+    """``SET search_path FROM CURRENT``, ``RESET ALL``...: a ``VariableSetStmt`` in words."""
+    kind = body["kind"]
+    if kind == "VAR_RESET_ALL":
+        return "RESET ALL"
+    verb = "RESET" if kind == "VAR_RESET" else "SET"
+    return f"{verb} {body.get('name', '')}"
 
 
 def _resolve(
@@ -168,6 +248,8 @@ def _qualified(effect: _Effect, range_var: Node) -> str:
     """``schema.name`` of a ``RangeVar`` that is not in the catalog: its own schema, else
     ``current_schema()`` (where an unqualified name is created)."""
     schema = range_var.get("schemaname") or effect.catalog.current_schema()
+    if schema is None:
+        raise Unknown("no schema of search_path exists: nothing can be created")
     return f"{schema}.{range_var['relname']}"
 
 
@@ -211,16 +293,21 @@ def _create_table(effect: _Effect, body: Node) -> None:
             if _sequence_backed(column):
                 effect.add(effect.creates, _sequence_name(schema, relation["relname"], column))
             for constraint in constraints:
-                _table_constraint(effect, constraint, schema)
-        elif "Constraint" in element:
-            _table_constraint(effect, element["Constraint"], schema)
+                _table_constraint(effect, constraint, name)
+        else:
+            _table_constraint(effect, element["Constraint"], name)
 
 
-def _table_constraint(effect: _Effect, constraint: Node, schema: str) -> None:
-    """Constraints of a new table: the referenced tables of its foreign keys are locked
-    SHARE ROW EXCLUSIVE, and the unique index a key references ACCESS SHARE."""
+def _table_constraint(effect: _Effect, constraint: Node, table: str) -> None:
+    """Constraints of the new table ``table``: the referenced tables of its foreign keys
+    are locked SHARE ROW EXCLUSIVE (but the new table itself), and the unique index a key
+    references ACCESS SHARE."""
     contype = constraint["contype"]
+    schema = table.split(".")[0]
     if contype == "CONSTR_FOREIGN":
+        if _qualified(effect, constraint["pktable"]) == table:
+            effect.note("a foreign key to itself: no other table is locked")
+            return
         _reference(effect, constraint)
     elif contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
         if constraint.get("conname"):
@@ -239,11 +326,13 @@ def _reference(effect: _Effect, constraint: Node) -> Relation:
         effect.note(_FK_INDEX_UNVERIFIED)
     if not referenced.oid:
         effect.note(f"the index it references on {referenced.qualified} is new too")
-    elif version >= _FK_INDEX_LOCKED_SINCE.get(version // 10000, 0):
-        columns = tuple(_string_list(constraint.get("pk_attrs", [])))
-        index = effect.catalog.unique_index(referenced, columns)
-        if index is None:
-            raise Unknown(f"no unique index of {referenced.qualified} matches the foreign key")
+        return referenced
+    columns = tuple(_string_list(constraint.get("pk_attrs", [])))
+    index = effect.catalog.unique_index(referenced, columns)
+    if index is None:
+        # "there is no unique constraint matching given keys for referenced table"
+        raise Unknown(f"no unique index of {referenced.qualified} matches the foreign key")
+    if version >= _FK_INDEX_LOCKED_SINCE.get(version // 10000, 0):
         effect.lock(index, LockMode.ACCESS_SHARE)
     return referenced
 
@@ -432,7 +521,10 @@ def _truncate(effect: _Effect, body: Node) -> None:
             effect.add(effect.rewrites, index.qualified)
         effect.note("new, empty files: quick whatever the size")
         if body.get("restart_seqs"):
-            effect.lock_all(effect.catalog.owned_sequences(table), _AE)
+            # Each owned sequence starts again in a new file.
+            for sequence in effect.catalog.owned_sequences(table):
+                effect.lock(sequence, _AE)
+                effect.add(effect.rewrites, sequence.qualified)
 
 
 def _vacuum(effect: _Effect, body: Node) -> None:
@@ -473,14 +565,15 @@ def _reindex(effect: _Effect, body: Node) -> None:
         raise Unknown(f"{target.qualified} is not in the catalog yet")
     if body.get("kind") == "REINDEX_OBJECT_INDEX":
         table, indexes = effect.catalog.index_table(target), (target,)
+        if table is None:
+            raise Unknown(f"{target.qualified} is not an index")
     else:
         table, indexes = target, effect.catalog.indexes(target)
     effect.lock(table, LockMode.SHARE)
     effect.lock_all(indexes, _AE)
     for index in indexes:
         effect.add(effect.rewrites, index.qualified)
-    if table is not None:
-        effect.add(effect.scans, table.qualified)
+    effect.add(effect.scans, table.qualified)
 
 
 def _create_sequence(effect: _Effect, body: Node) -> None:
@@ -508,6 +601,8 @@ def _create_view(effect: _Effect, body: Node) -> None:
         effect.lock(existing, _AE)
     else:
         effect.add(effect.creates, _qualified(effect, view))
+    if _found(body["query"], "withClause"):
+        raise Unknown("a view's WITH query is not modelled")
     for range_var in _range_vars(body["query"]):
         effect.lock(_resolve(effect, range_var), LockMode.ACCESS_SHARE)
 
@@ -538,7 +633,12 @@ def _create_table_as(effect: _Effect, body: Node) -> None:
         raise Unknown(f"{effect.kind} of anything but a SELECT is not modelled")
     effect.add(effect.creates, _qualified(effect, body["into"]["rel"]))
     if body["into"].get("skipData"):
+        # The query is analysed (its relations locked ACCESS SHARE), not planned nor run.
         effect.note("WITH NO DATA: its query does not run")
+        if _found(body["query"], "withClause"):
+            raise Unknown("a WITH query is not modelled here")
+        for range_var in _range_vars(body["query"]):
+            effect.lock(_resolve(effect, range_var), LockMode.ACCESS_SHARE)
         return
     _select(effect, body["query"]["SelectStmt"])
 
@@ -564,6 +664,22 @@ def _refresh(effect: _Effect, body: Node) -> None:
         effect.lock_all(effect.catalog.indexes(table), LockMode.ACCESS_SHARE)
         effect.add(effect.scans, table.qualified)
     effect.note("runs the view's query again: reads its tables unless an index serves")
+
+
+def _lock(effect: _Effect, body: Node) -> None:
+    """``LOCK TABLE``: the mode given (ACCESS EXCLUSIVE when none is) on each table, and
+    nothing else (docs: "LOCK"). ``LOCK`` of a view locks the tables of its query too: not
+    modelled."""
+    mode = LockMode(body.get("mode", _AE))
+    effect.note(
+        f"takes {mode.label} until the transaction ends"
+        + (" (NOWAIT: fails at once rather than wait)" if body.get("nowait") else "")
+    )
+    for item in body["relations"]:
+        table = _resolve(effect, item["RangeVar"])
+        if table.kind not in (RelationKind.TABLE, RelationKind.PARTITIONED_TABLE):
+            raise Unknown(f"LOCK of a {table.kind.name.lower().replace('_', ' ')} is not modelled")
+        effect.lock(table, mode)
 
 
 def _unknown(effect: _Effect, body: Node) -> None:
@@ -607,6 +723,13 @@ def _alter_table(effect: _Effect, body: Node) -> None:
         effect.kind = f"ALTER {_object_word(objtype)}"
         raise Unknown(f"{effect.kind} is not modelled")
     table = _resolve(effect, body["relation"])
+    if not table.oid and body.get("missing_ok"):
+        effect.notes.clear()
+        effect.note(
+            f"{table.qualified} is not in the catalog: IF EXISTS makes it do nothing (unless"
+            " an earlier pending statement creates it, a table no other session sees)"
+        )
+        return
     labels: list[str] = []
     for item in body.get("cmds", []):
         command = item["AlterTableCmd"]
@@ -801,9 +924,9 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
         effect.note(f"{name}: {column.type_name} to {names[-1]} needs no rewrite")
     if column.identity:
         # The identity's sequence follows the column's type (ALTER SEQUENCE ... AS).
-        sequence = effect.catalog.column_sequence(table, name)
-        effect.lock(sequence, _SRE)
-        if sequence is not None:
+        sequences = [s for c, s in effect.catalog.column_sequences(table) if c == name]
+        for sequence in sequences:
+            effect.lock(sequence, _SRE)
             effect.add(effect.rewrites, sequence.qualified)
     if "f" in effect.catalog.column_constraints(table, name):
         raise Unknown("a foreign key uses the column: PostgreSQL adds it again")
@@ -852,8 +975,7 @@ def _type_change_rewrites(
             return False
         if type_name == "bpchar":
             return True  # char(n) pads to its length: a new length rewrites
-        if type_name not in _GROWABLE:
-            raise Unknown(f"cannot tell whether a new {type_name} modifier rewrites")
+        # _typmod knows the modifiers of bpchar and of the growable types only.
         if typmod == -1:
             return False
         if column.typmod == -1:
@@ -882,7 +1004,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         referenced = _reference(effect, constraint)
         if validated:
             _check_reference(effect, table, referenced)
-        elif not validated:
+        else:
             effect.note("NOT VALID: existing rows are not checked")
         return "ADD FOREIGN KEY" + ("" if validated else " NOT VALID")
     effect.lock(table, _AE)
@@ -894,8 +1016,13 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         index = effect.catalog.relation(constraint["indexname"], table.schema)
         if index is None:
             raise Unknown(f"index {constraint['indexname']} is not in the catalog yet")
-        effect.lock(index, LockMode.ACCESS_SHARE)
-        effect.note("USING INDEX: the index exists, only renamed to the constraint's name")
+        if constraint.get("conname", index.name) != index.name:
+            # Renamed to the constraint's name, as ALTER INDEX RENAME does.
+            effect.lock(index, _SUE)
+            effect.note("USING INDEX: the index exists, only renamed to the constraint's name")
+        else:
+            effect.lock(index, LockMode.ACCESS_SHARE)
+            effect.note("USING INDEX: the index exists and becomes the constraint's")
         return "ADD CONSTRAINT USING INDEX"
     if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
         _key_index(effect, table, constraint)
@@ -928,8 +1055,8 @@ def _drop_constraint(effect: _Effect, table: Relation, command: Node) -> str:
             return "DROP CONSTRAINT"
         raise Unknown(f"constraint {name} of {table.qualified} is not in the catalog yet")
     contype, referenced = found
-    if contype == "f" and referenced is not None:
-        effect.lock(effect.catalog.by_oid(referenced), _AE)
+    if referenced is not None:
+        effect.lock(referenced, _AE)
         effect.note("dropping a foreign key drops triggers on the referenced table too")
     if contype in ("p", "u", "x"):
         index = effect.catalog.constraint_index(table, name)
@@ -951,10 +1078,8 @@ def _validate_constraint(effect: _Effect, table: Relation, command: Node) -> str
     if found is None:
         raise Unknown(f"constraint {name} of {table.qualified} is not in the catalog yet")
     contype, referenced = found
-    if contype == "f" and referenced is not None:
-        referenced_table = effect.catalog.by_oid(referenced)
-        if referenced_table is not None:
-            _check_reference(effect, table, referenced_table)
+    if referenced is not None:
+        _check_reference(effect, table, referenced)
     elif contype == "c":
         effect.add(effect.scans, table.qualified)
     else:
@@ -995,6 +1120,12 @@ def _cluster_on(effect: _Effect, table: Relation, command: Node) -> str:
 
 def _set_logged(effect: _Effect, table: Relation, command: Node) -> str:
     effect.rewrite(table)
+    if effect.catalog.server_version >= 150000:
+        # PostgreSQL 15+ makes the table's own (identity, serial) sequences follow it
+        # (tablecmds.c, ATExecCmd: AT_SetLogged/AT_SetUnLogged), each a new file.
+        for sequence in effect.catalog.owned_sequences(table):
+            effect.lock(sequence, _AE)
+            effect.add(effect.rewrites, sequence.qualified)
     return "SET LOGGED" if command["subtype"] == "AT_SetLogged" else "SET UNLOGGED"
 
 
@@ -1019,8 +1150,13 @@ _SUBCOMMANDS = {
 
 
 def _modify(effect: _Effect, body: Node) -> None:
-    """``INSERT``, ``UPDATE``, ``DELETE``: ROW EXCLUSIVE on the table (and, for UPDATE and
-    DELETE, on its indexes, which the planner opens to find the rows)."""
+    _write(effect, body, effect.kind)
+
+
+def _write(effect: _Effect, body: Node, verb: str) -> None:
+    """``INSERT``, ``UPDATE``, ``DELETE`` (``verb``): ROW EXCLUSIVE on the table (and, for
+    UPDATE and DELETE, on its indexes, which the planner opens to find the rows; for
+    ``INSERT ... ON CONFLICT``, on the indexes it may find a conflict in)."""
     table = _resolve(effect, body["relation"])
     others = [rv for rv in _range_vars({k: v for k, v in body.items() if k != "relation"})]
     if others or _contains(body, ("FuncCall", "SubLink")):
@@ -1030,8 +1166,12 @@ def _modify(effect: _Effect, body: Node) -> None:
     if effect.catalog.has_user_triggers(table):
         raise Unknown("its triggers may lock other tables")
     effect.lock(table, LockMode.ROW_EXCLUSIVE)
-    inserting, deleting = effect.kind == "INSERT", effect.kind == "DELETE"
-    written = body.get("cols" if inserting else "targetList", [])
+    inserting, deleting = verb == "INSERT", verb == "DELETE"
+    written = [
+        *body.get("cols" if inserting else "targetList", []),
+        # ON CONFLICT DO UPDATE writes the columns of its SET to the rows in conflict.
+        *body.get("onConflictClause", {}).get("targetList", []),
+    ]
     listed = {target["ResTarget"]["name"] for target in written}
     for key in effect.catalog.foreign_keys(table):
         # A foreign key's triggers lock rows of the other table when a row's key changes:
@@ -1046,10 +1186,28 @@ def _modify(effect: _Effect, body: Node) -> None:
         for sequence_column, sequence in effect.catalog.column_sequences(table):
             if sequence_column not in listed:
                 effect.lock(sequence, LockMode.ROW_EXCLUSIVE)
+        if "onConflictClause" in body:
+            _on_conflict(effect, table, body["onConflictClause"])
         return
     effect.lock_all(effect.catalog.indexes(table), LockMode.ROW_EXCLUSIVE)
     effect.add(effect.scans, table.qualified)
     effect.note("reads the rows its WHERE selects: all of them unless an index serves")
+
+
+def _on_conflict(effect: _Effect, table: Relation, clause: Node) -> None:
+    """The indexes ``ON CONFLICT`` opens ROW EXCLUSIVE to find its arbiters (plancat.c,
+    ``infer_arbiter_indexes``): every index of the table for a list of columns, those up
+    to the constraint's own (in oid order) for ``ON CONSTRAINT``, none without a target."""
+    indexes = effect.catalog.indexes(table)
+    constraint = clause.get("infer", {}).get("conname")
+    if constraint is not None:
+        arbiter = effect.catalog.constraint_index(table, constraint)
+        if arbiter is None:
+            raise Unknown(f"constraint {constraint} of {table.qualified} has no index")
+        indexes = indexes[: indexes.index(arbiter) + 1]
+    elif "infer" not in clause:
+        indexes = ()
+    effect.lock_all(indexes, LockMode.ROW_EXCLUSIVE)
 
 
 def _contains(node: Any, names: tuple[str, ...]) -> bool:
@@ -1068,12 +1226,45 @@ def _select(effect: _Effect, body: Node) -> None:
         if effect.catalog.volatility(names[-1], names[-2] if len(names) > 1 else None) != "i":
             # Only an immutable function is sure not to read the database.
             raise Unknown(f"it calls {'.'.join(names)}(), which may read other tables")
+    queries = _with_queries(effect, body)
     for range_var in _range_vars(body):
+        if not range_var.get("schemaname") and range_var["relname"] in queries:
+            continue  # a WITH query's name hides a table's
         relation = _resolve(effect, range_var)
         effect.lock(relation, LockMode.ACCESS_SHARE)
         effect.lock_all(effect.catalog.indexes(relation), LockMode.ACCESS_SHARE)
         effect.add(effect.scans, relation.qualified)
     effect.note("reads the tables in full unless an index serves its WHERE (the planner's choice)")
+
+
+def _with_queries(effect: _Effect, body: Node) -> set[str]:
+    """The names of the ``WITH`` queries of a ``SELECT`` (docs: "WITH Queries"). What its
+    data-modifying ones (``INSERT``, ``UPDATE``, ``DELETE``) do is added to ``effect`` and
+    they are taken out of ``body``, whose reads are the ``SELECT``'s. Raises ``Unknown``
+    where a name may mean a table or a query depending on where it stands."""
+    clause = body.pop("withClause", {"ctes": []})
+    queries = [item["CommonTableExpr"] for item in clause["ctes"]]
+    names = [query["ctename"] for query in queries]
+    if _found(body, "withClause") or len(set(names)) < len(names):
+        raise Unknown("a WITH inside another query, or a WITH name given twice, is not modelled")
+    for position, query in enumerate(queries):
+        # A WITH query sees the ones before it (and, with RECURSIVE, all of them).
+        hidden = set() if clause.get("recursive") else set(names[position:])
+        if any(
+            not range_var.get("schemaname") and range_var["relname"] in hidden
+            for range_var in _range_vars(query["ctequery"])
+        ):
+            raise Unknown(f"WITH query {query['ctename']} names a later one")
+        (kind, statement), *_ = query["ctequery"].items()
+        verb = {"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE"}
+        if kind in verb:
+            _write(effect, statement, verb[kind])
+            effect.kind = f"WITH {verb[kind]} ... SELECT"
+            query["ctequery"] = {}
+        elif kind != "SelectStmt":
+            raise Unknown(f"a WITH query of {kind} is not modelled")
+    body["withClause"] = clause
+    return set(names)
 
 
 #: Each statement node: the statement in PostgreSQL's words, and what reads it.
@@ -1105,4 +1296,5 @@ _STATEMENTS: dict[str, tuple[str, Callable[[_Effect, Node], None]]] = {
     "ConstraintsSetStmt": ("SET CONSTRAINTS", _constraints_set),
     "VariableSetStmt": ("SET", _nothing),
     "TransactionStmt": ("transaction control", _nothing),
+    "LockStmt": ("LOCK TABLE", _lock),
 }
