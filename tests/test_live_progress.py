@@ -30,6 +30,8 @@ pytestmark = [
 
 #: Rows of the big table: with ``SLOW_BUILD`` an index on it builds for a few seconds.
 ROWS = 1_500_000
+#: Rows of the table whose index build shows its progress on a terminal and on a pipe.
+MILLIONS = 3_000_000
 #: The progress threshold of the tests' ``manage.py`` children (s; ``tests/live_settings.py``).
 THRESHOLD = "0.2"
 #: The application name of the old transaction a ``CREATE INDEX CONCURRENTLY`` waits for,
@@ -39,14 +41,25 @@ OLD = "live-old-report"
 COLUMNS = 400
 
 
-@pytest.fixture
-def big(scenario: str) -> None:
-    """The ``live`` scenario's 0001 applied, its table filled."""
+def _filled(rows: int) -> None:
+    """The ``live`` scenario's 0001 applied, its table filled with ``rows`` rows."""
     migrate("tests", "0001", verbosity=0)
     query(
         "INSERT INTO tests_big (name) SELECT md5(i::text) FROM generate_series(1, %s) AS i",
-        [ROWS],
+        [rows],
     )
+
+
+@pytest.fixture
+def big(scenario: str) -> None:
+    """A table whose index builds for a few seconds (``ROWS``)."""
+    _filled(ROWS)
+
+
+@pytest.fixture
+def millions(scenario: str) -> None:
+    """A table of a few million rows (``MILLIONS``), for the progress of an index build."""
+    _filled(MILLIONS)
 
 
 class Child:
@@ -154,7 +167,7 @@ def screen(raw: str) -> list[str]:
     return [*lines, "".join(line)]
 
 
-def test_index_build_on_a_terminal(big: None, children: list[Child]) -> None:
+def test_index_build_on_a_terminal(millions: None, children: list[Child]) -> None:
     child = Child("tests", "0002", terminal=True)
     children.append(child)
     output = child.finish()
@@ -172,7 +185,7 @@ def test_index_build_on_a_terminal(big: None, children: list[Child]) -> None:
     assert not any("running for" in line for line in shown), shown
 
 
-def test_index_build_without_a_terminal(big: None, children: list[Child]) -> None:
+def test_index_build_without_a_terminal(millions: None, children: list[Child]) -> None:
     child = Child("tests", "0002", terminal=False)
     children.append(child)
     output = child.finish()
