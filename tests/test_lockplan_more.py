@@ -439,3 +439,31 @@ def test_sequence_rewrite_is_no_table_rewrite(planned: str) -> None:
     assert rules.judge(effect, {}, rules.resolve({}, 0)) == []
     estimate = sizes.estimate(effect, {})
     assert (estimate.holds_back, estimate.seconds) == ("writes", None)
+
+
+@pytest.mark.parametrize(
+    ("total_bytes", "duration"),
+    [
+        (100 * 1024**2, "for ~2 s"),  # rewritten at REWRITE_BYTES_PER_SECOND (50 MiB/s)
+        (20 * 1024**2, "for ~0.40 s"),
+        (30 * 1024**3, "for ~10 min"),
+        (500 * 1024**3, "for ~2.8 h"),
+        (100 * 1024, "for under 0.01 s"),
+    ],
+)
+def test_estimate_of_a_rewrite_grows_with_the_table(
+    planned: str, total_bytes: int, duration: str
+) -> None:
+    """The time a type change holds the table is its size (with its indexes) over the
+    rewrite speed: from a fraction of a second to hours, in words for people."""
+    (effect,) = classify(
+        "ALTER TABLE tests_alpha ALTER COLUMN name TYPE varchar(50)", Catalog("default")
+    )
+    size = sizes.RelationSize(
+        ALPHA, rows=None, table_bytes=total_bytes // 2, total_bytes=total_bytes
+    )
+    estimate = sizes.estimate(effect, {ALPHA: size})
+    assert estimate.describe() == (
+        f"holds back reads and writes {duration} "
+        f"(rewrites {ALPHA}, {sizes.describe_bytes(total_bytes)})"
+    )
