@@ -470,3 +470,56 @@ def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
     assert "tests_beta" not in locked_tables(blocker.pid)
     blocker.release()
     assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def _lock_graph(pid: int) -> lockgraph.LockGraph | None:
+    rows = query(lockgraph.LOCK_GRAPH, [pid, lockgraph.STRONG_MODES])
+    return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows])
+
+
+def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessions):
+    """The lock graph of a session that waits for nothing is none; of one that waits for a
+    row another transaction updated, the other transaction's ``transactionid`` lock; of one
+    that waits behind a prepared transaction holding two conflicting table locks, that
+    prepared transaction once."""
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    apply_0001("default")
+    query("INSERT INTO tests_gamma (id, name) VALUES (1, 'row')")
+    writer, waiter = Session(application_name="writer"), Session(application_name="waiter")
+    sessions += [writer, waiter]
+    assert _lock_graph(waiter.pid) is None
+    writer.connection.set_autocommit(False)
+    writer.execute("UPDATE tests_gamma SET name = 'writer' WHERE id = 1")
+    thread, outcome = run_in_thread(
+        lambda: waiter.execute("UPDATE tests_gamma SET name = 'waiter' WHERE id = 1")
+    )
+    try:
+        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits for the row")
+        graph = _lock_graph(waiter.pid)
+    finally:
+        writer.release()
+        thread.join(10)
+    assert "error" not in outcome, outcome
+    assert graph is not None and graph.locktype == "transactionid"
+    assert graph.target == "ShareLock on a transactionid lock"
+    assert list(graph.holders) == [writer.pid] and not graph.blocks_app
+    two_phase = Session(user=APP, application_name="two-phase")
+    try:
+        two_phase.connection.set_autocommit(False)
+        two_phase.execute("SELECT count(*) FROM tests_beta")  # ACCESS SHARE
+        two_phase.execute("INSERT INTO tests_beta (name) VALUES ('prepared')")  # ROW EXCLUSIVE
+        two_phase.execute(f"PREPARE TRANSACTION '{GID_PREFIX}-two-modes'")
+    finally:
+        two_phase.close()
+    thread, _ = run_in_thread(lambda: waiter.hold("tests_beta", "ACCESS EXCLUSIVE"))
+    try:
+        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits for beta")
+        graph = _lock_graph(waiter.pid)
+    finally:
+        roles.rollback_prepared()
+        thread.join(10)
+        waiter.release()
+    assert graph is not None and graph.target == "AccessExclusiveLock on tests_beta"
+    assert [prepared.gid for prepared in graph.prepared] == [f"{GID_PREFIX}-two-modes"]
+    assert graph.holders == {}
