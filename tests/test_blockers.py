@@ -6,6 +6,7 @@ sessions that are no longer the ones seen."""
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core import checks
@@ -477,6 +478,19 @@ def _lock_graph(pid: int) -> lockgraph.LockGraph | None:
     return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows])
 
 
+def _lock_graph_while(waiter: Session, wait: Any, release: Any) -> lockgraph.LockGraph | None:
+    """The lock graph of ``waiter`` once ``wait`` (run in a thread) waits on a lock; then
+    ``release`` lets it through."""
+    thread, outcome = run_in_thread(wait)
+    try:
+        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the session waits")
+        return _lock_graph(waiter.pid)
+    finally:
+        release()
+        thread.join(10)
+        assert not thread.is_alive() and "error" not in outcome, outcome
+
+
 def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessions):
     """The lock graph of a session that waits for nothing is none; of one that waits for a
     row another transaction updated, the other transaction's ``transactionid`` lock; of one
@@ -491,16 +505,11 @@ def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessi
     assert _lock_graph(waiter.pid) is None
     writer.connection.set_autocommit(False)
     writer.execute("UPDATE tests_gamma SET name = 'writer' WHERE id = 1")
-    thread, outcome = run_in_thread(
-        lambda: waiter.execute("UPDATE tests_gamma SET name = 'waiter' WHERE id = 1")
+    graph = _lock_graph_while(
+        waiter,
+        lambda: waiter.execute("UPDATE tests_gamma SET name = 'waiter' WHERE id = 1"),
+        writer.release,
     )
-    try:
-        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits for the row")
-        graph = _lock_graph(waiter.pid)
-    finally:
-        writer.release()
-        thread.join(10)
-    assert "error" not in outcome, outcome
     assert graph is not None and graph.locktype == "transactionid"
     assert graph.target == "ShareLock on a transactionid lock"
     assert list(graph.holders) == [writer.pid] and not graph.blocks_app
@@ -512,13 +521,11 @@ def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessi
         two_phase.execute(f"PREPARE TRANSACTION '{GID_PREFIX}-two-modes'")
     finally:
         two_phase.close()
-    thread, _ = run_in_thread(lambda: waiter.hold("tests_beta", "ACCESS EXCLUSIVE"))
     try:
-        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits for beta")
-        graph = _lock_graph(waiter.pid)
+        graph = _lock_graph_while(
+            waiter, lambda: waiter.hold("tests_beta", "ACCESS EXCLUSIVE"), roles.rollback_prepared
+        )
     finally:
-        roles.rollback_prepared()
-        thread.join(10)
         waiter.release()
     assert graph is not None and graph.target == "AccessExclusiveLock on tests_beta"
     assert [prepared.gid for prepared in graph.prepared] == [f"{GID_PREFIX}-two-modes"]
