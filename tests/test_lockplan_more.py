@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
@@ -125,6 +125,49 @@ def test_progress_of_other_operations_is_not_trusted(planned: str, done: int) ->
     assert found["progress"] is None
     assert not any(operation["applied"] for operation in found["operations"])
     assert statements(found["operations"][0])
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id", "message"),
+    [
+        (
+            "PGMIGRATE_LOCK_PLAN_RULES",
+            [L001],
+            "pgmigrate.E017",
+            "must be a dict of rule IDs to a level or a dict, not",
+        ),
+        (
+            "PGMIGRATE_LOCK_PLAN_RULES",
+            {L001: ["off"]},
+            "pgmigrate.E017",
+            f"[{L001!r}] must be a level (off, warning, error) or a dict",
+        ),
+        (
+            "PGMIGRATE_LOCK_PLAN_RULES",
+            {L001: {"level": "off", "bytes": 5}},
+            "pgmigrate.E017",
+            f'[{L001!r}] must be a level (off, warning, error) or a dict with "level"',
+        ),
+        (
+            "PGMIGRATE_LOCK_PLAN_ALLOW",
+            ["tests.0002_plan"],
+            "pgmigrate.E018",
+            'must be a dict of "app_label.migration_name" to lists of rule IDs, not',
+        ),
+    ],
+    ids=["rules-list", "rule-list", "rule-key", "allow-list"],
+)
+def test_settings_of_the_wrong_shape(
+    planned: str, setting: str, value: Any, check_id: str, message: str
+) -> None:
+    """One system check error, or one CommandError line when the checks are skipped."""
+    with override_settings(**{setting: value}):
+        with pytest.raises(SystemCheckError, match=check_id):
+            lock_plan(skip_checks=False)
+        with pytest.raises(CommandError) as raised:
+            lock_plan()
+    assert str(raised.value).startswith(f"pgmigrate: {setting}")
+    assert message in str(raised.value)
 
 
 # Operations and transactions ----------------------------------------------------------
