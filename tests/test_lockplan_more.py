@@ -219,23 +219,29 @@ def test_operation_that_cannot_be_written_as_sql(scenario: str) -> None:
 @pytest.mark.scenario("lock_plan_more")
 @pytest.mark.parametrize("atomic", [False, True], ids=["per-operation", "PGMIGRATE_ATOMIC"])
 def test_deferred_sql_under_an_operation_without_sql(scenario: str, atomic: bool) -> None:
-    """The foreign key of a new model runs after the last operation that changes the
-    model, in its transaction (pgmigrate.run): under an operation with no SQL of its own."""
+    """The deferred SQL of a new model (its foreign key, its partial unique constraint,
+    named in the model) and SQL deferred as a plain string run after the last operation
+    that changes the model, in its transaction (pgmigrate.run): under an operation with no
+    SQL of its own, named as written."""
     query(f"CREATE TABLE {LATER} ()")  # for 0002's SQL (dropped with the tests' tables)
     migrate("tests", "0002", verbosity=0)
     with override_settings(PGMIGRATE_ATOMIC=atomic):
-        create, options = operations(plan_json(), "0003_atomic")
+        create, raw, options = operations(plan_json(), "0003_atomic")
     words = (
         "the migration's transaction (PGMIGRATE_ATOMIC)"
         if atomic
-        else "one transaction with operations 1 to 2: locks held until it commits"
+        else "one transaction with operations 1 to 3: locks held until it commits"
     )
-    assert create["transaction"] == options["transaction"] == words
+    assert create["transaction"] == raw["transaction"] == options["transaction"] == words
     assert [s["deferred"] for s in statements(create)] == [False]
+    assert (raw["kind"], statements(raw)) == ("sql", [])  # its SQL is deferred
     assert options["kind"] == "sql"
     deferred = statements(options)
-    assert deferred and all(statement["deferred"] for statement in deferred)
-    assert any("FOREIGN KEY" in statement["sql"] for statement in deferred)
+    assert all(statement["deferred"] for statement in deferred)
+    sql = [statement["sql"] for statement in deferred]
+    assert any("FOREIGN KEY" in text for text in sql), sql
+    assert any('UNIQUE INDEX "zeta_alpha_uniq"' in text for text in sql), sql
+    assert 'CREATE INDEX "zeta_raw" ON "tests_zeta" ("alpha_id")' in sql
 
 
 def test_classifier_that_fails_makes_the_statement_unknown(scenario: str) -> None:
