@@ -12,10 +12,9 @@ def in_server_transaction(connection: Any) -> bool:
     """Whether the server has a transaction open on Django ``connection`` (one its code began
     with ``BEGIN``, say, while Django sees autocommit): the driver's transaction status is
     not idle (psycopg 3 ``info.transaction_status``, psycopg2 ``get_transaction_status()``;
-    0 is idle in both)."""
+    0 is idle in both). ``connection`` is connected (asked from an execute wrapper, which
+    runs with a cursor open)."""
     driver = connection.connection
-    if driver is None:
-        return False
     info = getattr(driver, "info", None)
     status = info.transaction_status if info is not None else driver.get_transaction_status()
     return int(status) != 0

@@ -75,10 +75,6 @@ class Verdict:
     reason: str | None = None
     hidden: tuple[str, ...] = ()
 
-    @property
-    def may_end(self) -> bool:
-        return self.reason is None and not self.hidden
-
 
 def hidden_columns(rules: Rules) -> tuple[str, ...]:
     """The columns named by ``rules`` that PostgreSQL may hide from the migrating role."""

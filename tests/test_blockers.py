@@ -6,6 +6,7 @@ sessions that are no longer the ones seen."""
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core import checks
@@ -470,3 +471,62 @@ def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
     assert "tests_beta" not in locked_tables(blocker.pid)
     blocker.release()
     assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def _lock_graph(pid: int) -> lockgraph.LockGraph | None:
+    rows = query(lockgraph.LOCK_GRAPH, [pid, lockgraph.STRONG_MODES])
+    return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows])
+
+
+def _lock_graph_while(waiter: Session, wait: Any, release: Any) -> lockgraph.LockGraph | None:
+    """The lock graph of ``waiter`` once ``wait`` (run in a thread) waits on a lock; then
+    ``release`` lets it through."""
+    thread, outcome = run_in_thread(wait)
+    try:
+        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the session waits")
+        return _lock_graph(waiter.pid)
+    finally:
+        release()
+        thread.join(10)
+        assert not thread.is_alive() and "error" not in outcome, outcome
+
+
+def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessions):
+    """The lock graph of a session that waits for nothing is none; of one that waits for a
+    row another transaction updated, the other transaction's ``transactionid`` lock; of one
+    that waits behind a prepared transaction holding two conflicting table locks, that
+    prepared transaction once."""
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    apply_0001("default")
+    query("INSERT INTO tests_gamma (id, name) VALUES (1, 'row')")
+    writer, waiter = Session(application_name="writer"), Session(application_name="waiter")
+    sessions += [writer, waiter]
+    assert _lock_graph(waiter.pid) is None
+    writer.connection.set_autocommit(False)
+    writer.execute("UPDATE tests_gamma SET name = 'writer' WHERE id = 1")
+    graph = _lock_graph_while(
+        waiter,
+        lambda: waiter.execute("UPDATE tests_gamma SET name = 'waiter' WHERE id = 1"),
+        writer.release,
+    )
+    assert graph is not None and graph.locktype == "transactionid"
+    assert graph.target == "ShareLock on a transactionid lock"
+    assert list(graph.holders) == [writer.pid] and not graph.blocks_app
+    two_phase = Session(user=APP, application_name="two-phase")
+    try:
+        two_phase.connection.set_autocommit(False)
+        two_phase.execute("SELECT count(*) FROM tests_beta")  # ACCESS SHARE
+        two_phase.execute("INSERT INTO tests_beta (name) VALUES ('prepared')")  # ROW EXCLUSIVE
+        two_phase.execute(f"PREPARE TRANSACTION '{GID_PREFIX}-two-modes'")
+    finally:
+        two_phase.close()
+    try:
+        graph = _lock_graph_while(
+            waiter, lambda: waiter.hold("tests_beta", "ACCESS EXCLUSIVE"), roles.rollback_prepared
+        )
+    finally:
+        waiter.release()
+    assert graph is not None and graph.target == "AccessExclusiveLock on tests_beta"
+    assert [prepared.gid for prepared in graph.prepared] == [f"{GID_PREFIX}-two-modes"]
+    assert graph.holders == {}

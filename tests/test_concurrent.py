@@ -352,3 +352,28 @@ def test_drop_index_concurrently_interrupted_by_a_crash(scenario, sessions, drop
     assert index_state("beta_slow_idx") is None
     assert applied()[-1] == "0004_drop"
     assert progress_rows() == []
+
+
+@pytest.mark.scenario("basic")
+def test_concurrent_statements_that_left_nothing(scenario):
+    """A ``CREATE INDEX CONCURRENTLY`` whose attempt before never got to create its index is
+    run again (not counted as done) and left nothing to tell of; a ``REINDEX CONCURRENTLY``
+    that left no ``_ccnew`` index neither. Once built, the index counts as done."""
+    from django.db import connections
+
+    from pgmigrate import concurrent
+    from pgmigrate.sql import parse
+
+    migrate("tests", "0001", verbosity=0)
+    connection = connections["default"]
+    (build,) = parse("CREATE INDEX CONCURRENTLY alpha_later_idx ON tests_alpha (name)")
+    assert concurrent.prepare(connection, build) is False
+    assert concurrent.leftovers(connection, build) is None
+    (reindex,) = parse("REINDEX TABLE CONCURRENTLY tests_alpha")
+    assert concurrent.prepare(connection, reindex) is False
+    assert concurrent.leftovers(connection, reindex) is None
+    query("CREATE INDEX alpha_later_idx ON tests_alpha (name)")
+    assert concurrent.prepare(connection, build) is True
+    assert concurrent.leftovers(connection, build) == (
+        "the index alpha_later_idx was built; the next migrate counts it as done"
+    )

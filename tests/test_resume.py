@@ -290,3 +290,34 @@ def test_atomic_setting_resumes_a_migration_left_half_applied(scenario, fail_at)
     assert "resuming tests.0002_steps at operation 4 of 6" in out
     assert query("SELECT count(*) FROM tests_alpha WHERE name = 'added once'") == [(1,)]
     assert progress_rows() == []
+
+
+def _forwards(apps, schema_editor):
+    pass
+
+
+def test_fingerprint_of_code_the_migration_writer_cannot_serialize():
+    """A RunPython of a lambda (Django's migration writer refuses it), inside
+    SeparateDatabaseAndState: the fingerprint names it, never by address, so another process
+    computes the same one; other code, another fingerprint."""
+    from django.db import migrations
+
+    def migration(code):
+        made = migrations.Migration("0002_lambda", "tests")
+        made.operations = [
+            migrations.SeparateDatabaseAndState(
+                database_operations=[migrations.RunPython(code, _forwards)]
+            )
+        ]
+        return made
+
+    first = migration(lambda apps, schema_editor: None)
+    again = migration(lambda apps, schema_editor: None)
+    other = migration(_forwards)
+    text = progress._stable(first.operations[0])
+    assert (
+        "test_fingerprint_of_code_the_migration_writer_cannot_serialize.<locals>.<lambda>" in text
+    )
+    assert " at 0x" not in text
+    assert progress.fingerprint(first) == progress.fingerprint(again)
+    assert progress.fingerprint(first) != progress.fingerprint(other)

@@ -78,6 +78,9 @@ def test_concurrent_index_statements_name_their_index(text, expected):
         "LOCK TABLE tests_alpha IN SHARE MODE",
         "ALTER TABLE parent DETACH PARTITION child",
         "ALTER TABLE parent DETACH PARTITION child FINALIZE",
+        "DISCARD PLANS",
+        "CLUSTER tests_alpha USING tests_alpha_pkey",
+        "ALTER DATABASE other WITH CONNECTION LIMIT 5",
     ],
 )
 def test_statements_that_can_run_in_a_transaction(text):
@@ -102,6 +105,9 @@ def test_statements_that_can_run_in_a_transaction(text):
         "ALTER SYSTEM SET work_mem = '64MB'",
         "CREATE SUBSCRIPTION sub CONNECTION 'dbname=x' PUBLICATION pub",
         "DROP SUBSCRIPTION sub",
+        "DISCARD ALL",
+        "CLUSTER",  # every table clustered before
+        "ALTER DATABASE other SET TABLESPACE space",
     ],
 )
 def test_statements_that_cannot_run_in_a_transaction(text):
@@ -110,6 +116,24 @@ def test_statements_that_cannot_run_in_a_transaction(text):
     assert statement.transactional is False
     assert not statement.concurrent_index
     assert statement.index is None and statement.table is None
+
+
+@pytest.mark.parametrize(
+    ("text", "keeps"),
+    [
+        ("PREPARE lookup (int) AS SELECT name FROM tests_alpha WHERE id = $1", True),
+        ("LISTEN migrations", True),
+        ("DECLARE rows CURSOR WITH HOLD FOR SELECT 1", True),
+        ("LOAD 'auto_explain'", True),
+        ("SET search_path = app, public", True),
+        ("SET LOCAL search_path = app, public", False),
+        ("SELECT 1", False),
+    ],
+)
+def test_statements_whose_effect_outlasts_the_transaction(text, keeps):
+    """A resume in a new session would lose what they set up (``pgmigrate.steps.mode``)."""
+    (statement,) = parse(text)
+    assert statement.keeps_session_state is keeps
 
 
 @pytest.mark.parametrize("text", ["ANALYZE tests_alpha", "ANALYZE"])

@@ -70,8 +70,8 @@ def _lock_wait(connection: Any, seconds: float, in_force: list[str]) -> Iterator
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     """Print the lock plan for ``migrate``'s ``options`` on ``command``'s stdout; raise
     ``CommandError`` (exit status 1) for bad options or settings, a database that is not
-    PostgreSQL or cannot be reached, and with ``--ci`` when a rule at error level is broken
-    (one line per rule)."""
+    PostgreSQL, cannot be reached or ends a read with an error, and with ``--ci`` when a
+    rule at error level is broken (one line per rule)."""
     if not options.get("lock_plan"):
         given = "--ci" if options.get("ci") else "--json"
         raise CommandError(f"pgmigrate: {given} works with --lock-plan only.")
@@ -111,11 +111,16 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
                 "another session holds it. Nothing was planned; run it again once that "
                 "session is done."
             ) from exc
-        if connection.connection is not None:
-            raise
+        if connection.connection is None:
+            raise CommandError(
+                f"pgmigrate: cannot connect to database {using!r}: "
+                f"{printable(first_line(exc))}. Nothing was planned."
+            ) from exc
+        # The server ended a read (a statement_timeout shorter than the sizes' lock
+        # timeout, a cancel, a deadlock): one line, not a traceback.
         raise CommandError(
-            f"pgmigrate: cannot connect to database {using!r}: {printable(first_line(exc))}. "
-            "Nothing was planned."
+            f"pgmigrate: --lock-plan stopped on database {using!r}: "
+            f"{printable(first_line(exc))}. Nothing was planned."
         ) from exc
     known = {f"{app}.{name}" for app, name in executor.loader.disk_migrations or {}}
     for label in sorted(set(allowed) - known):

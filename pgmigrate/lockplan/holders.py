@@ -176,7 +176,9 @@ def judge(row: Mapping[str, Any], policy: Policy) -> tuple[str, str | None, str]
         return "protected", "wait", f"{verdict.reason}; {cancels}"
     if kind is Standing.PROTECTED:
         return "protected", stays, str(verdict.reason)
-    if kind is Standing.ELSEWHERE:
+    # Unreachable while HOLDERS reads only this database's relation locks, which only its
+    # own sessions hold; kept so that such a session is never left to the blocking action.
+    if kind is Standing.ELSEWHERE:  # pragma: no cover
         return "leave", stays, f"a session of database {row['datname']!r}"
     if kind is Standing.UNDECIDABLE:
         return (
