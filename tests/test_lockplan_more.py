@@ -15,6 +15,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
+from pgmigrate import config
 from pgmigrate.errors import sqlstate
 from pgmigrate.lockplan import holders, rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
@@ -198,11 +199,6 @@ def test_operations_without_sql_and_unknown_tables(scenario: str) -> None:
     assert "     no SQL (changes Django's state only)\n" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan: an operation that does not reduce to SQL is said to change Django's state "
-    "only (pgmigrate/lockplan/plan.py, Planner._operation)",
-)
 @pytest.mark.scenario("lock_plan_more")
 def test_operation_that_cannot_be_written_as_sql(scenario: str) -> None:
     """A custom operation with ``reduces_to_sql = False`` does something to the database
@@ -260,7 +256,7 @@ def test_classifier_that_fails_makes_the_statement_unknown(scenario: str) -> Non
         "default",
         fails_on_updates,
         policy=holders.Policy(None, {}, step_aside=True),
-        settings=rules.resolve({}, rules.DEFAULT_THRESHOLD),
+        settings=rules.resolve({}, config.DEFAULT_LOCK_PLAN_THRESHOLD),
         allowed={},
     )
     plan = planner.plan(executor, pending(executor, "tests", "0002"))
@@ -476,22 +472,24 @@ def test_advice_for_scans_and_rewrites(planned: str, sql: str, rule: str, advice
     oids = {name: query("SELECT %s::regclass::oid::int8", [name])[0][0] for name in (ALPHA, BETA)}
     measured = sizes.read("default", oids.values())
     by_name = {name: measured[oid] for name, oid in oids.items()}
-    (verdict,) = rules.judge(effect, by_name, rules.resolve({}, 0))
+    (verdict,) = rules.judge(effect, by_name, rules.resolve({}, 0))  # none for a sequence
     assert verdict.rule == rule
     assert advice in (verdict.safer or ""), verdict.safer
     # Over no threshold under the default (10 MiB): the small tables break no rule.
-    assert rules.judge(effect, by_name, rules.resolve({}, rules.DEFAULT_THRESHOLD)) == []
+    default = rules.resolve({}, config.DEFAULT_LOCK_PLAN_THRESHOLD)
+    assert rules.judge(effect, by_name, default) == []
 
 
 def test_sequence_rewrite_is_no_table_rewrite(planned: str) -> None:
-    """``ALTER SEQUENCE`` writes the sequence anew under SHARE ROW EXCLUSIVE: no app query
-    waits, and no rule is broken however small the threshold."""
+    """``ALTER SEQUENCE`` writes the sequence anew under SHARE ROW EXCLUSIVE: inserts
+    (``nextval``) wait for an instant only (a sequence is one page), and no rule is broken
+    however small the threshold."""
     (effect,) = classify("ALTER SEQUENCE tests_alpha_id_seq INCREMENT BY 2", Catalog("default"))
     assert effect.rewrites == ("public.tests_alpha_id_seq",)
     assert effect.strongest is LockMode.SHARE_ROW_EXCLUSIVE
     assert rules.judge(effect, {}, rules.resolve({}, 0)) == []
     estimate = sizes.estimate(effect, {})
-    assert (estimate.holds_back, estimate.seconds) == ("writes", None)
+    assert (estimate.holds_back, estimate.seconds) == ("writes", 0.0)
 
 
 @pytest.mark.parametrize(

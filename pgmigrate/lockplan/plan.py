@@ -307,6 +307,7 @@ class Planner:
             planned.statements.append(PlannedStatement(f"RunPython {planned.code}", None))
             return planned
         if not operation.reduces_to_sql:
+            planned.statements.append(_not_sql(operation.describe()))
             return planned
         before, pending = len(editor.collected_sql), len(editor.deferred_sql)
         try:
@@ -435,6 +436,21 @@ def _unwritable(description: str, exc: Exception) -> PlannedStatement:
         kind="unwritten SQL",
         known=False,
         notes=(f"Django could not write its SQL before the earlier migrations run: {reason}",),
+    )
+    return PlannedStatement(text, effect)
+
+
+def _not_sql(description: str) -> PlannedStatement:
+    """The stand-in for an operation that says it cannot be written as SQL
+    (``Operation.reduces_to_sql = False``; ``sqlmigrate`` prints "MIGRATION NOW PERFORMS
+    OPERATION THAT CANNOT BE WRITTEN AS SQL"): it acts on the database all the same, with
+    locks unknown. It is not run to find out."""
+    text = f"-- {description}: an operation that cannot be written as SQL"
+    effect = StatementEffect(
+        sql=text,
+        kind="operation that cannot be written as SQL",
+        known=False,
+        notes=("reduces_to_sql = False: it acts on the database in ways SQL cannot show",),
     )
     return PlannedStatement(text, effect)
 

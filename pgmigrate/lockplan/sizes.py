@@ -198,11 +198,16 @@ def estimate(effect: StatementEffect | None, sizes: Mapping[str, RelationSize]) 
 INDEX_KINDS = frozenset({RelationKind.INDEX, RelationKind.PARTITIONED_INDEX})
 
 
+#: Kinds of relation whose rewrite or scan is no work of its own: an index's goes with its
+#: table's (``pg_total_relation_size``); a sequence is one page.
+NOT_TABLES = INDEX_KINDS | {RelationKind.SEQUENCE}
+
+
 def tables(effect: StatementEffect, names: Iterable[str]) -> list[str]:
-    """``names`` without the indexes among them (by the kind of the statement's locks): a
-    table's rewrite or scan covers its indexes (``pg_total_relation_size``)."""
-    indexes = {lock.relation for lock in effect.locks if lock.kind in INDEX_KINDS}
-    return [name for name in names if name not in indexes]
+    """``names`` without the indexes and sequences among them (by the kind of the
+    statement's locks; see ``NOT_TABLES``)."""
+    skipped = {lock.relation for lock in effect.locks if lock.kind in NOT_TABLES}
+    return [name for name in names if name not in skipped]
 
 
 def scanned(effect: StatementEffect, sizes: Mapping[str, RelationSize]) -> list[str]:
