@@ -21,7 +21,7 @@ from pgmigrate.lockplan import holders, rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
 from pgmigrate.lockplan.locks import classify
 from pgmigrate.lockplan.model import LockMode
-from pgmigrate.lockplan.plan import Planner, pending
+from pgmigrate.lockplan.plan import PlannedStatement, Planner, held_until_commit, pending
 from pgmigrate.progress import Progress, ProgressRecorder
 from tests import roles
 from tests.helpers import (
@@ -518,3 +518,46 @@ def test_estimate_of_a_rewrite_grows_with_the_table(
         f"holds back reads and writes {duration} "
         f"(rewrites {ALPHA}, {sizes.describe_bytes(total_bytes)})"
     )
+
+
+def test_locks_are_held_until_the_shared_transaction_commits() -> None:
+    """Operations that share a transaction hold their locks until it commits: a statement's
+    estimate counts the later statements' work too (unknown once one of them is)."""
+
+    def planned(seconds: float | None, holds_back: str = "reads and writes") -> PlannedStatement:
+        estimate = sizes.Estimate(holds_back, seconds, basis="rewrites t")
+        return PlannedStatement("SQL", None, estimate=estimate)
+
+    rewrite, build, key = planned(3.0), planned(2.0, "writes"), planned(0.0, "writes")
+    held_until_commit([rewrite, build, key])
+    assert [s.estimate.after for s in (rewrite, build, key) if s.estimate] == [2.0, 0.0, 0.0]
+    assert rewrite.estimate is not None and rewrite.estimate.describe() == (
+        "holds back reads and writes for ~5 s: ~3 s for its own work (rewrites t), then ~2 s "
+        "more until its transaction commits"
+    )
+    assert build.estimate is not None
+    assert build.estimate.describe() == "holds back writes for ~2 s (rewrites t)"
+
+    before, code = planned(1.0), planned(None, "unknown")
+    held_until_commit([before, code])
+    assert before.estimate is not None and before.estimate.after is None
+    assert before.estimate.describe().startswith("holds back reads and writes for an unknown time")
+
+
+@pytest.mark.scenario("lock_plan_more")
+@pytest.mark.parametrize("atomic", [False, True], ids=["per-operation", "PGMIGRATE_ATOMIC"])
+def test_shared_transaction_estimates_reach_its_commit(scenario: str, atomic: bool) -> None:
+    """In the plan, each statement of a shared transaction (operations sharing one, or the
+    whole migration with ``PGMIGRATE_ATOMIC``) says how long the transaction goes on after
+    it (JSON ``after_seconds``): the last one's is 0, an earlier one's at least that."""
+    query(f"CREATE TABLE {LATER} ()")  # for 0002's SQL (dropped with the tests' tables)
+    migrate("tests", "0002", verbosity=0)
+    with override_settings(PGMIGRATE_ATOMIC=atomic):
+        shared = [
+            statement["estimate"]
+            for operation in operations(plan_json(), "0003_atomic")
+            for statement in statements(operation)
+        ]
+    assert len(shared) > 1 and all(shared)
+    assert shared[-1]["after_seconds"] == 0
+    assert all(e["after_seconds"] is None or e["after_seconds"] >= 0 for e in shared)

@@ -12,6 +12,7 @@ is read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ class PlannedOperation:
     committed: int = 0
     #: The dotted name of RunPython's code.
     code: str | None = None
+    #: The numbers of the first and last operations of the transaction it shares with
+    #: others (None: a transaction of its own, or none).
+    shares: tuple[int, int] | None = None
 
 
 @dataclass
@@ -273,8 +277,7 @@ class Planner:
                 if index + 1 < until or steps.deferred_needs(forward, index + 1, pending, _mode):
                     continue
                 self._deferred(step, editor, planned)
-                if not (migration.atomic and config.atomic()):  # its words say so already
-                    _share(unit)
+                _share(unit, words=not (migration.atomic and config.atomic()))
                 unit = []
             editor.deferred_sql.clear()
         return item, forward.final_state
@@ -392,6 +395,13 @@ class Planner:
             statement.estimate = sizes.estimate(effect, statement.sizes)
             allowed = self.allowed.get(migration.label, frozenset())
             statement.verdicts = rules.judge(effect, statement.sizes, self.settings, allowed)
+        for migration in plan.migrations:
+            shared: dict[tuple[int, int], list[PlannedStatement]] = {}
+            for operation in migration.operations:
+                if operation.shares is not None:
+                    shared.setdefault(operation.shares, []).extend(operation.statements)
+            for statements in shared.values():
+                held_until_commit(statements)
 
     def _holders(
         self,
@@ -470,16 +480,32 @@ def _transactions_end(migration: Migration, index: int) -> int:
     )
 
 
-def _share(unit: list[PlannedOperation]) -> None:
-    """Say of each operation of ``unit`` (more than one) that they share a transaction:
-    the locks each takes are held until the last one's commit."""
+def _share(unit: list[PlannedOperation], *, words: bool) -> None:
+    """Mark the operations of ``unit`` (more than one) as sharing a transaction, and with
+    ``words`` say so: the locks each takes are held until the last one's commit."""
     if len(unit) < 2:
         return
     for operation in unit:
-        operation.transaction = (
-            f"one transaction with operations {unit[0].number} to {unit[-1].number}: "
-            "locks held until it commits"
-        )
+        operation.shares = (unit[0].number, unit[-1].number)
+        if words:
+            operation.transaction = (
+                f"one transaction with operations {unit[0].number} to {unit[-1].number}: "
+                "locks held until it commits"
+            )
+
+
+def held_until_commit(statements: Sequence[PlannedStatement]) -> None:
+    """Give each estimate of ``statements`` (those of one transaction, in order) the time
+    the transaction goes on after it: its locks are held through the later statements'
+    work (None once one of them takes an unknown time)."""
+    after: float | None = 0.0
+    for statement in reversed(statements):
+        estimate = statement.estimate
+        if estimate is None:
+            continue
+        statement.estimate = dataclasses.replace(estimate, after=after)
+        if after is not None:
+            after = None if estimate.seconds is None else after + estimate.seconds
 
 
 #: ``RenameStmt.renameType`` of the statements that rename a relation (``ALTER TABLE``,

@@ -232,6 +232,7 @@ def _statement(statement: PlannedStatement) -> dict[str, Any]:
             "seconds": estimate.seconds,
             "waits_for_snapshots": estimate.snapshots,
             "basis": estimate.basis,
+            "after_seconds": estimate.after,
         },
         "holders": [
             {

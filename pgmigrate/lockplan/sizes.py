@@ -119,25 +119,39 @@ class Estimate:
     snapshots: bool = False
     #: What the time is proportional to, in words ("rewrites 1.2 GB", "instant").
     basis: str = ""
+    #: How long its transaction goes on after it (s): the later statements of operations
+    #: sharing it, whose work the locks are held through (0: none; None: unknown).
+    after: float | None = 0.0
 
     def describe(self) -> str:
         """The estimate in words, e.g. ``holds back reads and writes for ~2.1 s (rewrites
         100 MB)``."""
-        if self.seconds is None:
-            duration = "for an unknown time"
-        elif self.seconds == 0:
-            duration = "only for an instant"
-        else:
-            duration = (
-                f"for {_seconds(self.seconds)}"
-                if self.seconds < 0.01
-                else f"for ~{_seconds(self.seconds)}"
-            )
         wait = "; first waits until older transactions end" if self.snapshots else ""
         basis = f" ({self.basis})" if self.basis else ""
         if self.holds_back == "nothing":
-            return f"holds back no app query: runs {duration.removeprefix('for ')}{basis}{wait}"
-        return f"holds back {self.holds_back} {duration}{basis}{wait}"
+            return (
+                f"holds back no app query: runs {_duration(self.seconds).removeprefix('for ')}"
+                f"{basis}{wait}"
+            )
+        if self.after == 0:
+            return f"holds back {self.holds_back} {_duration(self.seconds)}{basis}{wait}"
+        # Its locks stay until the shared transaction commits, after the later statements.
+        total = None if self.seconds is None or self.after is None else self.seconds + self.after
+        own = _duration(self.seconds).removeprefix("only ").removeprefix("for ")
+        later = _duration(self.after).removeprefix("only ").removeprefix("for ")
+        return (
+            f"holds back {self.holds_back} {_duration(total)}: {own} for its own work{basis}"
+            f"{wait}, then {later} more until its transaction commits"
+        )
+
+
+def _duration(seconds: float | None) -> str:
+    """``for ~2.1 s``, ``only for an instant``, ``for an unknown time``."""
+    if seconds is None:
+        return "for an unknown time"
+    if seconds == 0:
+        return "only for an instant"
+    return f"for {_seconds(seconds)}" if seconds < 0.01 else f"for ~{_seconds(seconds)}"
 
 
 def holds_back(modes: Iterable[LockMode]) -> str:
