@@ -7,6 +7,9 @@ from typing import Any, cast
 
 from django.db import transaction
 
+#: ``pg_stat_activity.state`` of a backend that is running a statement.
+RUNNING_STATES = ("active", "fastpath function call")
+
 
 def in_server_transaction(connection: Any) -> bool:
     """Whether the server has a transaction open on Django ``connection`` (one its code began

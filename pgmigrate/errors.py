@@ -26,7 +26,7 @@ class StatementTimeoutAside(OperationalError):
     passed while it waited out of the queue (PostgreSQL counts lock waits in the statement
     timeout). Reported as PostgreSQL's statement timeout is: not retried."""
 
-    sqlstate = "57014"
+    sqlstate = QUERY_CANCELED
 
 
 class SteppedAside(OperationalError):

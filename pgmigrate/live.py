@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgmigrate import actions
+from pgmigrate.db import RUNNING_STATES
 from pgmigrate.prepared import Prepared
 from pgmigrate.text import printable
 
@@ -94,7 +95,7 @@ def read(cursor: Any, pid: int) -> Snapshot:
     """Read what backend ``pid`` does (``PROGRESS``) with ``cursor`` (the watcher's)."""
     PROGRESS_P.execute(cursor, [pid])
     row = cursor.fetchone()
-    if row is None or row[0] not in ("active", "fastpath function call"):
+    if row is None or row[0] not in RUNNING_STATES:
         return Snapshot(running=False)
     _, wait_type, wait_event, command, phase, *counters = row[:13]
     pids, applications, ages, types = row[13:]

@@ -61,6 +61,23 @@ ALWAYS_PROTECTED: Mapping[str, Sequence[str]] = {
 
 Rules = Mapping[str, Sequence[str]]
 
+#: SQL select-list columns, for a query with a session's ``pg_stat_get_activity`` row as
+#: ``a`` and its ``pg_database`` row as ``d``, of what ``standing`` needs besides the
+#: session's own columns: whether it is a session of this database; whether the migrating
+#: role sees all of its columns (PostgreSQL's rule: superuser, privileges of
+#: ``pg_read_all_stats`` or of the session's role); whether it is a WAL sender
+#: (``pg_stat_get_wal_senders()`` shows their pids to every role, while ``backend_type`` may
+#: be hidden). Also its user's name and its transaction's age.
+JUDGING_COLUMNS = """
+       pg_catalog.pg_get_userbyid(a.usesysid) AS usename, d.datname,
+       now() - a.xact_start AS transaction_age,
+       a.datid IS NOT DISTINCT FROM
+           (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+           AS in_database,
+       COALESCE(pg_catalog.pg_has_role(a.usesysid, 'USAGE'), false)
+           OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
+       a.pid IN (SELECT pid FROM pg_catalog.pg_stat_get_wal_senders()) AS walsender"""
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -32,6 +32,7 @@ from django.db import Error, connections
 from pgmigrate import actions, config, live, lockgraph, protection
 from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
+from pgmigrate.db import RUNNING_STATES
 from pgmigrate.errors import sqlstate
 from pgmigrate.prepared import GENERIC_PLANS, Prepared
 from pgmigrate.protection import Standing
@@ -101,27 +102,15 @@ FULL_LOOK_EVERY = 0.5
 #: then at gaps that double up to ``REMINDER_MAX``.
 REMINDER_FIRST = 1.0
 REMINDER_MAX = 60.0
-#: States of a backend that is running a statement.
-RUNNING_STATES = ("active", "fastpath function call")
 #: Looks in a row that must find the backend not running our statement before pgmigrate
 #: concludes that the connection goes through a transaction-pooling proxy.
 POOLING_EVIDENCE = 5
 #: The lock graph (``pgmigrate.lockgraph``), each row with its session's
-#: ``pg_stat_activity`` columns and what pgmigrate needs to judge it: whether it is in this
-#: database; whether the migrating role sees all of its columns (PostgreSQL's rule:
-#: superuser, privileges of ``pg_read_all_stats`` or of the session's role); whether it is a
-#: WAL sender (``pg_stat_get_wal_senders()`` shows their pids to every role, while
-#: ``backend_type`` may be hidden). One statement: the app waits while it runs.
+#: ``pg_stat_activity`` columns and what pgmigrate needs to judge it
+#: (``protection.JUDGING_COLUMNS``). One statement: the app waits while it runs.
 GRAPH_AND_SESSIONS = f"""
 WITH graph AS MATERIALIZED ({lockgraph.LOCK_GRAPH})
-SELECT graph.*,
-       a.*, pg_get_userbyid(a.usesysid) AS usename, d.datname,
-       now() - a.xact_start AS transaction_age,
-       a.datid IS NOT DISTINCT FROM
-           (SELECT oid FROM pg_database WHERE datname = current_database()) AS in_database,
-       COALESCE(pg_has_role(a.usesysid, 'USAGE'), false)
-           OR pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
-       a.pid IN (SELECT pid FROM pg_stat_get_wal_senders()) AS walsender,
+SELECT graph.*, a.*,{protection.JUDGING_COLUMNS},
        quote_ident(current_user) AS migrating_role
 FROM graph
 -- a prepared transaction's rows have no pid: pg_stat_get_activity of NULL, or of a negative

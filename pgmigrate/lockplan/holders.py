@@ -23,11 +23,11 @@ from pgmigrate.lockplan.model import LockMode
 from pgmigrate.protection import Standing
 
 #: Relation locks of other sessions (and prepared transactions) on the relations asked for,
-#: in this database, each with the ``pg_stat_activity`` columns ``protection.judge`` needs:
-#: whether the planning role sees all of them (superuser, ``pg_read_all_stats`` or the
-#: session's role), whether it is a WAL sender. A prepared transaction's locks have no pid;
+#: in this database, each with its session's ``pg_stat_activity`` columns and those
+#: ``protection.standing`` needs (``protection.JUDGING_COLUMNS``). A prepared transaction's
+#: locks have no pid;
 #: its ``transactionid`` lock of the same virtual transaction leads to ``pg_prepared_xacts``.
-HOLDERS = """
+HOLDERS = f"""
 WITH locks AS MATERIALIZED (
     SELECT locktype, relation, transactionid, virtualtransaction, pid, mode, granted
     FROM pg_catalog.pg_locks
@@ -37,14 +37,7 @@ WITH locks AS MATERIALIZED (
 SELECT l.relation::int8 AS relation_oid, l.mode AS lock_mode, l.granted,
        l.virtualtransaction AS vxid, p.gid, p.owner AS prepared_owner,
        p.database AS prepared_database, now() - p.prepared AS prepared_age,
-       a.*, pg_catalog.pg_get_userbyid(a.usesysid) AS usename, d.datname,
-       now() - a.xact_start AS transaction_age,
-       a.datid IS NOT DISTINCT FROM
-           (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-           AS in_database,
-       COALESCE(pg_catalog.pg_has_role(a.usesysid, 'USAGE'), false)
-           OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
-       a.pid IN (SELECT pid FROM pg_catalog.pg_stat_get_wal_senders()) AS walsender
+       a.*,{protection.JUDGING_COLUMNS}
 FROM locks AS l
 -- pid 0 is nobody (-1, like NULL, would be every session)
 LEFT JOIN LATERAL pg_catalog.pg_stat_get_activity(COALESCE(l.pid, 0)) AS a ON true
