@@ -42,8 +42,11 @@ COLUMNS = 400
 
 
 def _filled(rows: int) -> None:
-    """The ``live`` scenario's 0001 applied, its table filled with ``rows`` rows."""
+    """The ``live`` scenario's 0001 applied, its table filled with ``rows`` rows. Autovacuum
+    is off for the table: a worker that the insert sets off would hold a lock that the index
+    build waits for, and the run would print what it does about it."""
     migrate("tests", "0001", verbosity=0)
+    query("ALTER TABLE tests_big SET (autovacuum_enabled = false)")
     query(
         "INSERT INTO tests_big (name) SELECT md5(i::text) FROM generate_series(1, %s) AS i",
         [rows],
