@@ -4,12 +4,14 @@ The migrating connection tells the watcher when each statement starts and ends (
 Django ``execute_wrapper``), so the watcher costs nothing between statements and nothing
 for statements that finish quickly. While a statement runs, the watcher takes a light look
 at the backend in ``pg_stat_activity`` (via django-pgactivity): first a fifth of an interval
-after the statement starts, then at gaps that double up to ten intervals. Only when the backend
-waits on a lock does it ask who blocks it (``pg_blocking_pids``); only when those change does
-it read the lock graph (``pg_locks``, ``pg_prepared_xacts``, the blockers'
+after the statement starts, then at gaps that double up to twelve intervals. Only when the
+backend waits on a lock does it ask who blocks it (``pg_blocking_pids``); only when those
+change does it read the lock graph (``pg_locks``, ``pg_prepared_xacts``, the blockers'
 ``pg_stat_activity`` rows: see ``pgmigrate.lockgraph``), sort the blockers out (holders and
 sessions queued ahead; protected, undecidable, prepared transactions) and run the blocking
-action on those it may end.
+action on those it may end. The first looks at a statement, when its waits usually begin,
+read the lock graph in the same statement as the look, only if the backend waits
+(``LOOK_AND_GRAPH``): the app, queued behind the migration, saves a round trip.
 """
 
 from __future__ import annotations
@@ -119,14 +121,33 @@ LEFT JOIN LATERAL pg_stat_get_activity(COALESCE(graph.pid, 0)) AS a ON true
 LEFT JOIN pg_database AS d ON d.oid = a.datid
 """
 
+#: ``LOOK`` and, in the same statement, ``GRAPH_AND_SESSIONS`` when the backend waits on a
+#: lock and the last parameter is true: the first looks at a statement, where its waits
+#: begin, save the app a round trip. Otherwise the graph part is not run (a one-time filter
+#: of the plan), and the row has NULLs after the look's columns; its plan is bigger than
+#: ``LOOK``'s, so the later looks at a long statement use ``LOOK``.
+LOOK_AND_GRAPH = f"""
+WITH look AS MATERIALIZED ({LOOK})
+SELECT look.*, graph.*
+FROM look
+LEFT JOIN LATERAL ({GRAPH_AND_SESSIONS}
+    WHERE look.wait_event_type = 'Lock' AND %s) AS graph ON true
+"""
+#: The look's columns before the graph's in ``LOOK_AND_GRAPH``.
+LOOK_COLUMNS = 4
+#: How many of a statement's first looks read the lock graph along (``LOOK_AND_GRAPH``).
+LOOKS_WITH_GRAPH = 3
+
 #: The watcher's queries, prepared in the watcher's session (``pgmigrate.prepared``).
 LOOK_P = Prepared("look", LOOK, ("int",))
+LOOK_AND_GRAPH_P = Prepared("look_and_graph", LOOK_AND_GRAPH, ("int", "int", "text[]", "boolean"))
 GRAPH_AND_SESSIONS_P = Prepared("graph_and_sessions", GRAPH_AND_SESSIONS, ("int", "text[]"))
 CANCEL_OWN_P = Prepared("cancel_own", CANCEL_OWN, ("int", "timestamptz"))
 STILL_BLOCKING_P = Prepared("still_blocking", STILL_BLOCKING, ("text[]", "text[]", "text[]"))
 SAME_TRANSACTIONS_P = Prepared("same_transactions", SAME_TRANSACTIONS, ("int[]", "timestamptz[]"))
 PREPARED = (
     LOOK_P,
+    LOOK_AND_GRAPH_P,
     GRAPH_AND_SESSIONS_P,
     CANCEL_OWN_P,
     STILL_BLOCKING_P,
@@ -159,6 +180,22 @@ def _native_timestamps(cursor: Any) -> None:
     adapters = getattr(cursor.cursor, "adapters", None)
     if adapters is not None and settings.USE_TZ:
         adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+
+
+#: The lock graph of the migrating backend (None: it awaits no lock) and the sessions in
+#: it: their ``pg_stat_activity`` columns with the judging ones, by pid.
+_GraphRead = tuple[lockgraph.LockGraph | None, dict[int, dict[str, Any]]]
+
+
+def _graph_read(rows: list[Any], names: list[str]) -> _GraphRead:
+    """``_GraphRead`` from the rows of ``GRAPH_AND_SESSIONS`` and their column names."""
+    session_names = names[lockgraph.COLUMNS :]
+    sessions: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        session = dict(zip(session_names, row[lockgraph.COLUMNS :], strict=True))
+        if session["pid"] is not None:
+            sessions.setdefault(session["pid"], session)
+    return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows]), sessions
 
 
 @functools.cache
@@ -351,11 +388,13 @@ class Watcher:
         """Run each query of the urgent path once, on nothing: the first run of a query in a
         session loads the catalog entries it needs (milliseconds for the lock graph), which
         must not happen while the app waits behind the migration."""
+        protection.compile_patterns(self.protected)
         with connections[self.using].cursor() as cursor:
             cursor.execute(GENERIC_PLANS)
             for statement in PREPARED:
                 statement.prepare(cursor)
             LOOK_P.execute(cursor, [own_pid])
+            LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, True])
             # The watcher's own backend waits on nothing.
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
@@ -397,6 +436,7 @@ class Watcher:
         due = statement.started + self.interval * config.FIRST_LOOK
         gap = self.interval
         first_look = True
+        looks = 0
         acted_on: frozenset[int] | None = None
         acted_at = 0.0
         distrusted = False
@@ -408,8 +448,11 @@ class Watcher:
                 return
             if self._statement is not statement:
                 return
-            looked = self._safely(functools.partial(self._look, statement), "looking")
-            waiting, pids = looked if looked is not None else (False, frozenset[int]())
+            with_graph = looks < LOOKS_WITH_GRAPH and acted_on is None
+            looks += 1
+            look = functools.partial(self._look, statement, with_graph=with_graph)
+            looked = self._safely(look, "looking")
+            waiting, pids, read = looked if looked is not None else (False, frozenset[int](), None)
             if pids is None:  # our statement runs, yet the backend does not: a proxy?
                 suspicions += 1
                 if suspicions >= POOLING_EVIDENCE:
@@ -428,7 +471,7 @@ class Watcher:
                         migration=statement.migration,
                     )
                 if pids != acted_on:  # new blockers (or none handled yet): act
-                    act = functools.partial(self._act, pids, statement)
+                    act = functools.partial(self._act, pids, statement, read=read)
                     done = self._safely(act, "running the action")
                     acted_on, acted_at, distrusted = (
                         (pids if done else None),
@@ -512,31 +555,58 @@ class Watcher:
         if events is not None:
             events.add_lock_wait(seconds, migration)
 
-    def _look(self, statement: _Statement) -> tuple[bool, frozenset[int] | None]:
+    def _look(
+        self, statement: _Statement, *, with_graph: bool = False
+    ) -> tuple[bool, frozenset[int] | None, _GraphRead | None]:
         """The light, frequent check: is the backend waiting on a lock, and on whom?
 
         Reads the backend's ``pg_stat_activity`` entry through ``pg_stat_get_activity(pid)``
         (the function behind the view, without building the view's other rows); only when
-        it waits on a lock does the same statement ask ``pg_blocking_pids``. The pids are
+        it waits on a lock does the same statement ask ``pg_blocking_pids`` and, ``with_graph``,
+        read the lock graph (``LOOK_AND_GRAPH``; returned third, else None). The pids are
         None when the backend is not running a statement at all (see
         ``_disable_for_pooling``).
         """
         self._ensure_connected()
+        names: list[str] = []
         with connections[self.using].cursor() as cursor:
-            LOOK_P.execute(cursor, [self.backend_pid])
-            row = cursor.fetchone()
+            if with_graph:
+                _native_timestamps(cursor)
+                LOOK_AND_GRAPH_P.execute(
+                    cursor,
+                    [self.backend_pid, self.backend_pid, lockgraph.STRONG_MODES, True],
+                )
+                rows = cursor.fetchall()
+                names = [column.name for column in cursor.description]
+            else:
+                LOOK_P.execute(cursor, [self.backend_pid])
+                rows = [cursor.fetchone()]
+        row = rows[0] if rows else None
         if row is None or row[1] not in RUNNING_STATES:
-            return False, None
+            return False, None, None
         if statement.query_start is None:
             statement.query_start = row[2]
         if row[0] != "Lock":
-            return False, frozenset()
-        return True, frozenset(row[3] or ()) - self.own_pids
+            return False, frozenset(), None
+        pids = frozenset(row[3] or ()) - self.own_pids
+        if not with_graph:
+            return True, pids, None
+        # The graph's rows (its ``mode`` column is never NULL); none if it found no lock.
+        graph_rows = [r[LOOK_COLUMNS:] for r in rows if r[LOOK_COLUMNS + 1] is not None]
+        return True, pids, _graph_read(graph_rows, names[LOOK_COLUMNS:])
 
     def blocked_locks(self, pids: Iterable[int]) -> Any:
         """django-pglock's view of the migrating backend's locks and the sessions ``pids``
-        that block it (what blocking actions receive)."""
-        return self._migration_locks.filter(blocking_activity_id__in=sorted(pids))
+        that block it (what blocking actions receive).
+
+        The filter is built when the queryset is first read or refined, not here: building
+        it takes about half a millisecond, and the built-in actions never need it (they
+        signal the blockers the watcher already read). Django defers a filter so for its
+        related managers (``QuerySet._defer_next_filter``, Django 3.2 and later; where a
+        Django lacks it, the filter is simply built at once)."""
+        locks = self._migration_locks._chain()
+        locks._defer_next_filter = True
+        return locks.filter(blocking_activity_id__in=sorted(pids))
 
     @functools.cached_property
     def _migration_locks(self) -> Any:
@@ -550,34 +620,37 @@ class Watcher:
             .filter(activity_id=self.backend_pid)
         )
 
-    def _graph_and_sessions(self) -> tuple[lockgraph.LockGraph | None, dict[int, dict[str, Any]]]:
+    def _graph_and_sessions(self) -> _GraphRead:
         """The lock graph of the migrating backend, and the ``pg_stat_activity`` columns
         (with the judging ones of ``GRAPH_AND_SESSIONS``) of each session in it, by pid."""
         with connections[self.using].cursor() as cursor:
             _native_timestamps(cursor)
             GRAPH_AND_SESSIONS_P.execute(cursor, [self.backend_pid, lockgraph.STRONG_MODES])
-            names = [column.name for column in cursor.description][lockgraph.COLUMNS :]
+            names = [column.name for column in cursor.description]
             rows = cursor.fetchall()
-        sessions: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            session = dict(zip(names, row[lockgraph.COLUMNS :], strict=True))
-            if session["pid"] is not None:
-                sessions.setdefault(session["pid"], session)
-        return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows]), sessions
+        return _graph_read(rows, names)
 
-    def _act(self, pids: frozenset[int], statement: _Statement, *, distrust: bool = False) -> bool:
+    def _act(
+        self,
+        pids: frozenset[int],
+        statement: _Statement,
+        *,
+        distrust: bool = False,
+        read: _GraphRead | None = None,
+    ) -> bool:
         """Sort out the blockers and run the action on those that may be ended and whose end
         can shorten the wait; say once why each of the others is left alone; step out of
         the lock queue for those that stay (``pgmigrate.aside``). With ``distrust`` (the
         action ran on them ``ENDING_GRACE`` ago), none is counted on to end and the action
-        is not run again. True once done (errors raise)."""
+        is not run again. ``read``: the lock graph and sessions, if the look that found
+        ``pids`` read them along. True once done (errors raise)."""
         acting = self.action is not None
         if not pids or not (acting or self.step_aside.enabled):
             return True
         events = getattr(self.command, "events", None)
         about = events.about(statement.migration) if events is not None else None
         with about or contextlib.nullcontext():
-            graph, sessions = self._graph_and_sessions()
+            graph, sessions = read if read is not None else self._graph_and_sessions()
             if graph is None:
                 return True  # the backend no longer waits
             # Whether the messages about blockers left alone can say it steps aside.

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.management import call_command
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 #: The repository's root (where manage.py is).
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,3 +283,32 @@ def slow_autovacuum_on_beta() -> Iterator[int]:
     finally:
         query("ALTER SYSTEM RESET autovacuum_naptime")
         query("SELECT pg_reload_conf()")
+
+
+class WatcherStatements:
+    """The statements of pgmigrate's watcher connections, recorded as they run (attached to
+    each watcher connection made while ``recording()`` is open)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        self.statements.append(str(sql))
+        return execute(sql, params, many, context)
+
+    def attach(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        options = connection.settings_dict.get("OPTIONS", {})
+        if options.get("application_name") == "pgmigrate watcher":
+            connection.execute_wrappers.append(self)
+
+    def executed(self, name: str) -> int:
+        """How many times the prepared statement ``name`` was executed."""
+        return sum(sql.startswith(f"EXECUTE {name}(") for sql in self.statements)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[WatcherStatements]:
+        connection_created.connect(self.attach)
+        try:
+            yield self
+        finally:
+            connection_created.disconnect(self.attach)

@@ -17,11 +17,18 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from django.db.backends.signals import connection_created
 
 from pgmigrate import actions, live, signals
 from pgmigrate.liveline import ERASE
-from tests.helpers import ROOT, WAIT_TIMEOUT, Session, manage_env, migrate, query
+from tests.helpers import (
+    ROOT,
+    WAIT_TIMEOUT,
+    Session,
+    WatcherStatements,
+    manage_env,
+    migrate,
+    query,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "other"]),
@@ -254,31 +261,10 @@ def test_concurrent_build_ends_an_old_transaction_at_once(
     assert "\r" not in output and "\x1b" not in output, output
 
 
-class Recorder:
-    """Records the statements of pgmigrate's watcher connections (``connection_created``)."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
-        self.statements.append(str(sql))
-        return execute(sql, params, many, context)
-
-    def attach(self, sender: Any, connection: Any, **kwargs: Any) -> None:
-        options = connection.settings_dict.get("OPTIONS", {})
-        if options.get("application_name") == "pgmigrate watcher":
-            connection.execute_wrappers.append(self)
-
-    def progress_reads(self) -> int:
-        return sum(live.PROGRESS_P.name in sql and "EXECUTE" in sql for sql in self.statements)
-
-
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    watcher_statements = Recorder()
-    connection_created.connect(watcher_statements.attach)
-    yield watcher_statements
-    connection_created.disconnect(watcher_statements.attach)
+def recorder() -> Iterator[WatcherStatements]:
+    with WatcherStatements().recording() as statements:
+        yield statements
 
 
 @pytest.fixture
@@ -296,7 +282,7 @@ def progress_events() -> Iterator[list[dict[str, Any]]]:
 @pytest.mark.parametrize("threshold", [live.PROGRESS_AFTER, 0.0], ids=["short", "long"])
 def test_only_long_statements_read_progress(
     big: None,
-    recorder: Recorder,
+    recorder: WatcherStatements,
     progress_events: list[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
     threshold: float,
@@ -309,11 +295,11 @@ def test_only_long_statements_read_progress(
     output = migrate("tests", "0002")
     assert any("PREPARE pgmigrate_progress" in sql for sql in recorder.statements)
     if threshold:
-        assert recorder.progress_reads() == 0, recorder.statements
+        assert recorder.executed(live.PROGRESS_P.name) == 0, recorder.statements
         assert not progress_events
         assert "running for" not in output
     else:
-        assert recorder.progress_reads() >= 1, recorder.statements
+        assert recorder.executed(live.PROGRESS_P.name) >= 1, recorder.statements
         event = next(e for e in progress_events if e["command"] == "CREATE INDEX")
         assert event["migration"] == "tests.0002_index" and event["elapsed"] >= 0
         assert "pgmigrate: CREATE INDEX running for" in output

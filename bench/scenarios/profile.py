@@ -8,7 +8,8 @@ the ``migrate`` child. From the ALTER's ``waitstart`` to the last blocker's sock
   checks        light checks (client round trips, incl. the gaps between them) until the
                 one that saw the wait ended
   lock graph    that check's end -> the terminate statement starts (lock-graph queries and
-                the Python around them)
+                the Python around them; the first looks at a statement read the lock graph
+                along, which then counts in "checks")
   terminate     the first terminate statement starts -> the last one returned
   exit          terminate returned -> the last blocker's socket closed (backend exit)
 
@@ -67,12 +68,20 @@ def phases(trace: list[list[Any]], measured: dict[str, Any]) -> dict[str, float 
         for thread, start, end, sql in trace
         if thread.startswith(WATCHER_THREAD) and start >= alter[1]
     ]
-    first_graph = next((s for s in watcher if s[2] == "lock_graph"), None)
     signals = _first_run_of(watcher, "terminate")
-    if not signals or first_graph is None:
+    if not signals:
         return {}
-    checks = [s for s in watcher if s[2] == "light" and s[1] <= first_graph[0]]
-    seen = checks[-1][1] if checks else first_graph[0]
+    before = [s for s in watcher if s[0] < signals[0][0]]
+    first_graph = next((s for s in before if s[2] == "lock_graph"), None)
+    checks = [
+        s for s in before if s[2] == "light" and (first_graph is None or s[1] <= first_graph[0])
+    ]
+    if checks:
+        seen = checks[-1][1]
+    elif first_graph is not None:
+        seen = first_graph[0]
+    else:
+        return {}
     return {
         "first_look_ms": (watcher[0][0] - waitstart) * 1000,
         "checks": len(checks),

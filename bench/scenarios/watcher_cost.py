@@ -70,6 +70,7 @@ class Kind:
 #: The kinds of pgmigrate's prepared statements (``pgmigrate.prepared``), by name.
 PREPARED_KINDS = {
     "look": "light",
+    "look_and_graph": "light",
     "lock_graph": "lock_graph",
     "graph_and_sessions": "lock_graph",
     "still_blocking": "aside",

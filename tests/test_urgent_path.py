@@ -1,0 +1,168 @@
+"""The watcher's urgent path, from the migration's wait to the action: the first looks at a
+statement read the lock graph in the same statement, the protection patterns are compiled
+before any wait, and the queryset handed to actions is filtered only when read."""
+
+import fnmatch
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+from pgmigrate import protection, watcher
+from pgmigrate.command import MigrateCommand
+from pgmigrate.watcher import GRAPH_AND_SESSIONS_P, LOOK_AND_GRAPH_P, Watcher
+from tests.helpers import (
+    Session,
+    WatcherStatements,
+    applied,
+    blocked_migrate,
+    is_alive,
+    wait_until,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+
+T = TypeVar("T")
+
+
+def in_a_thread(func: Callable[[], T]) -> T:
+    """``func()`` on a connection of its own (a thread's), closed afterwards."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(func())
+        except BaseException as exc:  # re-raised in the test's thread
+            result.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def looking_at(pid: int) -> Watcher:
+    """A watcher of the backend ``pid`` (its thread not started: the test calls it)."""
+    return Watcher(MigrateCommand(), using="default", backend_pid=pid, action=None, interval=1)
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
+def test_a_look_with_the_graph_reads_what_the_graph_query_reads(scenario, sessions):
+    blocker, run = blocked_migrate(sessions)
+    observer = looking_at(run.backend_pid)
+    statement = watcher._Statement(None, None)
+
+    def look() -> tuple[Any, ...]:
+        fused = observer._look(statement, with_graph=True)
+        light = observer._look(statement)
+        return fused, light, observer._graph_and_sessions()
+
+    (waiting, pids, read), light, (graph, sessions_read) = in_a_thread(look)
+    assert (waiting, pids) == (True, frozenset({blocker.pid}))
+    assert light == (True, frozenset({blocker.pid}), None)  # the light look reads no graph
+    assert read is not None
+    fused_graph, fused_sessions = read
+    assert fused_graph is not None and graph is not None
+    assert fused_graph.holders == graph.holders == {blocker.pid: fused_graph.holders[blocker.pid]}
+    assert (fused_graph.mode, fused_graph.locktag) == (graph.mode, graph.locktag)
+    assert fused_sessions.keys() == sessions_read.keys() == {blocker.pid}
+    for column in ("application_name", "state", "backend_start", "visible", "in_database"):
+        assert fused_sessions[blocker.pid][column] == sessions_read[blocker.pid][column]
+
+    blocker.release()
+    run.finish()
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def test_a_look_at_a_backend_that_waits_for_nothing_reads_no_graph(scenario):
+    own = Session()
+    try:
+        statement = watcher._Statement(None, None)
+        looked = in_a_thread(lambda: looking_at(own.pid)._look(statement, with_graph=True))
+        assert looked == (False, None, None)  # idle: not running a statement
+    finally:
+        own.close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[WatcherStatements]:
+    with WatcherStatements().recording() as statements:
+        yield statements
+
+
+# A long interval: the first look comes 0.2 s after the ALTER starts, when it waits for sure.
+@override_settings(PGMIGRATE_BLOCKING_ACTION_INTERVAL=1.0)
+def test_the_action_runs_on_the_graph_the_first_look_read(scenario, sessions, recorder):
+    blocker, run = blocked_migrate(sessions)
+    wait_until(lambda: not is_alive(blocker.pid), what="the blocker was terminated")
+    run.finish()
+    assert applied() == ["0001_initial", "0002_add_fields"]
+    # Once each when a watcher connected (the runs to 0001 and to 0002 warm up their
+    # statements); then only the look read the graph.
+    connected = recorder.statements.count("SELECT pg_backend_pid()")
+    assert connected == 2, recorder.statements
+    assert recorder.executed(GRAPH_AND_SESSIONS_P.name) == connected, recorder.statements
+    assert recorder.executed(LOOK_AND_GRAPH_P.name) > connected, recorder.statements
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
+def test_blocked_locks_reads_the_blockers_given(scenario, sessions):
+    blocker, run = blocked_migrate(sessions)
+    other = Session().hold("tests_alpha")  # locks another table: not in the migration's way
+    sessions.append(other)
+    observer = looking_at(run.backend_pid)
+
+    def read() -> tuple[list[int], list[int], list[int]]:
+        def pids(locks: Any) -> list[int]:
+            return sorted(set(locks.values_list("blocking_activity_id", flat=True)))
+
+        return (
+            pids(observer.blocked_locks([blocker.pid])),
+            pids(observer.blocked_locks([other.pid])),
+            pids(observer.blocked_locks([blocker.pid]).filter(activity_id=run.backend_pid)),
+        )
+
+    assert in_a_thread(read) == ([blocker.pid], [], [blocker.pid])
+    blocker.release()
+    run.finish()
+
+
+PATTERNS = ["nightly-*", "a?c", "[!x]*", "x[ab]z", "*backup*", "literal", "*\n", "[*]"]
+TEXTS = ["nightly-export", "abc", "xaz", "a backup", "literal", "\n", "*"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("text", TEXTS)
+def test_compiled_patterns_match_as_fnmatch_does(pattern: str, text: str):
+    protection.compile_patterns({"application_name": [pattern]})
+    verdict = protection.judge(
+        {"application_name": text, "usesysid": 10},
+        {"application_name": [pattern]},
+        visible=True,
+        walsender=False,
+    )
+    assert (verdict.reason is not None) == fnmatch.fnmatchcase(text, pattern)
+
+
+def test_the_watcher_compiles_the_patterns_when_it_connects(scenario):
+    rules = {"application_name": ["compiled-at-start-*"]}
+    protection._compiled.cache_clear()
+    observer = Watcher(
+        MigrateCommand(),
+        using="default",
+        backend_pid=0,
+        action=None,
+        interval=1,
+        protected=rules,
+    )
+    in_a_thread(observer._ensure_connected)
+    compiled = protection._compiled.cache_info().currsize
+    # The rule's pattern and those of ALWAYS_PROTECTED, before any session was judged.
+    assert compiled == 1 + sum(len(p) for p in protection.ALWAYS_PROTECTED.values())
