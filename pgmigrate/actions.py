@@ -12,7 +12,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgmigrate.errors import sqlstate
-from pgmigrate.prepared import Prepared
+from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -300,7 +300,9 @@ class _SignalBlockers(BlockingAction):
         return []
 
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
-        self.signal(using=using)  # signals nobody
+        statement = _signal_statement(self.function, True)
+        with connections[using].cursor() as cursor:
+            prepare_all(cursor, [statement], [(statement, [[], [], []])])  # signals nobody
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []

@@ -10,6 +10,7 @@ parameters).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import DatabaseError
@@ -32,21 +33,28 @@ class Prepared:
         self.types = types
         self.name = f"pgmigrate_{name}"
 
-    def prepare(self, cursor: Any) -> None:
-        """``PREPARE`` it in the session of ``cursor`` (once per session)."""
+    def prepare_sql(self, percent: str = "%") -> str:
+        """Its ``PREPARE`` statement, with a literal ``%`` written ``percent`` (``%%`` in a
+        query that parameters are merged into)."""
         numbered = iter(range(1, len(self.types) + 1))
         parts = self.sql.replace("%%", "\0").split("%s")
         body = parts[0] + "".join(f"${next(numbered)}" + part for part in parts[1:])
-        cursor.execute(
-            f"PREPARE {self.name}({', '.join(self.types)}) AS {body.replace(chr(0), '%')}"
-        )
+        return f"PREPARE {self.name}({', '.join(self.types)}) AS {body.replace(chr(0), percent)}"
+
+    def prepare(self, cursor: Any) -> None:
+        """``PREPARE`` it in the session of ``cursor`` (once per session)."""
+        cursor.execute(self.prepare_sql())
+
+    def call(self) -> str:
+        """Its ``EXECUTE``, with ``%s`` for each parameter."""
+        placeholders = ", ".join(f"%s::{kind}" for kind in self.types)
+        return f"EXECUTE {self.name}({placeholders})"
 
     def execute(self, cursor: Any, params: list[Any]) -> None:
         """Run it with ``params``; prepared first if the session lacks it (a new session:
         the watcher prepares its statements when it connects). ``cursor`` is in autocommit,
         where a failed ``EXECUTE`` leaves nothing to roll back."""
-        placeholders = ", ".join(f"%s::{kind}" for kind in self.types)
-        statement = f"EXECUTE {self.name}({placeholders})"
+        statement = self.call()
         try:
             cursor.execute(statement, params)
         except DatabaseError as exc:
@@ -54,3 +62,21 @@ class Prepared:
                 raise
             self.prepare(cursor)
             cursor.execute(statement, params)
+
+
+def prepare_all(
+    cursor: Any, statements: Iterable[Prepared], runs: Iterable[tuple[Prepared, list[Any]]]
+) -> None:
+    """Set ``GENERIC_PLANS``, ``PREPARE`` each of ``statements`` and execute each of ``runs``
+    (a statement and its parameters), in one round trip: several statements in one query
+    string, with the parameters merged in on the client (Django's cursors for psycopg 3 and
+    psycopg 2 both do). Their results are not read."""
+    runs = list(runs)
+    sql = ";\n".join(
+        [
+            GENERIC_PLANS,
+            *(statement.prepare_sql(percent="%%") for statement in statements),
+            *(statement.call() for statement, _ in runs),
+        ]
+    )
+    cursor.execute(sql, [param for _, params in runs for param in params])

@@ -36,7 +36,7 @@ from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
 from pgmigrate.db import RUNNING_STATES
 from pgmigrate.errors import sqlstate
-from pgmigrate.prepared import GENERIC_PLANS, Prepared
+from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.protection import Standing
 from pgmigrate.text import printable
 
@@ -389,17 +389,17 @@ class Watcher:
         session loads the catalog entries it needs (milliseconds for the lock graph), which
         must not happen while the app waits behind the migration."""
         protection.compile_patterns(self.protected)
+        # The watcher's own backend waits on nothing. One round trip for all.
+        runs = [
+            (LOOK_P, [own_pid]),
+            (LOOK_AND_GRAPH_P, [own_pid, own_pid, lockgraph.STRONG_MODES, True]),
+            (GRAPH_AND_SESSIONS_P, [own_pid, lockgraph.STRONG_MODES]),
+            (CANCEL_OWN_P, [own_pid, None]),
+            (STILL_BLOCKING_P, [[], [], []]),
+            (SAME_TRANSACTIONS_P, [[], []]),
+        ]
         with connections[self.using].cursor() as cursor:
-            cursor.execute(GENERIC_PLANS)
-            for statement in PREPARED:
-                statement.prepare(cursor)
-            LOOK_P.execute(cursor, [own_pid])
-            LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, True])
-            # The watcher's own backend waits on nothing.
-            GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
-            CANCEL_OWN_P.execute(cursor, [own_pid, None])
-            STILL_BLOCKING_P.execute(cursor, [[], [], []])
-            SAME_TRANSACTIONS_P.execute(cursor, [[], []])
+            prepare_all(cursor, PREPARED, runs)
         if self.action is not None:
             self.action.warm_up(self.blocked_locks([]), self.using)
 
