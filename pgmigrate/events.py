@@ -102,8 +102,9 @@ class RunEvents:
         with self._lock:
             self._count(event, fields)
         level = logging.WARNING if event in WARNING_EVENTS else logging.INFO
-        # The message is for people: escaped (see pgmigrate.text). Fields keep raw values.
-        logger.log(level, printable(message, keep="\n"), extra=fields)
+        if logger.isEnabledFor(level):
+            # The message is for people: escaped (see pgmigrate.text). Fields keep raw values.
+            logger.log(level, printable(message, keep="\n"), extra=fields)
         responses = getattr(signals, event).send_robust(sender=type(self.command), **fields)
         for receiver, response in responses:
             if isinstance(response, Exception):  # a receiver's bug must not stop migrate
