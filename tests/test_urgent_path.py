@@ -1,5 +1,5 @@
-"""The watcher's urgent path, from the migration's wait to the action: the first looks at a
-statement read the lock graph in the same statement, the protection patterns are compiled
+"""The watcher's urgent path, from the migration's wait to the action: the first look at a
+statement reads the lock graph in the same statement, the protection patterns are compiled
 before any wait, and the queryset handed to actions is filtered only when read."""
 
 import fnmatch

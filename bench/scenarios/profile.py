@@ -8,7 +8,7 @@ the ``migrate`` child. From the ALTER's ``waitstart`` to the last blocker's sock
   checks        light checks (client round trips, incl. the gaps between them) until the
                 one that saw the wait ended
   lock graph    that check's end -> the terminate statement starts (lock-graph queries and
-                the Python around them; the first looks at a statement read the lock graph
+                the Python around them; the first look at a statement reads the lock graph
                 along, which then counts in "checks")
   terminate     the first terminate statement starts -> the last one returned
   exit          terminate returned -> the last blocker's socket closed (backend exit)
