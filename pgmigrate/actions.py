@@ -300,9 +300,9 @@ class _SignalBlockers(BlockingAction):
         return []
 
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
-        statement = _signal_statement(self.function, True)
         with connections[using].cursor() as cursor:
-            prepare_all(cursor, [statement], [(statement, [[], [], []])])  # signals nobody
+            prepare_all(cursor, [_signal_statement(self.function, True)], [])
+        self.signal(using=using)  # signals nobody, as the urgent path sends it
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []

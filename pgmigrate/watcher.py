@@ -384,22 +384,26 @@ class Watcher:
 
     def _warm_up(self, own_pid: int) -> None:
         """Run each query of the urgent path once, on nothing: the first run of a query in a
-        session loads the catalog entries it needs (milliseconds for the lock graph), which
-        must not happen while the app waits behind the migration."""
+        session loads the catalog entries it needs (milliseconds for the lock graph), and
+        psycopg parses a query string the first time it is sent; neither must happen while
+        the app waits behind the migration. The watcher's own backend waits on nothing."""
         protection.compile_patterns(self.protected)
-        # The watcher's own backend waits on nothing. One round trip for all.
-        runs = [
-            (LOOK_P, [own_pid]),
-            (LOOK_AND_GRAPH_P, [own_pid, own_pid, lockgraph.STRONG_MODES]),
-            (GRAPH_AND_SESSIONS_P, [own_pid, lockgraph.STRONG_MODES]),
-            (CANCEL_OWN_P, [own_pid, None]),
-            (STILL_BLOCKING_P, [[], [], []]),
-            (SAME_TRANSACTIONS_P, [[], []]),
-        ]
         with connections[self.using].cursor() as cursor:
-            prepare_all(cursor, PREPARED, runs)
+            # One round trip: every PREPARE, and the looks out of the lock queue (the app
+            # does not queue behind the migration then).
+            prepare_all(
+                cursor,
+                PREPARED,
+                [(STILL_BLOCKING_P, [[], [], []]), (SAME_TRANSACTIONS_P, [[], []])],
+            )
+            # The urgent path's statements as it sends them, one by one.
+            LOOK_P.execute(cursor, [own_pid])
+            LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
+            GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
+            CANCEL_OWN_P.execute(cursor, [own_pid, None])
         if self.action is not None:
-            self.action.warm_up(self.blocked_locks([]), self.using)
+            # Actions get the queryset with the blockers attached (``with_blockers``).
+            self.action.warm_up(with_blockers(self.blocked_locks([]), []), self.using)
 
     def _run(self) -> None:
         connection = type(connections[self.using])(self._settings_dict, self.using)
