@@ -55,6 +55,11 @@ ENDING_GRACE = 0.25
 RUNNING_GAP_INTERVALS = 12
 #: While a wait persists after acting, the gap grows up to this many intervals.
 WAITING_GAP_INTERVALS = 100
+#: The lock graph a look read along is acted on only this soon after it (s). Later (a slow
+#: receiver of the ``blocked`` event, a log handler), the backend may have got its lock
+#: meanwhile, a blocker may have let go of it in the same transaction (a savepoint's
+#: rollback): the graph is read again, right before acting, as for the later looks.
+READ_ALONG_FRESH = 0.005
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
 #: How long ``wait_ready()`` waits for the watcher to connect and prepare, at most (s).
@@ -451,6 +456,7 @@ class Watcher:
                 return
             look = functools.partial(self._look, statement, with_graph=first_look)
             looked = self._safely(look, "looking")
+            looked_at = time.monotonic()
             waiting, pids, read = looked if looked is not None else (False, frozenset[int](), None)
             if pids is None:  # our statement runs, yet the backend does not: a proxy?
                 suspicions += 1
@@ -470,6 +476,8 @@ class Watcher:
                         migration=statement.migration,
                     )
                 if pids != acted_on:  # new blockers (or none handled yet): act
+                    if time.monotonic() - looked_at > READ_ALONG_FRESH:
+                        read = None  # stale: the ``blocked`` event took long
                     act = functools.partial(self._act, pids, statement, read=read)
                     done = self._safely(act, "running the action")
                     acted_on, acted_at, distrusted = (
