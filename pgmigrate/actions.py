@@ -12,7 +12,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgmigrate.errors import sqlstate
-from pgmigrate.prepared import Prepared, prepare_all
+from pgmigrate.prepared import Prepared
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ class _SignalBlockers(BlockingAction):
 
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
         with connections[using].cursor() as cursor:
-            prepare_all(cursor, [_signal_statement(self.function, True)], [])
+            _signal_statement(self.function, True).prepare(cursor)
         self.signal(using=using)  # signals nobody, as the urgent path sends it
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
