@@ -262,7 +262,8 @@ class MigrateCommand(DjangoMigrateCommand):
             step_aside=run.retry.aside,
             live_line=self._live,
         )
-        # It connects and prepares its queries while the rest is set up (``wait_ready``).
+        # It connects and prepares its queries while the rest is set up and Django renders
+        # the project state (``Run.watcher_ready``).
         watcher.start()
         stack.callback(watcher.stop)
         stack.enter_context(
@@ -298,7 +299,9 @@ class MigrateCommand(DjangoMigrateCommand):
         run.retry.aside.statement_timeout = options.effective_statement_timeout(
             run_options, connection
         )
-        watcher.wait_ready()
+        # Waited for right before the first change (``Run.prepare``): statements before it
+        # (reading what is applied) are watched as soon as the watcher is ready.
+        run.watcher_ready = watcher.wait_ready
 
     def _note_lost(
         self, using: str, execute: Any, sql: Any, params: Any, many: bool, context: Any

@@ -156,6 +156,10 @@ class Run:
         #: pgmigrate's set-up (``MigrateCommand._start``), run once by ``start``.
         self.starter: Callable[[], None] | None = None
         self.started = False
+        #: Waits until the watcher can look at statements (``Watcher.wait_ready``); called
+        #: once, right before the first change, so that the watcher connects while Django
+        #: renders the project state.
+        self.watcher_ready: Callable[[], None] | None = None
         #: Statements run on the migrating connection (``count_statements``), and their
         #: number when the current transaction or step began.
         self.executed = 0
@@ -190,8 +194,12 @@ class Run:
         return execute(sql, params, many, context)
 
     def prepare(self, *, progress_table: bool) -> None:
-        """Before the run changes anything: make sure progress can be recorded, and that a
-        statement of a client that died is cancelled rather than committed."""
+        """Before the run changes anything: wait for the watcher, make sure progress can be
+        recorded, and that a statement of a client that died is cancelled rather than
+        committed."""
+        ready, self.watcher_ready = self.watcher_ready, None
+        if ready is not None:
+            ready()
         if progress_table:
             self.progress.ensure_table()
         if self._prepared:
