@@ -1016,8 +1016,8 @@ def test_search_path_set_in_the_sql_is_followed(sql: str, other_schema: str) -> 
     ("sql", "why"),
     [
         ("DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$", "DO may run"),
-        ("SET LOCAL search_path = {other}; COMMIT", "a transaction ended"),
-        ("SET search_path = {other}; ROLLBACK TO SAVEPOINT s", "a transaction ended"),
+        ("SET search_path = {other}; ROLLBACK", "a rollback after search_path was set"),
+        ("SET search_path = {other}; ROLLBACK TO SAVEPOINT s", "a rollback after"),
         ("SET ROLE postgres", "SET role may change it"),
         ("RESET SESSION AUTHORIZATION", "RESET session_authorization may change it"),
         ("DISCARD ALL", "DiscardStmt may run"),
@@ -1043,6 +1043,25 @@ def test_search_path_changed_unseen_leaves_later_names_unknown(
             f"an earlier statement may have changed search_path: {why}"
         )
     assert qualified.known, "a qualified name does not depend on it"
+
+
+def test_set_local_ends_with_its_transaction(other_schema: str, sessions: list[Session]) -> None:
+    """A ``SET LOCAL`` lasts until its transaction commits; the session's ``SET`` stays: the
+    statement after the ``COMMIT`` builds its index on the table the server builds it on (a
+    session of its own runs the statements, each committing)."""
+    sql = (
+        f"SET search_path = {other_schema}, public; BEGIN; SET LOCAL search_path = public;"
+        f" LOCK {B}; COMMIT; CREATE INDEX {APP}_after_commit ON {B} (pages)"
+    )
+    *_, locked, _, build = classify(sql, Catalog())
+    assert [lock.relation for lock in locked.locks] == [BOOK]
+    assert [lock.relation for lock in build.locks] == [f"{other_schema}.{B}"]
+    session = Session()
+    sessions.append(session)
+    for text in pglast.split(sql):
+        session.execute(text)
+    built = rows("SELECT schemaname FROM pg_indexes WHERE indexname = %s", [f"{APP}_after_commit"])
+    assert built == [(other_schema,)]
 
 
 def test_no_schema_on_the_search_path_to_create_in(schema: ProjectState) -> None:

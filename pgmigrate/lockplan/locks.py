@@ -46,7 +46,8 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
 
     A ``SET``, ``SET LOCAL`` or ``RESET`` of ``search_path`` among the statements changes how
     the names of the statements after it resolve; a statement that may change it unseen
-    (``DO``, a function call...) leaves their unqualified names unknown.
+    (``DO``, a function call...) leaves their unqualified names unknown. ``catalog`` may
+    itself follow what earlier statements set (``search_path_after``).
     """
     statements = parse_tree(sql)
     if statements is None:
@@ -62,8 +63,25 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     seen = catalog
     for text, node in statements:
         effects.append(_classify(text, node, seen))
-        seen = _search_path_after(node, effects[-1], seen, catalog)
+        seen = _search_path_after(node, effects[-1], seen)
     return effects
+
+
+def search_path_after(sql: str, effects: list[StatementEffect], catalog: Catalog) -> Catalog:
+    """The catalog the statement after ``sql`` resolves names with on the same connection,
+    ``catalog`` being the one ``sql`` was classified with and ``effects`` what its
+    statements do (one per statement; otherwise each is taken as unknown). It follows
+    ``search_path`` through the statements as ``classify`` does; the end of the
+    transaction they run in is the caller's to tell (``Catalog.transaction_ended``)."""
+    statements = parse_tree(sql)
+    if statements is None:
+        return catalog  # the server rejects it too: it changes nothing
+    if len(effects) != len(statements):
+        effects = [StatementEffect(text, "unclassified", False) for text, _ in statements]
+    seen = catalog
+    for (_, node), effect in zip(statements, effects, strict=True):
+        seen = _search_path_after(node, effect, seen)
+    return seen
 
 
 class _Effect:
@@ -159,19 +177,27 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
 # --- Names -------------------------------------------------------------------------------
 
 
-def _search_path_after(
-    node: Node, effect: StatementEffect, seen: Catalog, first: Catalog
-) -> Catalog:
+def _search_path_after(node: Node, effect: StatementEffect, seen: Catalog) -> Catalog:
     """The catalog the statement after ``node`` resolves names with: ``seen`` (what
-    ``node`` saw), following a ``SET``/``RESET`` of ``search_path``, or lost once it may have
-    changed unseen (``first``: the catalog of the connection as it was before them all)."""
+    ``node`` saw), following a ``SET``/``RESET`` of ``search_path`` and the end of a
+    transaction (a ``SET LOCAL`` ends with it), or lost once it may have changed unseen."""
     (name, body), *_ = node.items()
     if name == "VariableSetStmt":
         return _variable_set(body, seen)
-    ends = body.get("kind") not in ("TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_SAVEPOINT")
-    if name == "TransactionStmt" and seen is not first and ends:
-        # The end of a transaction (or a rollback to a savepoint) may undo a SET.
-        return seen.lost("a transaction ended after search_path was set")
+    if name == "TransactionStmt":
+        kind = body.get("kind")
+        if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+            return seen.block_begun()
+        if kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_PREPARE"):
+            return seen.transaction_ended()
+        # A rollback undoes the SETs since the transaction (or the savepoint) began.
+        undone = "a rollback after search_path was set may undo it"
+        if kind == "TRANS_STMT_ROLLBACK":
+            ended = seen.transaction_ended()
+            return ended if seen.settled else ended.lost(undone)
+        if kind == "TRANS_STMT_ROLLBACK_TO" and not seen.settled:
+            return seen.lost(undone)
+        return seen
     if not effect.known and name in _RUNS_CODE:
         return seen.lost(f"{effect.kind} may run code that sets it")
     return seen
@@ -202,16 +228,17 @@ def _variable_set(body: Node, seen: Catalog) -> Catalog:
     plain names is followed, ``RESET``/``DEFAULT`` return to the setting's reset value
     (``pg_settings.reset_val``); anything else that changes it is not followed."""
     kind, variable = body["kind"], body.get("name")
+    local = bool(body.get("is_local"))  # SET LOCAL: until the transaction ends
     if kind == "VAR_RESET_ALL" or variable in ("role", "session_authorization"):
-        return seen.lost(f"{_set_words(body)} may change it")
+        return seen.lost(f"{_set_words(body)} may change it", local=local)
     if variable != "search_path":
         return seen
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
-        return seen.following(seen.reset_search_path())
+        return seen.following(seen.reset_search_path(), local=local)
     items = [arg.get("A_Const", {}).get("sval", {}).get("sval") for arg in body.get("args", [])]
     if kind != "VAR_SET_VALUE" or None in items:
-        return seen.lost(f"{_set_words(body)} is not followed")
-    return seen.following([item for item in items if item is not None])
+        return seen.lost(f"{_set_words(body)} is not followed", local=local)
+    return seen.following([item for item in items if item is not None], local=local)
 
 
 def _set_words(body: Node) -> str:
