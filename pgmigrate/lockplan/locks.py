@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pgmigrate.lockplan.catalog import Catalog, Column, Relation, SearchPathLost
-from pgmigrate.lockplan.model import LockMode, RelationKind, RelationLock, StatementEffect
+from pgmigrate.lockplan.model import (
+    Change,
+    LockMode,
+    RelationKind,
+    RelationLock,
+    StatementEffect,
+)
 from pgmigrate.sql import parse_tree
 
 Node = dict[str, Any]
@@ -97,6 +103,7 @@ class _Effect:
         self.notes: list[str] = []
         self.waits_for_snapshots = False
         self.transactional = True
+        self.changes: set[Change] = set()
 
     def lock(self, relation: Relation | None, mode: LockMode) -> None:
         """Record ``mode`` on ``relation`` (kept if stronger than what it has)."""
@@ -139,6 +146,7 @@ class _Effect:
             waits_for_snapshots=self.waits_for_snapshots,
             transactional=self.transactional,
             notes=tuple(self.notes),
+            changes=frozenset(self.changes),
         )
 
 
@@ -473,6 +481,7 @@ def _create_index(effect: _Effect, body: Node) -> None:
     effect.kind = "CREATE {}INDEX{}".format(
         "UNIQUE " if body.get("unique") else "", " CONCURRENTLY" if concurrent else ""
     )
+    effect.changes.add(Change.CREATE_INDEX)
     if body.get("idxname"):
         effect.add(effect.creates, f"{table.schema}.{body['idxname']}")
     else:
@@ -598,6 +607,7 @@ def _reindex(effect: _Effect, body: Node) -> None:
         table, indexes = target, effect.catalog.indexes(target)
     effect.lock(table, LockMode.SHARE)
     effect.lock_all(indexes, _AE)
+    effect.changes.add(Change.REINDEX)
     for index in indexes:
         effect.add(effect.rewrites, index.qualified)
     effect.add(effect.scans, table.qualified)
@@ -800,6 +810,7 @@ def _add_column(effect: _Effect, table: Relation, command: Node) -> str:
         effect.rewrite(table)
     default = next((c for c in constraints if c["contype"] == "CONSTR_DEFAULT"), None)
     if default is not None and _volatile(effect, default["raw_expr"]):
+        effect.changes.add(Change.VOLATILE_DEFAULT)
         effect.rewrite(table)
     elif default is not None:
         effect.note(
@@ -815,10 +826,13 @@ def _add_column(effect: _Effect, table: Relation, command: Node) -> str:
             else:
                 effect.note("a VIRTUAL generated column is computed when read")
         elif contype == "CONSTR_CHECK":
+            effect.changes.add(Change.ADD_CHECK)
             effect.add(effect.scans, table.qualified)
         elif contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE"):
+            effect.changes.add(_KEY_CHANGES[contype])
             _key_index(effect, table, constraint)
         elif contype == "CONSTR_FOREIGN":
+            effect.changes.add(Change.ADD_FOREIGN_KEY)
             if default is not None:
                 raise Unknown("a foreign key on a new column with a default is checked row by row")
             _reference(effect, constraint)
@@ -887,6 +901,7 @@ def _drop_column(effect: _Effect, table: Relation, command: Node) -> str:
 
 def _set_not_null(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
+    effect.changes.add(Change.SET_NOT_NULL)
     name = command["name"]
     column = _column_of(effect, table, name)
     if column.not_null:
@@ -909,6 +924,7 @@ _PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time", "timetz"})
 
 def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
+    effect.changes.add(Change.ALTER_COLUMN_TYPE)
     name = command["name"]
     column = _column_of(effect, table, name)
     definition = command["def"]["ColumnDef"]
@@ -1027,6 +1043,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
     contype = constraint["contype"]
     validated = not constraint.get("skip_validation")
     if contype == "CONSTR_FOREIGN":
+        effect.changes.add(Change.ADD_FOREIGN_KEY)
         effect.lock(table, _SRE)
         referenced = _reference(effect, constraint)
         if validated:
@@ -1036,6 +1053,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         return "ADD FOREIGN KEY" + ("" if validated else " NOT VALID")
     effect.lock(table, _AE)
     if contype == "CONSTR_CHECK":
+        effect.changes.add(Change.ADD_CHECK)
         if validated:
             effect.add(effect.scans, table.qualified)
         return "ADD CHECK" + ("" if validated else " NOT VALID")
@@ -1051,12 +1069,21 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
             effect.lock(index, LockMode.ACCESS_SHARE)
             effect.note("USING INDEX: the index exists and becomes the constraint's")
         return "ADD CONSTRAINT USING INDEX"
-    if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
+    if contype in _KEY_CHANGES:
+        effect.changes.add(_KEY_CHANGES[contype])
         _key_index(effect, table, constraint)
         return {"CONSTR_PRIMARY": "ADD PRIMARY KEY", "CONSTR_UNIQUE": "ADD UNIQUE"}.get(
             contype, "ADD EXCLUDE"
         )
     raise Unknown(f"ADD CONSTRAINT {contype.removeprefix('CONSTR_')} is not modelled")
+
+
+#: The constraints that build an index, by ``Constraint.contype``.
+_KEY_CHANGES = {
+    "CONSTR_PRIMARY": Change.ADD_PRIMARY_KEY,
+    "CONSTR_UNIQUE": Change.ADD_UNIQUE,
+    "CONSTR_EXCLUSION": Change.ADD_EXCLUSION,
+}
 
 
 def _check_reference(effect: _Effect, table: Relation, referenced: Relation) -> None:
