@@ -15,7 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
-from pgmigrate import config
+from pgmigrate import config, protection
+from pgmigrate.db import atomic
 from pgmigrate.errors import sqlstate
 from pgmigrate.lockplan import holders, rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
@@ -658,3 +659,35 @@ def _columns(table: str) -> set[str]:
             [table],
         )
     }
+
+
+def test_session_gone_from_the_activity_read_is_left_out(
+    planned: str, sessions: list[Session]
+) -> None:
+    """A session in ``pg_locks`` that ``pg_stat_get_activity`` no longer shows (it ended
+    between the two reads of ``HOLDERS``): its row has NULL in every activity column, pid
+    included, which ``protection`` would take for an autovacuum worker. It is left out. The
+    activity read is made to miss it for sure by reading activity first in a transaction
+    (PostgreSQL keeps that snapshot until the transaction ends)."""
+    oid = query("SELECT %s::regclass::oid::int8", [ALPHA_TABLE])[0][0]
+    policy = holders.Policy(None, {}, step_aside=True)
+    with atomic("default"):
+        query("SELECT count(*) FROM pg_stat_get_activity(NULL)")  # the snapshot, without it
+        reader = Session(application_name="gone-reader").hold(ALPHA_TABLE)
+        sessions.append(reader)
+        live = holders.read("default", [oid])
+    (row,) = [row for row in live if row["application_name"] is None]
+    assert row["lock_mode"] == "AccessShareLock"
+    assert (row["pid"], row["gid"], row["usesysid"], row["backend_type"]) == (None,) * 4
+    assert protection.cancelled_by_postgres(row)  # what judging it would say
+    assert holders.conflicting(live, oid, ALPHA, LockMode.ACCESS_EXCLUSIVE, policy) == []
+    # Read again, the session is there and judged as it is.
+    (holder,) = holders.conflicting(
+        holders.read("default", [oid]), oid, ALPHA, LockMode.ACCESS_EXCLUSIVE, policy
+    )
+    assert (holder.pid, holder.application_name, holder.would) == (
+        reader.pid,
+        "gone-reader",
+        "leave",
+    )
+    reader.release()
