@@ -398,13 +398,13 @@ def test_half_applied_migration_shows_what_is_left(prepared):
     recorder = ProgressRecorder(connection)
     recorder.load()
     recorder.save(
-        migration, Progress(done=2, total=7, fingerprint=recorder.fingerprint(migration, 2))
+        migration, Progress(done=2, total=8, fingerprint=recorder.fingerprint(migration, 2))
     )
     document = plan_json()
     (planned,) = [m for m in document["migrations"] if m["name"] == "0002_plan"]
-    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 7"
+    assert planned["progress"] == "an earlier run applied operations 1 to 2 of 8"
     applied_before = [op["applied"] for op in planned["operations"]]
-    assert applied_before == [True, True, False, False, False, False, False]
+    assert applied_before == [True, True, False, False, False, False, False, False]
     assert planned["operations"][0]["statements"] == []
     assert "already applied by an earlier run" in lock_plan()
 

@@ -21,9 +21,10 @@ from django.db import connection, migrations, models
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.models.functions import Lower
 
+from pgmigrate.lockplan import rules
 from pgmigrate.lockplan.catalog import Catalog
 from pgmigrate.lockplan.locks import _classify, classify
-from pgmigrate.lockplan.model import LockMode, StatementEffect
+from pgmigrate.lockplan.model import Change, LockMode, StatementEffect
 from tests.helpers import Session, wait_until
 from tests.lockplan_observe import (
     disagreements,
@@ -1016,8 +1017,8 @@ def test_search_path_set_in_the_sql_is_followed(sql: str, other_schema: str) -> 
     ("sql", "why"),
     [
         ("DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$", "DO may run"),
-        ("SET LOCAL search_path = {other}; COMMIT", "a transaction ended"),
-        ("SET search_path = {other}; ROLLBACK TO SAVEPOINT s", "a transaction ended"),
+        ("SET search_path = {other}; ROLLBACK", "a rollback after search_path was set"),
+        ("SET search_path = {other}; ROLLBACK TO SAVEPOINT s", "a rollback after"),
         ("SET ROLE postgres", "SET role may change it"),
         ("RESET SESSION AUTHORIZATION", "RESET session_authorization may change it"),
         ("DISCARD ALL", "DiscardStmt may run"),
@@ -1043,6 +1044,25 @@ def test_search_path_changed_unseen_leaves_later_names_unknown(
             f"an earlier statement may have changed search_path: {why}"
         )
     assert qualified.known, "a qualified name does not depend on it"
+
+
+def test_set_local_ends_with_its_transaction(other_schema: str, sessions: list[Session]) -> None:
+    """A ``SET LOCAL`` lasts until its transaction commits; the session's ``SET`` stays: the
+    statement after the ``COMMIT`` builds its index on the table the server builds it on (a
+    session of its own runs the statements, each committing)."""
+    sql = (
+        f"SET search_path = {other_schema}, public; BEGIN; SET LOCAL search_path = public;"
+        f" LOCK {B}; COMMIT; CREATE INDEX {APP}_after_commit ON {B} (pages)"
+    )
+    *_, locked, _, build = classify(sql, Catalog())
+    assert [lock.relation for lock in locked.locks] == [BOOK]
+    assert [lock.relation for lock in build.locks] == [f"{other_schema}.{B}"]
+    session = Session()
+    sessions.append(session)
+    for text in pglast.split(sql):
+        session.execute(text)
+    built = rows("SELECT schemaname FROM pg_indexes WHERE indexname = %s", [f"{APP}_after_commit"])
+    assert built == [(other_schema,)]
 
 
 def test_no_schema_on_the_search_path_to_create_in(schema: ProjectState) -> None:
@@ -1094,3 +1114,86 @@ def test_one_effect_per_statement(schema: ProjectState) -> None:
     assert [effect.kind for effect in effects] == ["ALTER TABLE ADD COLUMN", "SET CONSTRAINTS"]
     assert effects[0].sql.startswith("ALTER TABLE")
     assert effects[1].sql == "SET CONSTRAINTS b_x IMMEDIATE"
+
+
+#: Every table read or rewritten is over the threshold.
+STRICT = rules.resolve({}, 0)
+
+
+@pytest.mark.parametrize(
+    ("setup", "sql", "changes", "rule", "safer"),
+    [
+        # A one-to-one field: the scan builds the unique index, the new column has no row
+        # for its foreign key to check (the advice was NOT VALID's, from "foreign key").
+        (
+            "",
+            "ALTER TABLE {B} ADD COLUMN cover_id integer NULL UNIQUE"
+            " CONSTRAINT {B}_cover_fk REFERENCES {A} (id) DEFERRABLE INITIALLY DEFERRED",
+            {Change.ADD_UNIQUE, Change.ADD_FOREIGN_KEY},
+            "pgmigrate.L002",
+            "build its unique index first with CREATE UNIQUE INDEX CONCURRENTLY",
+        ),
+        # Its CHECK constraint is checked again: NOT VALID does not apply (it was advised).
+        (
+            "ALTER TABLE {B} ADD CONSTRAINT {B}_title_set CHECK (title <> '')",
+            "ALTER TABLE {B} ALTER COLUMN title TYPE varchar(60)",
+            {Change.ALTER_COLUMN_TYPE},
+            "pgmigrate.L002",
+            None,
+        ),
+        # An index built again: REINDEX CONCURRENTLY (AddIndexConcurrently was advised).
+        (
+            "",
+            "REINDEX TABLE {B}",
+            {Change.REINDEX},
+            "pgmigrate.L003",
+            "rebuild it with REINDEX ... CONCURRENTLY",
+        ),
+        # A type change of a column whose name says "default" (the volatile default's
+        # advice was given).
+        (
+            "ALTER TABLE {B} ADD COLUMN default_rank integer",
+            "ALTER TABLE {B} ALTER COLUMN default_rank TYPE bigint",
+            {Change.ALTER_COLUMN_TYPE},
+            "pgmigrate.L001",
+            "add a new column of the new type",
+        ),
+        (
+            "",
+            "ALTER TABLE {B} ADD COLUMN uid uuid DEFAULT gen_random_uuid()",
+            {Change.VOLATILE_DEFAULT},
+            "pgmigrate.L001",
+            "add the column without a default",
+        ),
+        (
+            "",
+            "ALTER TABLE {B} ALTER COLUMN code SET NOT NULL",
+            {Change.SET_NOT_NULL},
+            "pgmigrate.L002",
+            "add CHECK (column IS NOT NULL) NOT VALID",
+        ),
+    ],
+    ids=["one-to-one", "type-rechecks", "reindex", "type-named-default", "volatile", "not-null"],
+)
+def test_safer_way_follows_what_the_statement_changes(
+    schema: ProjectState,
+    setup: str,
+    sql: str,
+    changes: set[Change],
+    rule: str,
+    safer: str | None,
+) -> None:
+    """The advice follows what the classifier says the statement changes
+    (``StatementEffect.changes``), not the words of its kind and notes; the classification
+    agrees with what the server does."""
+    if setup:
+        rows(setup.format(A=A, B=B))
+    if "code" in sql:
+        rows(f"UPDATE {B} SET code = 'c'")
+    effect, observed = observe(sql.format(A=A, B=B))
+    assert disagreements(effect, observed) == []
+    assert effect.changes == changes
+    advice = {verdict.rule: verdict.safer for verdict in rules.judge(effect, {}, STRICT)}
+    assert rule in advice, advice
+    found = advice[rule]
+    assert found == safer if safer is None else found is not None and found.startswith(safer)

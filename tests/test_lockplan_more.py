@@ -15,7 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 
-from pgmigrate import config
+from pgmigrate import config, protection
+from pgmigrate.db import atomic
 from pgmigrate.errors import sqlstate
 from pgmigrate.lockplan import holders, rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
@@ -561,3 +562,132 @@ def test_shared_transaction_estimates_reach_its_commit(scenario: str, atomic: bo
     assert len(shared) > 1 and all(shared)
     assert shared[-1]["after_seconds"] == 0
     assert all(e["after_seconds"] is None or e["after_seconds"] >= 0 for e in shared)
+
+
+# search_path across operations --------------------------------------------------------------
+
+#: The schema the ``lock_plan_path`` scenario's ``SET search_path`` puts first.
+OTHER = "tests_other"
+
+
+@pytest.fixture
+def shadowed(scenario: str) -> Iterator[None]:
+    """0001 applied; schema ``tests_other`` with a table named as alpha, with rows. The
+    connection a migration ran on keeps its ``search_path``: closed at the end."""
+    migrate("tests", "0001", verbosity=0)
+    query(f"CREATE SCHEMA {OTHER}")
+    query(f"CREATE TABLE {OTHER}.tests_alpha (id integer, name text)")
+    query(f"INSERT INTO {OTHER}.tests_alpha SELECT g, 'shadow' FROM generate_series(1, 50) g")
+    try:
+        yield
+    finally:
+        connections["default"].close()
+        query(f"DROP SCHEMA {OTHER} CASCADE")
+
+
+def _planned_locks(document: dict[str, Any], migration: str) -> list[dict[str, str]]:
+    return [
+        {lock["relation"]: lock["mode"] for lock in statement["locks"]}
+        for operation in operations(document, migration)
+        for statement in statements(operation)
+    ]
+
+
+@pytest.mark.scenario("lock_plan_path")
+@pytest.mark.parametrize("atomic", [False, True], ids=["per-operation", "PGMIGRATE_ATOMIC"])
+def test_search_path_set_by_an_operation_holds_for_the_later_ones(
+    shadowed: None, sessions: list[Session], atomic: bool
+) -> None:
+    """0002's ``SET search_path = tests_other, public`` stays in force on the migrating
+    connection: the AddField after it alters tests_other's alpha, the index goes on public's
+    beta (tests_other has none), and in 0003 too. There a ``SET LOCAL search_path = public``
+    lasts until its transaction ends: its operation's own (the comment goes on tests_other's
+    alpha), or with ``PGMIGRATE_ATOMIC`` the migration's (on public's). The plan says so
+    before the run, and the run does so. Planning sets nothing on its own connection and
+    takes no lock but ACCESS SHARE."""
+    planning = connections["default"]
+    with planning.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_setting('search_path')")
+        pid, path = cursor.fetchone()
+    observer = Session(application_name="lock-plan-observer")
+    sessions.append(observer)
+    seen: list[str] = []
+
+    def probe(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        found = "SELECT mode FROM pg_locks WHERE pid = %s AND locktype = 'relation'"
+        seen.extend(mode for (mode,) in observer.execute(found, [pid]))
+        return result
+
+    with override_settings(PGMIGRATE_ATOMIC=atomic):
+        with planning.execute_wrapper(probe):
+            document = plan_json()
+        with planning.cursor() as cursor:
+            cursor.execute("SELECT current_setting('search_path')")
+            assert cursor.fetchone()[0] == path
+        assert set(seen) == {"AccessShareLock"}
+        commented = "public.tests_alpha" if atomic else f"{OTHER}.tests_alpha"
+        assert _planned_locks(document, "0002_path") == [
+            {},
+            {f"{OTHER}.tests_alpha": "ACCESS EXCLUSIVE"},
+            {"public.tests_beta": "SHARE"},
+        ]
+        assert _planned_locks(document, "0003_local") == [
+            {},
+            {commented: "SHARE UPDATE EXCLUSIVE"},
+        ]
+        migrate("tests", verbosity=0)
+    planning.close()  # its search_path is the migration's
+    assert "extra" in _columns(f"{OTHER}.tests_alpha")
+    assert "extra" not in _columns("public.tests_alpha")
+    assert query("SELECT schemaname FROM pg_indexes WHERE indexname = 'tests_beta_name'") == [
+        ("public",)
+    ]
+    described = query(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE obj_description(c.oid, 'pg_class') = 'commented'"
+    )
+    assert described == [(commented,)]
+
+
+def _columns(table: str) -> set[str]:
+    return {
+        name
+        for (name,) in query(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+            [table],
+        )
+    }
+
+
+def test_session_gone_from_the_activity_read_is_left_out(
+    planned: str, sessions: list[Session]
+) -> None:
+    """A session in ``pg_locks`` that ``pg_stat_get_activity`` no longer shows (it ended
+    between the two reads of ``HOLDERS``): its row has NULL in every activity column, pid
+    included, which ``protection`` would take for an autovacuum worker. It is left out. The
+    activity read is made to miss it for sure by reading activity first in a transaction
+    (PostgreSQL keeps that snapshot until the transaction ends)."""
+    oid = query("SELECT %s::regclass::oid::int8", [ALPHA_TABLE])[0][0]
+    policy = holders.Policy(None, {}, step_aside=True)
+    with atomic("default"):
+        query("SELECT count(*) FROM pg_stat_get_activity(NULL)")  # the snapshot, without it
+        reader = Session(application_name="gone-reader").hold(ALPHA_TABLE)
+        sessions.append(reader)
+        live = holders.read("default", [oid])
+    (row,) = [row for row in live if row["application_name"] is None]
+    assert row["lock_mode"] == "AccessShareLock"
+    assert (row["pid"], row["gid"], row["usesysid"], row["backend_type"]) == (None,) * 4
+    assert protection.cancelled_by_postgres(row)  # what judging it would say
+    assert holders.conflicting(live, oid, ALPHA, LockMode.ACCESS_EXCLUSIVE, policy) == []
+    # Read again, the session is there and judged as it is.
+    (holder,) = holders.conflicting(
+        holders.read("default", [oid]), oid, ALPHA, LockMode.ACCESS_EXCLUSIVE, policy
+    )
+    assert (holder.pid, holder.application_name, holder.would) == (
+        reader.pid,
+        "gone-reader",
+        "leave",
+    )
+    reader.release()

@@ -70,8 +70,8 @@ class Catalog:
 
     Nothing raises for a relation, column or function that does not exist: the lookups
     return ``None`` (or an empty tuple), since a pending migration may create it first.
-    ``following`` and ``lost`` give the catalog as later statements see it after one of
-    them changes ``search_path``.
+    ``following``, ``lost`` and ``transaction_ended`` give the catalog as later statements
+    see it after one of them changes ``search_path`` or ends a transaction.
     """
 
     def __init__(self, using: str = "default"):
@@ -85,12 +85,60 @@ class Catalog:
         #: (``current_schema``), or None.
         self._lost: str | None = None
         self._creation_lost: str | None = None
+        #: The session's ``search_path`` under a ``SET LOCAL`` (what the end of the
+        #: transaction returns to); None: this one.
+        self._session: Catalog | None = None
+        #: Whether ``search_path`` is as the transaction found it (no ``SET`` since).
+        self._settled = True
+        #: Whether a ``BEGIN`` opened a transaction block that is still open.
+        self._block = False
 
-    def following(self, items: list[str]) -> Catalog:
-        """This catalog as names resolve after ``SET search_path`` to ``items`` (as
-        written: ``$user``, ``pg_temp`` and schemas that do not exist included): the
-        schemas that exist and may be used, behind the implicit ``pg_temp`` and
-        ``pg_catalog`` (namespace.c, ``recomputeNamespacePath``)."""
+    def _derived(self, *, local: bool) -> Catalog:
+        """A catalog sharing this one's cache, for a new ``search_path`` set by ``SET``
+        (``local``: ``SET LOCAL``, until the transaction ends)."""
+        found = Catalog(self.using)
+        found._cache = self._cache
+        found._session = (self._session or self) if local else None
+        found._settled = False
+        found._block = self._block
+        return found
+
+    def _copy(self) -> Catalog:
+        found = self._derived(local=False)
+        found._path, found._creation = self._path, self._creation
+        found._lost, found._creation_lost = self._lost, self._creation_lost
+        found._session, found._settled = self._session, self._settled
+        return found
+
+    @property
+    def settled(self) -> bool:
+        """Whether ``search_path`` is as the transaction found it: no ``SET`` of it (nor
+        anything that may change it) since the transaction began."""
+        return self._settled
+
+    @property
+    def in_block(self) -> bool:
+        """Whether the statements so far left a transaction block open (``BEGIN``)."""
+        return self._block
+
+    def block_begun(self) -> Catalog:
+        """This catalog once ``BEGIN`` opens a transaction block."""
+        found = self._copy()
+        found._block = True
+        return found
+
+    def transaction_ended(self) -> Catalog:
+        """This catalog once its transaction commits: a ``SET LOCAL``'s ``search_path``
+        gives way to the session's; a ``SET``'s stays (docs: "SET")."""
+        found = (self._session or self)._copy()
+        found._session, found._settled, found._block = None, True, False
+        return found
+
+    def following(self, items: list[str], *, local: bool = False) -> Catalog:
+        """This catalog as names resolve after ``SET search_path`` (``local``: ``SET
+        LOCAL``) to ``items`` (as written: ``$user``, ``pg_temp`` and schemas that do not
+        exist included): the schemas that exist and may be used, behind the implicit
+        ``pg_temp`` and ``pg_catalog`` (namespace.c, ``recomputeNamespacePath``)."""
         rows = self._rows(
             "SELECT p.item, n.nspname::text"
             " FROM unnest(%s::text[]) WITH ORDINALITY AS p(item, position)"
@@ -108,8 +156,7 @@ class Catalog:
             (),
         )
         implicit = [name for (name,) in temp] + ["pg_catalog"]
-        found = Catalog(self.using)
-        found._cache = self._cache
+        found = self._derived(local=local)
         found._path = (*(name for name in implicit if name not in explicit), *explicit)
         found._creation = explicit[0] if explicit else None
         usable = [item for item, name in rows if name is not None or item == "pg_temp"]
@@ -131,11 +178,11 @@ class Catalog:
         arguments = tree["stmts"][0]["stmt"]["VariableSetStmt"]["args"]
         return [argument["A_Const"]["sval"]["sval"] for argument in arguments]
 
-    def lost(self, reason: str) -> Catalog:
-        """This catalog once ``search_path`` may have changed unseen (``reason``): every
-        lookup of an unqualified name raises ``SearchPathLost``."""
-        found = Catalog(self.using)
-        found._cache = self._cache
+    def lost(self, reason: str, *, local: bool = False) -> Catalog:
+        """This catalog once ``search_path`` may have changed unseen (``reason``; ``local``:
+        until the transaction ends): every lookup of an unqualified name raises
+        ``SearchPathLost``."""
+        found = self._derived(local=local)
         found._lost = reason
         return found
 

@@ -129,7 +129,12 @@ def conflicting(
         if not held.conflicts_with(mode):
             continue
         if row["pid"] is None and row["gid"] is None:
-            continue  # a prepared transaction that ended between the two reads
+            # Its session ended between the read of pg_locks and that of its activity
+            # (pg_stat_get_activity of its pid is then no row), or its prepared transaction
+            # before pg_prepared_xacts was read: every activity column is NULL, which
+            # protection.standing would take for an autovacuum worker (no user, no backend
+            # type). Its locks went with it: it is not in the way.
+            continue
         would, then, reason = judge(row, policy)
         found.append(
             Holder(

@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pgmigrate.lockplan.catalog import Catalog, Column, Relation, SearchPathLost
-from pgmigrate.lockplan.model import LockMode, RelationKind, RelationLock, StatementEffect
+from pgmigrate.lockplan.model import (
+    Change,
+    LockMode,
+    RelationKind,
+    RelationLock,
+    StatementEffect,
+)
 from pgmigrate.sql import parse_tree
 
 Node = dict[str, Any]
@@ -46,7 +52,8 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
 
     A ``SET``, ``SET LOCAL`` or ``RESET`` of ``search_path`` among the statements changes how
     the names of the statements after it resolve; a statement that may change it unseen
-    (``DO``, a function call...) leaves their unqualified names unknown.
+    (``DO``, a function call...) leaves their unqualified names unknown. ``catalog`` may
+    itself follow what earlier statements set (``search_path_after``).
     """
     statements = parse_tree(sql)
     if statements is None:
@@ -62,8 +69,25 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     seen = catalog
     for text, node in statements:
         effects.append(_classify(text, node, seen))
-        seen = _search_path_after(node, effects[-1], seen, catalog)
+        seen = _search_path_after(node, effects[-1], seen)
     return effects
+
+
+def search_path_after(sql: str, effects: list[StatementEffect], catalog: Catalog) -> Catalog:
+    """The catalog the statement after ``sql`` resolves names with on the same connection,
+    ``catalog`` being the one ``sql`` was classified with and ``effects`` what its
+    statements do (one per statement; otherwise each is taken as unknown). It follows
+    ``search_path`` through the statements as ``classify`` does; the end of the
+    transaction they run in is the caller's to tell (``Catalog.transaction_ended``)."""
+    statements = parse_tree(sql)
+    if statements is None:
+        return catalog  # the server rejects it too: it changes nothing
+    if len(effects) != len(statements):
+        effects = [StatementEffect(text, "unclassified", False) for text, _ in statements]
+    seen = catalog
+    for (_, node), effect in zip(statements, effects, strict=True):
+        seen = _search_path_after(node, effect, seen)
+    return seen
 
 
 class _Effect:
@@ -79,6 +103,7 @@ class _Effect:
         self.notes: list[str] = []
         self.waits_for_snapshots = False
         self.transactional = True
+        self.changes: set[Change] = set()
 
     def lock(self, relation: Relation | None, mode: LockMode) -> None:
         """Record ``mode`` on ``relation`` (kept if stronger than what it has)."""
@@ -121,6 +146,7 @@ class _Effect:
             waits_for_snapshots=self.waits_for_snapshots,
             transactional=self.transactional,
             notes=tuple(self.notes),
+            changes=frozenset(self.changes),
         )
 
 
@@ -159,19 +185,27 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
 # --- Names -------------------------------------------------------------------------------
 
 
-def _search_path_after(
-    node: Node, effect: StatementEffect, seen: Catalog, first: Catalog
-) -> Catalog:
+def _search_path_after(node: Node, effect: StatementEffect, seen: Catalog) -> Catalog:
     """The catalog the statement after ``node`` resolves names with: ``seen`` (what
-    ``node`` saw), following a ``SET``/``RESET`` of ``search_path``, or lost once it may have
-    changed unseen (``first``: the catalog of the connection as it was before them all)."""
+    ``node`` saw), following a ``SET``/``RESET`` of ``search_path`` and the end of a
+    transaction (a ``SET LOCAL`` ends with it), or lost once it may have changed unseen."""
     (name, body), *_ = node.items()
     if name == "VariableSetStmt":
         return _variable_set(body, seen)
-    ends = body.get("kind") not in ("TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_SAVEPOINT")
-    if name == "TransactionStmt" and seen is not first and ends:
-        # The end of a transaction (or a rollback to a savepoint) may undo a SET.
-        return seen.lost("a transaction ended after search_path was set")
+    if name == "TransactionStmt":
+        kind = body.get("kind")
+        if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+            return seen.block_begun()
+        if kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_PREPARE"):
+            return seen.transaction_ended()
+        # A rollback undoes the SETs since the transaction (or the savepoint) began.
+        undone = "a rollback after search_path was set may undo it"
+        if kind == "TRANS_STMT_ROLLBACK":
+            ended = seen.transaction_ended()
+            return ended if seen.settled else ended.lost(undone)
+        if kind == "TRANS_STMT_ROLLBACK_TO" and not seen.settled:
+            return seen.lost(undone)
+        return seen
     if not effect.known and name in _RUNS_CODE:
         return seen.lost(f"{effect.kind} may run code that sets it")
     return seen
@@ -202,16 +236,17 @@ def _variable_set(body: Node, seen: Catalog) -> Catalog:
     plain names is followed, ``RESET``/``DEFAULT`` return to the setting's reset value
     (``pg_settings.reset_val``); anything else that changes it is not followed."""
     kind, variable = body["kind"], body.get("name")
+    local = bool(body.get("is_local"))  # SET LOCAL: until the transaction ends
     if kind == "VAR_RESET_ALL" or variable in ("role", "session_authorization"):
-        return seen.lost(f"{_set_words(body)} may change it")
+        return seen.lost(f"{_set_words(body)} may change it", local=local)
     if variable != "search_path":
         return seen
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
-        return seen.following(seen.reset_search_path())
+        return seen.following(seen.reset_search_path(), local=local)
     items = [arg.get("A_Const", {}).get("sval", {}).get("sval") for arg in body.get("args", [])]
     if kind != "VAR_SET_VALUE" or None in items:
-        return seen.lost(f"{_set_words(body)} is not followed")
-    return seen.following([item for item in items if item is not None])
+        return seen.lost(f"{_set_words(body)} is not followed", local=local)
+    return seen.following([item for item in items if item is not None], local=local)
 
 
 def _set_words(body: Node) -> str:
@@ -446,6 +481,7 @@ def _create_index(effect: _Effect, body: Node) -> None:
     effect.kind = "CREATE {}INDEX{}".format(
         "UNIQUE " if body.get("unique") else "", " CONCURRENTLY" if concurrent else ""
     )
+    effect.changes.add(Change.CREATE_INDEX)
     if body.get("idxname"):
         effect.add(effect.creates, f"{table.schema}.{body['idxname']}")
     else:
@@ -571,6 +607,7 @@ def _reindex(effect: _Effect, body: Node) -> None:
         table, indexes = target, effect.catalog.indexes(target)
     effect.lock(table, LockMode.SHARE)
     effect.lock_all(indexes, _AE)
+    effect.changes.add(Change.REINDEX)
     for index in indexes:
         effect.add(effect.rewrites, index.qualified)
     effect.add(effect.scans, table.qualified)
@@ -773,6 +810,7 @@ def _add_column(effect: _Effect, table: Relation, command: Node) -> str:
         effect.rewrite(table)
     default = next((c for c in constraints if c["contype"] == "CONSTR_DEFAULT"), None)
     if default is not None and _volatile(effect, default["raw_expr"]):
+        effect.changes.add(Change.VOLATILE_DEFAULT)
         effect.rewrite(table)
     elif default is not None:
         effect.note(
@@ -788,10 +826,13 @@ def _add_column(effect: _Effect, table: Relation, command: Node) -> str:
             else:
                 effect.note("a VIRTUAL generated column is computed when read")
         elif contype == "CONSTR_CHECK":
+            effect.changes.add(Change.ADD_CHECK)
             effect.add(effect.scans, table.qualified)
         elif contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE"):
+            effect.changes.add(_KEY_CHANGES[contype])
             _key_index(effect, table, constraint)
         elif contype == "CONSTR_FOREIGN":
+            effect.changes.add(Change.ADD_FOREIGN_KEY)
             if default is not None:
                 raise Unknown("a foreign key on a new column with a default is checked row by row")
             _reference(effect, constraint)
@@ -860,6 +901,7 @@ def _drop_column(effect: _Effect, table: Relation, command: Node) -> str:
 
 def _set_not_null(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
+    effect.changes.add(Change.SET_NOT_NULL)
     name = command["name"]
     column = _column_of(effect, table, name)
     if column.not_null:
@@ -882,6 +924,7 @@ _PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time", "timetz"})
 
 def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
+    effect.changes.add(Change.ALTER_COLUMN_TYPE)
     name = command["name"]
     column = _column_of(effect, table, name)
     definition = command["def"]["ColumnDef"]
@@ -1000,6 +1043,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
     contype = constraint["contype"]
     validated = not constraint.get("skip_validation")
     if contype == "CONSTR_FOREIGN":
+        effect.changes.add(Change.ADD_FOREIGN_KEY)
         effect.lock(table, _SRE)
         referenced = _reference(effect, constraint)
         if validated:
@@ -1009,6 +1053,7 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
         return "ADD FOREIGN KEY" + ("" if validated else " NOT VALID")
     effect.lock(table, _AE)
     if contype == "CONSTR_CHECK":
+        effect.changes.add(Change.ADD_CHECK)
         if validated:
             effect.add(effect.scans, table.qualified)
         return "ADD CHECK" + ("" if validated else " NOT VALID")
@@ -1024,12 +1069,21 @@ def _add_constraint(effect: _Effect, table: Relation, command: Node) -> str:
             effect.lock(index, LockMode.ACCESS_SHARE)
             effect.note("USING INDEX: the index exists and becomes the constraint's")
         return "ADD CONSTRAINT USING INDEX"
-    if contype in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_EXCLUSION"):
+    if contype in _KEY_CHANGES:
+        effect.changes.add(_KEY_CHANGES[contype])
         _key_index(effect, table, constraint)
         return {"CONSTR_PRIMARY": "ADD PRIMARY KEY", "CONSTR_UNIQUE": "ADD UNIQUE"}.get(
             contype, "ADD EXCLUDE"
         )
     raise Unknown(f"ADD CONSTRAINT {contype.removeprefix('CONSTR_')} is not modelled")
+
+
+#: The constraints that build an index, by ``Constraint.contype``.
+_KEY_CHANGES = {
+    "CONSTR_PRIMARY": Change.ADD_PRIMARY_KEY,
+    "CONSTR_UNIQUE": Change.ADD_UNIQUE,
+    "CONSTR_EXCLUSION": Change.ADD_EXCLUSION,
+}
 
 
 def _check_reference(effect: _Effect, table: Relation, referenced: Relation) -> None:

@@ -110,6 +110,33 @@ class RelationKind(enum.Enum):
     COMPOSITE_TYPE = "c"
 
 
+class Change(enum.Enum):
+    """What a statement does to a table's definition, in PostgreSQL's terms, where the way to
+    do it without holding the app back depends on it (``rules.safer_way``). A statement may
+    make several (``ALTER TABLE`` with many subcommands)."""
+
+    #: ``ADD PRIMARY KEY``, inline (``ADD COLUMN ... PRIMARY KEY``) or not: builds its index.
+    ADD_PRIMARY_KEY = "add primary key"
+    #: ``ADD UNIQUE``, inline or not: builds its index.
+    ADD_UNIQUE = "add unique constraint"
+    #: ``ADD EXCLUDE``: builds its index.
+    ADD_EXCLUSION = "add exclusion constraint"
+    #: ``ADD CHECK``, inline or not (``NOT VALID`` included).
+    ADD_CHECK = "add check constraint"
+    #: ``ADD FOREIGN KEY`` (``NOT VALID`` included), or ``REFERENCES`` on a new column.
+    ADD_FOREIGN_KEY = "add foreign key"
+    #: ``ALTER COLUMN SET NOT NULL``.
+    SET_NOT_NULL = "set not null"
+    #: ``ADD COLUMN`` whose default calls a volatile function: a value per row.
+    VOLATILE_DEFAULT = "add column with a volatile default"
+    #: ``ALTER COLUMN TYPE``.
+    ALTER_COLUMN_TYPE = "alter column type"
+    #: ``CREATE INDEX`` (``UNIQUE``, ``CONCURRENTLY`` or not).
+    CREATE_INDEX = "create index"
+    #: ``REINDEX`` of an index or a table.
+    REINDEX = "reindex"
+
+
 @dataclass(frozen=True)
 class RelationLock:
     """A lock a statement takes on a relation that exists before it runs.
@@ -151,6 +178,8 @@ class StatementEffect:
     transactional: bool = True
     #: Why, in a few words each: "the default gen_random_uuid() is volatile", ...
     notes: tuple[str, ...] = field(default=())
+    #: What it changes where the safer way depends on it (empty when unknown).
+    changes: frozenset[Change] = frozenset()
 
     @property
     def strongest(self) -> LockMode | None:

@@ -30,6 +30,7 @@ from pgmigrate.errors import first_line
 from pgmigrate.lockplan import holders as holders_module
 from pgmigrate.lockplan import rules, sizes
 from pgmigrate.lockplan.catalog import Catalog
+from pgmigrate.lockplan.locks import search_path_after
 from pgmigrate.lockplan.model import StatementEffect
 from pgmigrate.progress import FORWARDS, Progress, ProgressRecorder
 
@@ -202,6 +203,9 @@ class Planner:
         self.settings = settings
         self.allowed = allowed
         self.catalog = Catalog(using)
+        #: The catalog the next statement resolves names with: ``search_path`` as the
+        #: statements before it leave it on the migrating connection.
+        self.path = self.catalog
         #: Relations created earlier in the plan (schema-qualified).
         self.created: set[str] = set()
         #: Existing relations renamed earlier in the plan: new name -> name in the catalog.
@@ -279,6 +283,7 @@ class Planner:
                 self._deferred(step, editor, planned)
                 _share(unit, words=not (migration.atomic and config.atomic()))
                 unit = []
+                self.path = self.path.transaction_ended()
             editor.deferred_sql.clear()
         return item, forward.final_state
 
@@ -321,8 +326,9 @@ class Planner:
             return planned
         # One text per statement pgmigrate counts (each schema editor execute).
         texts = [text for text in editor.collected_sql[before + committed :] if text.strip()]
+        alone = mode is not steps.Mode.TRANSACTION
         for text in texts:
-            planned.statements.extend(self._classified(text, deferred=False))
+            planned.statements.extend(self._classified(text, deferred=False, alone=alone))
         if not planned.statements and len(editor.deferred_sql) == pending:
             planned.kind = "none"
         return planned
@@ -335,15 +341,19 @@ class Planner:
         if not deferred:
             return
         renames = steps.later_renames(step)
+        alone = _mode(step) is not steps.Mode.TRANSACTION
         for statement in deferred:
             name_as_renamed(statement, renames)
-            planned.statements.extend(self._classified(str(statement), deferred=True))
+            planned.statements.extend(self._classified(str(statement), deferred=True, alone=alone))
         if planned.kind == "none":
             planned.kind = "sql"
 
-    def _classified(self, text: str, *, deferred: bool) -> list[PlannedStatement]:
+    def _classified(self, text: str, *, deferred: bool, alone: bool) -> list[PlannedStatement]:
+        """The statements of ``text``, classified with ``search_path`` as the statements
+        before it leave it; ``alone``: it runs outside a transaction (it commits, unless it
+        opens a transaction block)."""
         try:
-            effects = self.classify(text, self.catalog)
+            effects = self.classify(text, self.path)
         except Exception as exc:  # a statement it trips on is unknown, not the plan's end
             effects = [
                 StatementEffect(
@@ -353,6 +363,9 @@ class Planner:
                     notes=(f"the classifier failed: {type(exc).__name__}: {first_line(exc)}",),
                 )
             ]
+        self.path = search_path_after(text, effects, self.path)
+        if alone and not self.path.in_block:
+            self.path = self.path.transaction_ended()
         found = [PlannedStatement(effect.sql, effect, deferred=deferred) for effect in effects]
         for statement in found:
             effect = statement.effect

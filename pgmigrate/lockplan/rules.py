@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pgmigrate.lockplan.model import LockMode, StatementEffect
+from pgmigrate.lockplan.model import Change, LockMode, StatementEffect
 from pgmigrate.lockplan.sizes import (
     RelationSize,
     builds_index,
@@ -120,55 +120,74 @@ def resolve(overrides: Mapping[str, Override], threshold: int) -> dict[str, Sett
     return settings
 
 
+#: The safer ways, by what the statement changes (``model.Change``) or does.
+_KEY_FIRST = (
+    "build its unique index first with CREATE UNIQUE INDEX CONCURRENTLY in a migration "
+    "with atomic = False, then ADD CONSTRAINT ... UNIQUE (or PRIMARY KEY) USING INDEX: "
+    "a catalog change only"
+)
+_CONCURRENT_INDEX = (
+    "build it with django.contrib.postgres.operations.AddIndexConcurrently (or "
+    "CREATE INDEX CONCURRENTLY in RunSQL) in a migration with atomic = False: it "
+    "takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes"
+)
+_CONCURRENT_REINDEX = (
+    "rebuild it with REINDEX ... CONCURRENTLY (PostgreSQL 12+) in RunSQL in a migration "
+    "with atomic = False: it takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor "
+    "writes"
+)
+_NOT_VALID = (
+    "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later migration "
+    "(SHARE UPDATE EXCLUSIVE, reads and writes go on): "
+    "django.contrib.postgres.operations.AddConstraintNotValid then ValidateConstraint "
+    "(Django 4.0+) for check constraints, RunSQL for foreign keys"
+)
+_CHECK_FIRST = (
+    "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later "
+    "migration, then SET NOT NULL: PostgreSQL 12+ skips the scan when a valid check "
+    "proves it"
+)
+_CONSTANT_DEFAULT = (
+    "add the column without a default, or with a constant one (db_default, Django "
+    "5.0+, or default=): PostgreSQL 11+ adds it without rewriting; fill the rows in "
+    "batches in a separate migration, then set the volatile default for new rows"
+)
+_NEW_COLUMN = (
+    "add a new column of the new type, fill it in batches, then switch to it in a "
+    "separate migration, instead of rewriting the table under ACCESS EXCLUSIVE"
+)
+_QUIET_TIME = (
+    "run the rewrite in a separate migration, at a quiet time, so that nothing else "
+    "waits behind it"
+)
+
+
 def safer_way(effect: StatementEffect, rule: Rule) -> str | None:
     """How to write ``effect`` so that it does not break ``rule``, when there is a known way
-    (None: a separate, quieter time is all there is)."""
-    text = " ".join((effect.kind, *effect.notes)).lower()
-    kind = effect.kind.upper()
-    if rule is L002 and ("UNIQUE" in kind or "PRIMARY KEY" in kind):
-        # Neither can be NOT VALID (PostgreSQL: "ALTER TABLE", ADD table_constraint_using_index).
-        return (
-            "build its unique index first with CREATE UNIQUE INDEX CONCURRENTLY in a migration "
-            "with atomic = False, then ADD CONSTRAINT ... UNIQUE (or PRIMARY KEY) USING INDEX: "
-            "a catalog change only"
-        )
-    if rule is L002 and "EXCLUDE" in kind:
-        return None  # no NOT VALID, no USING INDEX: only a quieter time
+    (None: a separate, quieter time is all there is), from what it changes
+    (``StatementEffect.changes``)."""
+    changes = effect.changes
     if rule is L003:
-        return (
-            "build it with django.contrib.postgres.operations.AddIndexConcurrently (or "
-            "CREATE INDEX CONCURRENTLY in RunSQL) in a migration with atomic = False: it "
-            "takes SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes"
-        )
-    if rule is L002 and ("constraint" in text or "foreign key" in text or "check" in text):
-        return (
-            "add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later migration "
-            "(SHARE UPDATE EXCLUSIVE, reads and writes go on): "
-            "django.contrib.postgres.operations.AddConstraintNotValid then ValidateConstraint "
-            "(Django 4.0+) for check constraints, RunSQL for foreign keys"
-        )
-    if rule is L002 and "not null" in text:
-        return (
-            "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later "
-            "migration, then SET NOT NULL: PostgreSQL 12+ skips the scan when a valid check "
-            "proves it"
-        )
-    if rule is L001 and ("default" in text or "volatile" in text):
-        return (
-            "add the column without a default, or with a constant one (db_default, Django "
-            "5.0+, or default=): PostgreSQL 11+ adds it without rewriting; fill the rows in "
-            "batches in a separate migration, then set the volatile default for new rows"
-        )
-    if rule is L001 and "type" in text:
-        return (
-            "add a new column of the new type, fill it in batches, then switch to it in a "
-            "separate migration, instead of rewriting the table under ACCESS EXCLUSIVE"
-        )
+        return _CONCURRENT_REINDEX if Change.REINDEX in changes else _CONCURRENT_INDEX
+    if rule is L002:
+        if changes & {Change.ADD_PRIMARY_KEY, Change.ADD_UNIQUE}:
+            # Neither can be NOT VALID ("ALTER TABLE": ADD table_constraint_using_index).
+            return _KEY_FIRST
+        if Change.ADD_EXCLUSION in changes:
+            return None  # no NOT VALID, no USING INDEX: only a quieter time
+        if changes & {Change.ADD_CHECK, Change.ADD_FOREIGN_KEY}:
+            return _NOT_VALID
+        if Change.SET_NOT_NULL in changes:
+            return _CHECK_FIRST
+        # ALTER COLUMN TYPE checking its CHECK constraints again, or building its indexes
+        # again for a new collation: none of the above applies.
+        return None
     if rule is L001:
-        return (
-            "run the rewrite in a separate migration, at a quiet time, so that nothing else "
-            "waits behind it"
-        )
+        if Change.VOLATILE_DEFAULT in changes:
+            return _CONSTANT_DEFAULT
+        if Change.ALTER_COLUMN_TYPE in changes:
+            return _NEW_COLUMN
+        return _QUIET_TIME
     return None
 
 

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connections
 
 from pgmigrate.db import atomic
 from pgmigrate.errors import sqlstate
-from pgmigrate.lockplan.model import LockMode, RelationKind, StatementEffect
+from pgmigrate.lockplan.model import Change, LockMode, RelationKind, StatementEffect
 
 #: Rough speeds (bytes per second) of the work that grows with a table's size, on a server
 #: that also serves the app: rewriting a table with its indexes, reading it in full (a
@@ -225,11 +225,12 @@ def tables(effect: StatementEffect, names: Iterable[str]) -> list[str]:
 
 
 def scanned(effect: StatementEffect, sizes: Mapping[str, RelationSize]) -> list[str]:
-    """The tables ``effect`` reads in full, as far as time goes: none for a foreign key
-    whose referencing table is new or empty (PostgreSQL checks the constraint with a join of
-    the referencing table's rows to the referenced table, which has nothing to do then)."""
+    """The tables ``effect`` reads in full, as far as time goes: none for a foreign key (and
+    nothing else) whose referencing table is new or empty (PostgreSQL checks the constraint
+    with a join of the referencing table's rows to the referenced table, which has nothing
+    to do then)."""
     found = tables(effect, effect.scans)
-    if "FOREIGN KEY" in effect.kind.upper() and any(
+    if effect.changes == {Change.ADD_FOREIGN_KEY} and any(
         (size := sizes.get(name)) is not None and (size.new or size.table_bytes == 0)
         for name in found
     ):
@@ -238,8 +239,8 @@ def scanned(effect: StatementEffect, sizes: Mapping[str, RelationSize]) -> list[
 
 
 def builds_index(effect: StatementEffect) -> bool:
-    """Whether ``effect`` builds an index (``CREATE INDEX``, ``REINDEX``), by its kind."""
-    return "INDEX" in effect.kind.upper()
+    """Whether ``effect`` builds an index (``CREATE INDEX``, ``REINDEX``)."""
+    return bool(effect.changes & {Change.CREATE_INDEX, Change.REINDEX})
 
 
 def _seconds(value: float) -> str:

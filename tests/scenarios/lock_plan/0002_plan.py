@@ -17,7 +17,7 @@ else:  # no db_default before Django 5.0: the same statement in SQL
 
 class Migration(migrations.Migration):
     """A new model with a foreign key, a rewrite, an index build, Python code, SQL, a check
-    constraint on a table with rows, a code block."""
+    constraint on a table with rows, a code block (then search_path set again)."""
 
     dependencies = [("tests", "0001_initial")]
     operations = [
@@ -37,4 +37,6 @@ class Migration(migrations.Migration):
             "ALTER TABLE tests_beta DROP CONSTRAINT beta_id_positive",
         ),
         migrations.RunSQL("DO $$ BEGIN PERFORM 1; END $$", migrations.RunSQL.noop),
+        # The code block may have set search_path: the names after it resolve again.
+        migrations.RunSQL("RESET search_path", migrations.RunSQL.noop),
     ]
