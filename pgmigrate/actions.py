@@ -45,6 +45,9 @@ class Blocker:
     #: True when PostgreSQL hides the session's state, query and times from the migrating
     #: role (neither a superuser nor a member of ``pg_read_all_stats`` or of its role).
     hidden: bool = False
+    #: When its transaction began (``pg_stat_activity.xact_start``; None: hidden or unknown).
+    #: Where known, it tells the transaction the watcher saw without reading ``pg_locks``.
+    xact_start: dt.datetime | None = None
 
     @property
     def key(self) -> tuple[int, dt.datetime | str | None]:
@@ -206,27 +209,33 @@ def current_role(using: str) -> str:
     return printable(role if role.startswith('"') else f'"{role}"')
 
 
-#: Signals the sessions that are still those the watcher saw: the same virtual transaction
-#: (``pg_locks``, visible to every role) and the same ``backend_start`` (when known), checked
-#: in the statement that signals them. ``{function}`` is ``pg_terminate_backend`` or
-#: ``pg_cancel_backend``; a session is signalled only where ``{allowed}`` holds (NULL for
-#: the others).
+#: Signals the sessions that are still those the watcher saw: the same ``backend_start``
+#: (when known) and the same transaction, checked in the statement that signals them. The
+#: transaction is told by its ``xact_start`` where the migrating role may see it (a session
+#: starts no two transactions in the same microsecond), otherwise by its virtual transaction
+#: in ``pg_locks`` (visible to every role; read only then: it copies the whole lock table
+#: while the app waits). ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``;
+#: a session is signalled only where ``{allowed}`` holds (NULL for the others).
 SIGNAL = """
 WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
 )
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
-FROM unnest(%s::int[], %s::text[], %s::timestamptz[]) AS seen(pid, vxid, backend_start)
+FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+    AS seen(pid, vxid, backend_start, xact_start)
 CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
-WHERE (seen.vxid IS NULL
-       OR EXISTS (SELECT FROM transactions AS t
-                  WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
-       -- a session-level lock of a session outside a transaction (vxid n/0): the session
-       -- still holds a lock under that vxid
-       OR (seen.vxid LIKE '%%/0'
-           AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = seen.pid AND l.granted
-                       AND l.virtualtransaction = seen.vxid)))
+WHERE CASE
+      WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
+      ELSE seen.vxid IS NULL
+           OR EXISTS (SELECT FROM transactions AS t
+                      WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
+           -- a session-level lock of a session outside a transaction (vxid n/0): the
+           -- session still holds a lock under that vxid
+           OR (seen.vxid LIKE '%%/0'
+               AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = seen.pid AND l.granted
+                           AND l.virtualtransaction = seen.vxid))
+      END
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
 """
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
@@ -246,7 +255,7 @@ def _signal_statement(function: str, checked: bool) -> Prepared:
     prepared statement of the watcher's session."""
     text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    return Prepared(name, text, ("int[]", "text[]", "timestamptz[]"))
+    return Prepared(name, text, ("int[]", "text[]", "timestamptz[]", "timestamptz[]"))
 
 
 def _event(
@@ -291,6 +300,7 @@ class _SignalBlockers(BlockingAction):
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
+                    [blocker.xact_start for blocker in found],
                 ],
             )
             return dict(cursor.fetchall())

@@ -171,6 +171,7 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         virtualtransaction=virtualtransaction,
         queued=queued,
         hidden=not row["visible"],
+        xact_start=row["xact_start"],
     )
 
 

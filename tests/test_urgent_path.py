@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.test import override_settings
 
-from pgmigrate import protection, watcher
+from pgmigrate import actions, protection, watcher
 from pgmigrate.command import MigrateCommand
 from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.watcher import GRAPH_AND_SESSIONS_P, LOOK_AND_GRAPH_P, Watcher
@@ -21,6 +21,7 @@ from tests.helpers import (
     applied,
     blocked_migrate,
     is_alive,
+    query,
     wait_until,
 )
 
@@ -194,3 +195,46 @@ def test_prepare_all_prepares_and_runs_in_one_query():
     assert ran == [("pgmigrate_test_percent", 1, 0), ("pgmigrate_test_plain", 1, 0)]
     assert again == ("b%2",)
     assert setting == ("force_generic_plan?",)
+
+
+def _signal_plan(blocker: Session, *, xact_start: bool) -> str:
+    """``EXPLAIN ANALYZE`` of the signal statement as the watcher sends it for ``blocker``
+    (idle in a transaction), with ``abs`` for the signal: nothing is signalled."""
+    row = query(
+        "SELECT backend_start, xact_start FROM pg_stat_activity WHERE pid = %s", [blocker.pid]
+    )[0]
+    vxid = query(
+        "SELECT virtualxid FROM pg_locks WHERE pid = %s AND locktype = 'virtualxid'",
+        [blocker.pid],
+    )[0][0]
+    sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
+    params = [[blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None]]
+    plan = query("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+    matched = query(sql, params)
+    assert matched == [(blocker.pid, blocker.pid)]  # still the session and transaction seen
+    return "\n".join(line for (line,) in plan)
+
+
+def _pg_lock_status_ran(plan: str) -> bool:
+    line = next(line for line in plan.splitlines() if "pg_lock_status" in line)
+    return "never executed" not in line
+
+
+def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(sessions):
+    """Where the migrating role sees the blocker's ``xact_start``, the statement that
+    signals it checks the transaction by it and never copies the lock table; otherwise it
+    reads the virtual transaction in ``pg_locks``. A later transaction of the session is
+    told apart either way."""
+    blocker = Session(application_name="report").hold("django_migrations")
+    sessions.append(blocker)
+    assert not _pg_lock_status_ran(_signal_plan(blocker, xact_start=True))
+    assert _pg_lock_status_ran(_signal_plan(blocker, xact_start=False))
+
+    row = query(
+        "SELECT backend_start, xact_start FROM pg_stat_activity WHERE pid = %s", [blocker.pid]
+    )[0]
+    blocker.release()
+    blocker.hold("django_migrations")  # the same session, another transaction
+    sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
+    assert query(sql, [[blocker.pid], ["0/0"], [row[0]], [row[1]]]) == []
+    blocker.release()
