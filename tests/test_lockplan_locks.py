@@ -1116,6 +1116,15 @@ def test_one_effect_per_statement(schema: ProjectState) -> None:
     assert effects[1].sql == "SET CONSTRAINTS b_x IMMEDIATE"
 
 
+def test_the_same_sql_classified_again_is_classified_the_same(schema: ProjectState) -> None:
+    """The parse trees are cached and shared: classifying leaves them as they were (a
+    data-modifying WITH query once came out of the tree)."""
+    sql = f"WITH gone AS (DELETE FROM {B} WHERE pages > 20 RETURNING id) SELECT 1"
+    first = classify(sql, Catalog())
+    assert first[0].known and first[0].kind == "WITH DELETE ... SELECT"
+    assert classify(sql, Catalog()) == first
+
+
 #: Every table read or rewritten is over the threshold.
 STRICT = rules.resolve({}, 0)
 

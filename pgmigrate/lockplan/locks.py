@@ -16,6 +16,7 @@ indexes (ACCESS SHARE).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -159,7 +160,7 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
     kind, handler = _STATEMENTS[name]
     effect = _Effect(catalog, kind)
     try:
-        handler(effect, body)
+        handler(effect, copy.deepcopy(body))  # the handlers may change it; the tree is shared
     except Unknown as reason:
         return StatementEffect(
             sql=sql, kind=effect.kind, known=False, notes=(*effect.notes, str(reason))
