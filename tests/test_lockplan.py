@@ -221,6 +221,7 @@ def test_sql_it_cannot_classify_is_unknown(prepared):
     assert block["locks"] == []
     assert block["estimate"]["holds_back"] == "unknown"
     assert block["estimate"]["seconds"] is None
+    assert block["notes"][1].startswith("search_path is taken as unchanged")
     (verdict,) = block["verdicts"]
     assert (verdict["rule"], verdict["level"]) == (L004, "warning")
 
@@ -308,6 +309,8 @@ def test_text_output(prepared):
     verbose = lock_plan(verbosity=2)
     assert f"ACCESS EXCLUSIVE on {ALPHA}_pkey" in verbose
     assert "note: the default gen_random_uuid() is volatile" in verbose
+    assert "locks unknown: it runs code of its own" in verbose  # the DO block
+    assert "note: search_path is taken as unchanged: nothing in the block sets it" in verbose
     assert '"alpha_id" integer NOT NULL)' in verbose  # the SQL in full
 
 

@@ -1013,27 +1013,80 @@ def test_search_path_set_in_the_sql_is_followed(sql: str, other_schema: str) -> 
     assert disagreements(_merged(effects), observed) == []
 
 
+#: The DO blocks that may change search_path, each for its reason: the statement in the
+#: block (variables v, r and c declared), or the whole DO.
+_DO_CHANGES = [
+    ("PERFORM set_config('search_path', '{other}', false)", "it calls set_config()"),
+    ("IF set_config('search_path', '{other}', false) <> '' THEN NULL; END IF", "it calls"),
+    ("v := pg_catalog.set_config('search_path', '{other}', true)", "it calls set_config()"),
+    ("SELECT set_config('search_path', '{other}', false) INTO v", "it calls set_config()"),
+    (
+        "WHILE v IS NULL LOOP BEGIN v := 1 / 0; EXCEPTION WHEN others THEN"
+        " RAISE NOTICE '%', set_config('search_path', '{other}', false); END; END LOOP",
+        "it calls set_config()",
+    ),
+    (
+        "DO $$ DECLARE v text := set_config('search_path', '{other}', false); BEGIN END $$",
+        "it calls set_config()",
+    ),
+    ("UPDATE pg_settings SET setting = '{other}' WHERE name = 'search_path'", "it updates"),
+    ("SET search_path = {other}", "it runs SET search_path"),
+    ("SET LOCAL search_path = {other}", "it runs SET search_path"),
+    ("RESET search_path", "it runs RESET search_path"),
+    ("RESET ALL", "it runs RESET ALL"),
+    ("DISCARD ALL", "it runs DISCARD ALL"),
+    ("SET ROLE postgres", "it runs SET role"),
+    ("SET SESSION AUTHORIZATION postgres", "it runs SET session_authorization"),
+    ("RESET ROLE", "it runs RESET role"),
+    ("EXECUTE 'SET search_path = {other}'", "it runs SET search_path"),
+    ("EXECUTE format('SET search_path = %I', '{other}')", "it runs dynamic SQL"),
+    ("v := 'SELECT 1'; EXECUTE v", "it runs dynamic SQL"),
+    ("FOR r IN EXECUTE 'SELECT ' || 1 LOOP NULL; END LOOP", "it runs dynamic SQL"),
+    ("OPEN c FOR EXECUTE format('SELECT 1')", "it runs dynamic SQL"),
+    ("CALL nowhere()", "it calls a procedure"),
+    ("DO $$ BEGIN DO $i$ BEGIN NULL; END $i$; END $$", "it runs a DO block of its own"),
+    ("COMMIT", "it commits or rolls back"),
+    ("DO LANGUAGE plpython3u $$ plpy.execute('SET search_path = x') $$", "its language"),
+    ("DO $$ BEGIN NOT PL/pgSQL; END $$", "PL/pgSQL's parser rejects its body"),
+]
+
+
+def _do_block(statement: str) -> str:
+    if statement.startswith("DO "):
+        return statement
+    return f"DO $$ DECLARE v text; r record; c refcursor; BEGIN {statement}; END $$"
+
+
 @pytest.mark.parametrize(
     ("sql", "why"),
     [
-        ("DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$", "DO may run"),
         ("SET search_path = {other}; ROLLBACK", "a rollback after search_path was set"),
         ("SET search_path = {other}; ROLLBACK TO SAVEPOINT s", "a rollback after"),
         ("SET ROLE postgres", "SET role may change it"),
         ("RESET SESSION AUTHORIZATION", "RESET session_authorization may change it"),
-        ("DISCARD ALL", "DiscardStmt may run"),
-        ("CALL nowhere()", "CallStmt may run"),
-        ("CREATE TABLE copied AS SELECT set_config('search_path', 'x', false)", "CREATE TABLE AS"),
+        ("DISCARD ALL", "DISCARD may change it: it runs DISCARD ALL"),
+        ("CALL nowhere()", "CALL may change it: it calls a procedure"),
+        ("EXPLAIN ANALYZE EXECUTE prepared", "EXPLAIN may change it: it runs a prepared"),
+        (
+            "CREATE TABLE copied AS SELECT set_config('search_path', 'x', false)",
+            "CREATE TABLE AS may change it: it calls set_config()",
+        ),
         ("RESET ALL", "RESET ALL may change it"),
         ("SET search_path FROM CURRENT", "SET search_path is not followed"),
         ("SET search_path = 1", "SET search_path is not followed"),
-        (f"SELECT set_config('search_path', 'x', false) FROM {B}", "SELECT may run"),
+        (
+            f"SELECT set_config('search_path', 'x', false) FROM {B}",
+            "SELECT may change it: it calls set_config()",
+        ),
+        *((_do_block(block), f"DO may change it: {why}") for block, why in _DO_CHANGES),
     ],
 )
 def test_search_path_changed_unseen_leaves_later_names_unknown(
     sql: str, why: str, other_schema: str
 ) -> None:
-    *_, index, create, qualified = classify(
+    """Every form that may change search_path (in a DO block, at any depth) leaves later
+    unqualified names unknown; the DO block says why."""
+    first, *_, index, create, qualified = classify(
         f"{sql.format(other=other_schema)}; CREATE INDEX ON {B} (pages);"
         f" CREATE TABLE {APP}_new (id integer); CREATE INDEX ON public.{B} (pages)",
         Catalog(),
@@ -1044,6 +1097,102 @@ def test_search_path_changed_unseen_leaves_later_names_unknown(
             f"an earlier statement may have changed search_path: {why}"
         )
     assert qualified.known, "a qualified name does not depend on it"
+    if first.kind == "DO":
+        assert first.notes[0].startswith("it runs code of its own")
+        assert first.notes[1].startswith(
+            f"it may change search_path: {why.removeprefix('DO may change it: ')}"
+        )
+
+
+#: DO blocks (and a statement) that do not change search_path: conditional DDL, constant
+#: dynamic SQL, loops, a cursor, an exception block, other settings, other functions.
+_DO_KEEPS = {
+    "conditional-ddl": "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_indexes"
+    " WHERE indexname = '{APP}_do_title') THEN CREATE INDEX {APP}_do_title ON {B} (id);"
+    " END IF; END $$",
+    "constant-execute": "DO $$ BEGIN EXECUTE 'CREATE INDEX {APP}_do_title ON {B} (id)'; END $$",
+    "loop-setting-function": "DO $$ DECLARE total integer := 0; r record; BEGIN"
+    " FOR r IN SELECT pages FROM {B} LOOP total := total + lower(r.pages::text)::integer;"
+    " END LOOP; PERFORM pg_sleep(0); SET LOCAL statement_timeout = '1min';"
+    " UPDATE {B} SET pages = pages WHERE id = total; END $$",
+    "cursor-exception": "DO LANGUAGE plpgsql $$ DECLARE c CURSOR FOR SELECT id FROM {B};"
+    " v integer; BEGIN OPEN c; FETCH c INTO v; CLOSE c; BEGIN PERFORM 1 / 0;"
+    " EXCEPTION WHEN division_by_zero THEN"
+    " RAISE NOTICE '%', current_setting('search_path'); END; END $$",
+    "select-volatile": "SELECT pg_sleep(0) FROM {B}",
+}
+
+
+@pytest.mark.parametrize("sql", _DO_KEEPS.values(), ids=_DO_KEEPS.keys())
+def test_a_do_block_that_does_not_set_search_path_keeps_it(sql: str, other_schema: str) -> None:
+    """Nothing in the block sets search_path: the names after it resolve along the path
+    before it (here one a SET made), as on the server, where the block runs in a
+    transaction, then the index after it."""
+    sql = sql.format(APP=APP, B=B)
+    path = f"SET LOCAL search_path = {other_schema}, public"
+    index_sql = f"CREATE INDEX {APP}_after_do ON {B} (pages)"
+    _, block, index = classify(f"{path}; {sql}; {index_sql}", Catalog())
+    assert not block.known
+    if block.kind == "DO":
+        assert block.notes == (
+            "it runs code of its own: its locks cannot be known before it runs",
+            "search_path is taken as unchanged: nothing in the block sets it"
+            " (the functions it calls are taken not to)",
+        )
+    assert index.known
+    assert [lock.relation for lock in index.locks] == [f"{other_schema}.{B}"]
+    rows("BEGIN")
+    try:
+        rows(path)
+        rows(sql)
+        assert rows("SELECT current_setting('search_path')") == [(f"{other_schema}, public",)]
+        rows(index_sql)
+        built = rows("SELECT schemaname FROM pg_indexes WHERE indexname = %s", [f"{APP}_after_do"])
+        assert built == [(other_schema,)]
+    finally:
+        rows("ROLLBACK")
+
+
+def _where(name: str) -> tuple[str, str]:
+    """``search_path`` and the relation the unqualified ``name`` is, on this connection."""
+    ((path, relation),) = rows(
+        "SELECT current_setting('search_path'), n.nspname || '.' || c.relname"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = %s::regclass",
+        [name],
+    )
+    return path, relation
+
+
+@pytest.mark.parametrize("sets", [False, True], ids=["keeps", "sets"])
+def test_a_do_block_on_the_server(sets: bool, other_schema: str) -> None:
+    """On the real connection, a DO block that calls set_config moves where an unqualified
+    name resolves, and the plan leaves the name unknown; without it, search_path and the
+    name stay as they were, and the plan resolves it as the server does."""
+    body = f"IF to_regclass('{B}') IS NOT NULL THEN PERFORM 1; END IF;"
+    if sets:
+        body += f" PERFORM set_config('search_path', '{other_schema}, public', false);"
+    block = f"DO $$ BEGIN {body} END $$"
+    _, index = classify(f"{block}; CREATE INDEX ON {B} (pages)", Catalog())
+    rows("BEGIN")
+    try:
+        path, before = _where(B)
+        rows(block)
+        after = _where(B)
+    finally:
+        rows("ROLLBACK")  # set_config's SET goes with it
+    assert before == BOOK
+    if sets:
+        assert after == (f"{other_schema}, public", f"{other_schema}.{B}")
+        assert not index.known
+        assert index.notes == (
+            "an earlier statement may have changed search_path:"
+            " DO may change it: it calls set_config()",
+        )
+    else:
+        assert after == (path, BOOK)
+        assert index.known
+        assert [lock.relation for lock in index.locks] == [BOOK]
 
 
 def test_set_local_ends_with_its_transaction(other_schema: str, sessions: list[Session]) -> None:
@@ -1114,6 +1263,15 @@ def test_one_effect_per_statement(schema: ProjectState) -> None:
     assert [effect.kind for effect in effects] == ["ALTER TABLE ADD COLUMN", "SET CONSTRAINTS"]
     assert effects[0].sql.startswith("ALTER TABLE")
     assert effects[1].sql == "SET CONSTRAINTS b_x IMMEDIATE"
+
+
+def test_the_same_sql_classified_again_is_classified_the_same(schema: ProjectState) -> None:
+    """The parse trees are cached and shared: classifying leaves them as they were (a
+    data-modifying WITH query once came out of the tree)."""
+    sql = f"WITH gone AS (DELETE FROM {B} WHERE pages > 20 RETURNING id) SELECT 1"
+    first = classify(sql, Catalog())
+    assert first[0].known and first[0].kind == "WITH DELETE ... SELECT"
+    assert classify(sql, Catalog()) == first
 
 
 #: Every table read or rewritten is over the threshold.

@@ -5,6 +5,8 @@ cannot see) and the rules' advice for rewrites and scans."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,22 +30,28 @@ from tests import roles
 from tests.helpers import (
     Session,
     is_waiting_on_lock,
+    manage,
     migrate,
     query,
     slow_autovacuum_on_beta,
     wait_until,
 )
+from tests.scenarios import LOCK_PLAN_DO
 from tests.test_lockplan import (
     ALPHA,
     BETA,
     L001,
     L002,
+    L003,
     L004,
     L005,
+    SMALL,
     lock_plan,
+    locks,
     operations,
     plan_json,
     rows,
+    rule_ids,
     statements,
     token_statement,
 )
@@ -659,6 +667,61 @@ def _columns(table: str) -> set[str]:
             [table],
         )
     }
+
+
+#: The ``lock_plan_do`` scenario's migration with the DO block.
+DO_MIGRATION = "tests.scenarios.lock_plan_do.0002_do"
+
+
+@pytest.fixture
+def do_block(scenario: str) -> Iterator[dict[str, Any]]:
+    """0001 applied, with rows; ``LOCK_PLAN_DO`` to edit, its migration imported again
+    (as Django does after an edit of its file) and restored at the end."""
+    rows()
+    original = dict(LOCK_PLAN_DO)
+    sys.modules.pop(DO_MIGRATION, None)
+    yield LOCK_PLAN_DO
+    LOCK_PLAN_DO.update(original)
+    sys.modules.pop(DO_MIGRATION, None)
+
+
+@pytest.mark.scenario("lock_plan_do")
+@pytest.mark.parametrize("sets", [False, True], ids=["conditional-ddl", "set_config"])
+def test_rules_still_fire_after_a_do_block_that_leaves_search_path(
+    do_block: dict[str, Any], sets: bool
+) -> None:
+    """Nothing in 0002's DO block sets search_path: the index built after it on tests_beta,
+    over the threshold, breaks L003 and ``--ci`` fails (exit status 1). With a call of
+    ``set_config`` in the block, the plan cannot tell where tests_beta leads: the index is
+    unknown (L004, a warning) and ``--ci`` passes, as for any unqualified name after it."""
+    if sets:
+        do_block["block"] += " PERFORM set_config('search_path', 'public', false);"
+    with override_settings(**SMALL):
+        document = plan_json()
+    block, index = (statements(operation)[0] for operation in operations(document, "0002_do"))
+    assert block["known"] is False and rule_ids(block) == {L004}
+    if sets:
+        assert block["notes"][1] == "it may change search_path: it calls set_config()"
+        assert index["known"] is False and rule_ids(index) == {L004}
+        assert index["notes"] == [
+            "an earlier statement may have changed search_path:"
+            " DO may change it: it calls set_config()"
+        ]
+        with override_settings(**SMALL):
+            assert plan_json("--ci")["failed"] is False
+        return
+    assert block["notes"][1].startswith("search_path is taken as unchanged")
+    assert locks(index)[BETA] == "SHARE"
+    assert rule_ids(index) == {L003}
+    failed = manage(
+        "pgmigrate",
+        "--lock-plan",
+        "--ci",
+        PGMIGRATE_TEST_SCENARIO="lock_plan_do",
+        PGMIGRATE_TEST_SETTINGS=json.dumps(SMALL),
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"{L003}: tests.0002_do operation 2: builds an index on {BETA}" in failed.stderr
 
 
 def test_session_gone_from_the_activity_read_is_left_out(

@@ -16,9 +16,11 @@ indexes (ACCESS SHARE).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pgmigrate.lockplan import search_path
 from pgmigrate.lockplan.catalog import Catalog, Column, Relation, SearchPathLost
 from pgmigrate.lockplan.model import (
     Change,
@@ -38,7 +40,11 @@ _SRE = LockMode.SHARE_ROW_EXCLUSIVE
 
 class Unknown(Exception):
     """Raised inside the classifier when a statement cannot be classified with confidence;
-    ``classify`` turns it into ``known=False`` with the reason as a note."""
+    ``classify`` turns it into ``known=False`` with the reason as a note, then ``after``."""
+
+    def __init__(self, reason: str, *after: str):
+        super().__init__(reason)
+        self.after = after
 
 
 def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
@@ -51,9 +57,10 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     statements it cannot read: the parser's rejection gives one effect with ``known=False``.
 
     A ``SET``, ``SET LOCAL`` or ``RESET`` of ``search_path`` among the statements changes how
-    the names of the statements after it resolve; a statement that may change it unseen
-    (``DO``, a function call...) leaves their unqualified names unknown. ``catalog`` may
-    itself follow what earlier statements set (``search_path_after``).
+    the names of the statements after it resolve; a statement that may change it unseen (a
+    ``DO`` block that sets it, a call of ``set_config``, a ``CALL``...: ``search_path``
+    module) leaves their unqualified names unknown. ``catalog`` may itself follow what
+    earlier statements set (``search_path_after``).
     """
     statements = parse_tree(sql)
     if statements is None:
@@ -69,24 +76,21 @@ def classify(sql: str, catalog: Catalog) -> list[StatementEffect]:
     seen = catalog
     for text, node in statements:
         effects.append(_classify(text, node, seen))
-        seen = _search_path_after(node, effects[-1], seen)
+        seen = _search_path_after(node, seen)
     return effects
 
 
-def search_path_after(sql: str, effects: list[StatementEffect], catalog: Catalog) -> Catalog:
+def search_path_after(sql: str, catalog: Catalog) -> Catalog:
     """The catalog the statement after ``sql`` resolves names with on the same connection,
-    ``catalog`` being the one ``sql`` was classified with and ``effects`` what its
-    statements do (one per statement; otherwise each is taken as unknown). It follows
-    ``search_path`` through the statements as ``classify`` does; the end of the
-    transaction they run in is the caller's to tell (``Catalog.transaction_ended``)."""
+    ``catalog`` being the one ``sql`` was classified with. It follows ``search_path``
+    through the statements as ``classify`` does; the end of the transaction they run in is
+    the caller's to tell (``Catalog.transaction_ended``)."""
     statements = parse_tree(sql)
     if statements is None:
         return catalog  # the server rejects it too: it changes nothing
-    if len(effects) != len(statements):
-        effects = [StatementEffect(text, "unclassified", False) for text, _ in statements]
     seen = catalog
-    for (_, node), effect in zip(statements, effects, strict=True):
-        seen = _search_path_after(node, effect, seen)
+    for _, node in statements:
+        seen = _search_path_after(node, seen)
     return seen
 
 
@@ -159,10 +163,13 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
     kind, handler = _STATEMENTS[name]
     effect = _Effect(catalog, kind)
     try:
-        handler(effect, body)
+        handler(effect, copy.deepcopy(body))  # the handlers may change it; the tree is shared
     except Unknown as reason:
         return StatementEffect(
-            sql=sql, kind=effect.kind, known=False, notes=(*effect.notes, str(reason))
+            sql=sql,
+            kind=effect.kind,
+            known=False,
+            notes=(*effect.notes, str(reason), *reason.after),
         )
     except SearchPathLost as reason:
         return StatementEffect(
@@ -185,10 +192,11 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
 # --- Names -------------------------------------------------------------------------------
 
 
-def _search_path_after(node: Node, effect: StatementEffect, seen: Catalog) -> Catalog:
+def _search_path_after(node: Node, seen: Catalog) -> Catalog:
     """The catalog the statement after ``node`` resolves names with: ``seen`` (what
     ``node`` saw), following a ``SET``/``RESET`` of ``search_path`` and the end of a
-    transaction (a ``SET LOCAL`` ends with it), or lost once it may have changed unseen."""
+    transaction (a ``SET LOCAL`` ends with it), or lost once it may have changed unseen
+    (``search_path.may_change``, for the statements that run code)."""
     (name, body), *_ = node.items()
     if name == "VariableSetStmt":
         return _variable_set(body, seen)
@@ -206,29 +214,26 @@ def _search_path_after(node: Node, effect: StatementEffect, seen: Catalog) -> Ca
         if kind == "TRANS_STMT_ROLLBACK_TO" and not seen.settled:
             return seen.lost(undone)
         return seen
-    if not effect.known and name in _RUNS_CODE:
-        return seen.lost(f"{effect.kind} may run code that sets it")
-    return seen
+    reason = search_path.may_change(node) if name in _RUNS_CODE else None
+    return seen if reason is None else seen.lost(f"{_RUNS_CODE[name]} may change it: {reason}")
 
 
-#: Statements that may run the user's code (which may call ``set_config``) when the plan
-#: cannot tell what they do, or reset settings (``DISCARD ALL``).
-_RUNS_CODE = frozenset(
-    {
-        "DoStmt",
-        "CallStmt",
-        "ExecuteStmt",
-        "ExplainStmt",
-        "SelectStmt",
-        "InsertStmt",
-        "UpdateStmt",
-        "DeleteStmt",
-        "MergeStmt",
-        "CreateTableAsStmt",
-        "CopyStmt",
-        "DiscardStmt",
-    }
-)
+#: Statements that may run the user's code (which may call ``set_config``) or reset
+#: settings (``DISCARD ALL``), in words.
+_RUNS_CODE = {
+    "DoStmt": "DO",
+    "CallStmt": "CALL",
+    "ExecuteStmt": "EXECUTE",
+    "ExplainStmt": "EXPLAIN",
+    "SelectStmt": "SELECT",
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "UPDATE",
+    "DeleteStmt": "DELETE",
+    "MergeStmt": "MERGE",
+    "CreateTableAsStmt": "CREATE TABLE AS",
+    "CopyStmt": "COPY",
+    "DiscardStmt": "DISCARD",
+}
 
 
 def _variable_set(body: Node, seen: Catalog) -> Catalog:
@@ -237,25 +242,16 @@ def _variable_set(body: Node, seen: Catalog) -> Catalog:
     (``pg_settings.reset_val``); anything else that changes it is not followed."""
     kind, variable = body["kind"], body.get("name")
     local = bool(body.get("is_local"))  # SET LOCAL: until the transaction ends
-    if kind == "VAR_RESET_ALL" or variable in ("role", "session_authorization"):
-        return seen.lost(f"{_set_words(body)} may change it", local=local)
-    if variable != "search_path":
+    if variable != "search_path" or kind == "VAR_RESET_ALL":
+        if search_path.changes_variable(body):  # RESET ALL, SET ROLE...
+            return seen.lost(f"{search_path.set_words(body)} may change it", local=local)
         return seen
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
         return seen.following(seen.reset_search_path(), local=local)
     items = [arg.get("A_Const", {}).get("sval", {}).get("sval") for arg in body.get("args", [])]
     if kind != "VAR_SET_VALUE" or None in items:
-        return seen.lost(f"{_set_words(body)} is not followed", local=local)
+        return seen.lost(f"{search_path.set_words(body)} is not followed", local=local)
     return seen.following([item for item in items if item is not None], local=local)
-
-
-def _set_words(body: Node) -> str:
-    """``SET search_path FROM CURRENT``, ``RESET ALL``...: a ``VariableSetStmt`` in words."""
-    kind = body["kind"]
-    if kind == "VAR_RESET_ALL":
-        return "RESET ALL"
-    verb = "RESET" if kind == "VAR_RESET" else "SET"
-    return f"{verb} {body.get('name', '')}"
 
 
 def _resolve(
@@ -721,6 +717,19 @@ def _lock(effect: _Effect, body: Node) -> None:
 
 def _unknown(effect: _Effect, body: Node) -> None:
     raise Unknown("it runs code of its own: its locks cannot be known before it runs")
+
+
+def _do(effect: _Effect, body: Node) -> None:
+    """A ``DO`` block: its locks are unknown; whether it may change ``search_path`` is
+    read from its code (``search_path.may_change``), as for the statements after it."""
+    reason = search_path.may_change({"DoStmt": body})
+    raise Unknown(
+        "it runs code of its own: its locks cannot be known before it runs",
+        "search_path is taken as unchanged: nothing in the block sets it"
+        " (the functions it calls are taken not to)"
+        if reason is None
+        else f"it may change search_path: {reason}",
+    )
 
 
 # --- ALTER TABLE -------------------------------------------------------------------------
@@ -1337,7 +1346,7 @@ _STATEMENTS: dict[str, tuple[str, Callable[[_Effect, Node], None]]] = {
     "TruncateStmt": ("TRUNCATE", _truncate),
     "VacuumStmt": ("VACUUM", _vacuum),
     "ReindexStmt": ("REINDEX", _reindex),
-    "DoStmt": ("DO", _unknown),
+    "DoStmt": ("DO", _do),
     "CreateExtensionStmt": ("CREATE EXTENSION", _unknown),
     "CreateFunctionStmt": ("CREATE FUNCTION", _nothing),
     "CreateDomainStmt": ("CREATE DOMAIN", _nothing),

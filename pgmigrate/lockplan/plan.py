@@ -363,7 +363,7 @@ class Planner:
                     notes=(f"the classifier failed: {type(exc).__name__}: {first_line(exc)}",),
                 )
             ]
-        self.path = search_path_after(text, effects, self.path)
+        self.path = search_path_after(text, self.path)
         if alone and not self.path.in_block:
             self.path = self.path.transaction_ended()
         found = [PlannedStatement(effect.sql, effect, deferred=deferred) for effect in effects]

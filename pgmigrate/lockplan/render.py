@@ -65,6 +65,8 @@ def _statement_lines(statement: PlannedStatement, verbosity: int) -> list[str]:
     elif not effect.known:
         why = effect.notes[0] if effect.notes else f"cannot classify {effect.kind}"
         lines.append(f"       locks unknown: {printable(why)}")
+        if verbosity >= 2:
+            lines.extend(f"       note: {printable(note)}" for note in effect.notes[1:])
     else:
         # An index's lock, rewrite or scan goes with its table's: shown with -v 2.
         shown = set(tables(effect, effect.rewrites + effect.scans)) | {

@@ -62,6 +62,13 @@ STATEMENT_LIST: dict = {
     ]
 }
 
+#: The ``lock_plan_do`` scenario: the statements of its DO block (read at import), by
+#: default a conditional index build, as RunSQL often holds.
+LOCK_PLAN_DO: dict = {
+    "block": "IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'tests_gamma_name')"
+    " THEN CREATE INDEX tests_gamma_name ON tests_gamma (name); END IF;"
+}
+
 #: The ``system_exit`` scenario: whether its RunPython raises SystemExit(3).
 SYSTEM_EXIT: dict = {"exit": False}
 
