@@ -172,6 +172,7 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         queued=queued,
         hidden=not row["visible"],
         xact_start=row["xact_start"],
+        query_start=row["query_start"],
     )
 
 
@@ -778,7 +779,7 @@ class Watcher:
             return False
         aside = self._leave_queue(graph, left, statement)
         if aside is not None:
-            self._say_aside(aside, rows)
+            self._say_aside(aside)
         return True
 
     def _keeps_its_place(self, left: dict[Blocker, str], statement: _Statement) -> bool:
@@ -845,11 +846,13 @@ class Watcher:
             return None
         return aside
 
-    def _say_aside(self, aside: Aside, rows: list[dict[str, Any]]) -> None:
+    def _say_aside(self, aside: Aside) -> None:
         """Say whom the migration stepped out of the lock queue for (once per set of
         blockers; the event every time)."""
         aside.xact_starts = {
-            row["pid"]: row["xact_start"] for row in rows if row["pid"] in aside.pids
+            blocker.pid: blocker.xact_start
+            for blocker in aside.sessions
+            if blocker.told_by_xact_start
         }
         text = (
             f"pgmigrate: stepped out of the lock queue for {printable(aside.target)}: "
