@@ -176,15 +176,25 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
     )
 
 
-def _native_timestamps(cursor: Any) -> None:
-    """Load ``timestamptz`` values on ``cursor`` with psycopg 3's own loader (C, with
-    psycopg's binary or C package) instead of Django's, a Python subclass that takes about
-    10 microseconds a value: with 20 blockers, the lock graph's four timestamps a session
-    cost about 0.6 ms of the urgent path. Only with ``USE_TZ``, where both give aware
-    datetimes (equal, and hashing alike, for the same instant); psycopg 2 parses in C."""
-    adapters = getattr(cursor.cursor, "adapters", None)
-    if adapters is not None and settings.USE_TZ:
-        adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+def _native_timestamps(cursor: Any, *, graph: bool = True) -> None:
+    """Read ``timestamptz`` values on ``cursor`` as aware datetimes: the watcher sends them
+    back to the server (the signal statement, the steps out of the lock queue), and a naive
+    one (Django's without ``USE_TZ``), in the hour of ``TIME_ZONE`` that the end of summer
+    time repeats, would be taken for the other of its two instants.
+
+    With psycopg 3, its own loader (C, with psycopg's binary or C package) instead of
+    Django's, a Python subclass that takes about 10 microseconds a value: with 20 blockers,
+    the lock graph's four timestamps a session cost about 0.6 ms of the urgent path. So on
+    the lock graph's cursor (``graph``) always (with ``USE_TZ`` both give aware datetimes,
+    equal and hashing alike for the same instant), on the others only without ``USE_TZ``.
+    With psycopg 2 (which parses in C), its ``datetime.timezone`` where Django sets none."""
+    raw = cursor.cursor
+    adapters = getattr(raw, "adapters", None)
+    if adapters is not None:
+        if graph or not settings.USE_TZ:
+            adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+    elif getattr(raw, "tzinfo_factory", dt.timezone) is None:
+        raw.tzinfo_factory = dt.timezone
 
 
 #: The lock graph of the migrating backend (None: it awaits no lock) and the sessions in
@@ -588,6 +598,7 @@ class Watcher:
                 rows = cursor.fetchall()
                 names = [column.name for column in cursor.description]
             else:
+                _native_timestamps(cursor, graph=False)
                 LOOK_P.execute(cursor, [self.backend_pid])
                 rows = [cursor.fetchone()]
         row = rows[0] if rows else None
