@@ -46,8 +46,30 @@ class Blocker:
     #: role (neither a superuser nor a member of ``pg_read_all_stats`` or of its role).
     hidden: bool = False
     #: When its transaction began (``pg_stat_activity.xact_start``; None: hidden or unknown).
-    #: Where known, it tells the transaction the watcher saw without reading ``pg_locks``.
+    #: Where it tells the transaction the watcher saw (``told_by_xact_start``), the signal
+    #: statement checks it instead of reading ``pg_locks``.
     xact_start: dt.datetime | None = None
+    #: When its current (or, idle, last) query string began (``query_start``).
+    query_start: dt.datetime | None = None
+
+    @property
+    def told_by_xact_start(self) -> bool:
+        """Whether ``xact_start`` tells the transaction seen from any later one of the
+        session. A transaction begins at the statement timestamp of the protocol message
+        that starts it, and the statements of one query string (``BEGIN; ...; COMMIT;
+        BEGIN; ...``: psql, scripts, psycopg 2) share one: a later transaction of the same
+        string has the same ``xact_start``. So only a transaction begun before the query
+        string the session was seen running, or one seen idle (the string that began it
+        done), is told by it."""
+        if self.xact_start is None:
+            return False
+        if self.state in ("idle in transaction", "idle in transaction (aborted)"):
+            return True
+        return (
+            self.state == "active"
+            and self.query_start is not None
+            and self.xact_start < self.query_start
+        )
 
     @property
     def key(self) -> tuple[int, dt.datetime | str | None]:
@@ -211,11 +233,12 @@ def current_role(using: str) -> str:
 
 #: Signals the sessions that are still those the watcher saw: the same ``backend_start``
 #: (when known) and the same transaction, checked in the statement that signals them. The
-#: transaction is told by its ``xact_start`` where the migrating role may see it (a session
-#: starts no two transactions in the same microsecond), otherwise by its virtual transaction
-#: in ``pg_locks`` (visible to every role; read only then: it copies the whole lock table
-#: while the app waits). ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``;
-#: a session is signalled only where ``{allowed}`` holds (NULL for the others).
+#: transaction is told by its ``xact_start`` where the migrating role may see it and it
+#: tells the transaction apart (``Blocker.told_by_xact_start``), otherwise by its virtual
+#: transaction in ``pg_locks`` (visible to every role; read only then: it copies the whole
+#: lock table while the app waits). ``{function}`` is ``pg_terminate_backend`` or
+#: ``pg_cancel_backend``; a session is signalled only where ``{allowed}`` holds (NULL for
+#: the others).
 SIGNAL = """
 WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
@@ -300,7 +323,7 @@ class _SignalBlockers(BlockingAction):
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
-                    [blocker.xact_start for blocker in found],
+                    [b.xact_start if b.told_by_xact_start else None for b in found],
                 ],
             )
             return dict(cursor.fetchall())

@@ -62,8 +62,9 @@ class Aside:
     #: What was read of those sessions, with why each is not ended (for people).
     sessions: list[Blocker] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)
-    #: Their ``xact_start`` where visible: while it is unchanged, the transaction (and so
-    #: its table locks) is still there, which is cheaper to look at than ``pg_locks``.
+    #: Their ``xact_start`` where visible and it tells their transaction apart
+    #: (``Blocker.told_by_xact_start``): while it is unchanged, the transaction (and so its
+    #: table locks) is still there, which is cheaper to look at than ``pg_locks``.
     xact_starts: dict[int, Any] = field(default_factory=dict)
     #: Set by the watcher when the wait is over (``gone``: the blockers are gone).
     done: threading.Event = field(default_factory=threading.Event)

@@ -68,6 +68,7 @@ class Statement:
         table: The table of ``CREATE INDEX`` and ``REINDEX TABLE``.
         keeps_session_state: See below.
         destroys_data: See below.
+        sets_for_transaction: See below.
     """
 
     kind: Kind
@@ -79,6 +80,9 @@ class Statement:
     #: It deletes data that undoing it cannot bring back (``DROP TABLE``, ``DROP COLUMN``,
     #: ``DELETE``, ``TRUNCATE``).
     destroys_data: bool = False
+    #: It sets something until its transaction ends (``SET LOCAL``, ``SET TRANSACTION``):
+    #: outside a transaction it only warns and changes nothing.
+    sets_for_transaction: bool = False
 
     @property
     def transactional(self) -> bool | None:
@@ -171,6 +175,8 @@ def _statement(node: dict[str, Any]) -> Statement:
         Kind.OTHER,
         keeps_session_state=_keeps_session_state(name, body),
         destroys_data=_destroys_data(name, body),
+        sets_for_transaction=name == "VariableSetStmt"
+        and (bool(body.get("is_local")) or body.get("name") == "TRANSACTION"),
     )
 
 

@@ -325,6 +325,11 @@ def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
     statements = _statements(operation, forwards)
     if any(statement.kind is sql.Kind.TRANSACTION_CONTROL for statement in statements):
         return Mode.AUTOCOMMIT  # the statements manage transactions themselves
+    if any(statement.sets_for_transaction for statement in statements):
+        # Outside a transaction (Django) a SET LOCAL changes nothing, or, in a string of
+        # statements, the rest of the string; in pgmigrate's transaction it would also
+        # apply to the progress record (a search_path without its table, a read-only one).
+        return Mode.AUTOCOMMIT
     if any(statement.keeps_session_state for statement in statements):
         # A resume in a new session would lose it: one transaction when all can run in
         # one, else as Django.

@@ -172,18 +172,29 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         queued=queued,
         hidden=not row["visible"],
         xact_start=row["xact_start"],
+        query_start=row["query_start"],
     )
 
 
-def _native_timestamps(cursor: Any) -> None:
-    """Load ``timestamptz`` values on ``cursor`` with psycopg 3's own loader (C, with
-    psycopg's binary or C package) instead of Django's, a Python subclass that takes about
-    10 microseconds a value: with 20 blockers, the lock graph's four timestamps a session
-    cost about 0.6 ms of the urgent path. Only with ``USE_TZ``, where both give aware
-    datetimes (equal, and hashing alike, for the same instant); psycopg 2 parses in C."""
-    adapters = getattr(cursor.cursor, "adapters", None)
-    if adapters is not None and settings.USE_TZ:
-        adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+def _native_timestamps(cursor: Any, *, graph: bool = True) -> None:
+    """Read ``timestamptz`` values on ``cursor`` as aware datetimes: the watcher sends them
+    back to the server (the signal statement, the steps out of the lock queue), and a naive
+    one (Django's without ``USE_TZ``), in the hour of ``TIME_ZONE`` that the end of summer
+    time repeats, would be taken for the other of its two instants.
+
+    With psycopg 3, its own loader (C, with psycopg's binary or C package) instead of
+    Django's, a Python subclass that takes about 10 microseconds a value: with 20 blockers,
+    the lock graph's four timestamps a session cost about 0.6 ms of the urgent path. So on
+    the lock graph's cursor (``graph``) always (with ``USE_TZ`` both give aware datetimes,
+    equal and hashing alike for the same instant), on the others only without ``USE_TZ``.
+    With psycopg 2 (which parses in C), its ``datetime.timezone`` where Django sets none."""
+    raw = cursor.cursor
+    adapters = getattr(raw, "adapters", None)
+    if adapters is not None:
+        if graph or not settings.USE_TZ:
+            adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+    elif getattr(raw, "tzinfo_factory", dt.timezone) is None:
+        raw.tzinfo_factory = dt.timezone
 
 
 #: The lock graph of the migrating backend (None: it awaits no lock) and the sessions in
@@ -587,6 +598,7 @@ class Watcher:
                 rows = cursor.fetchall()
                 names = [column.name for column in cursor.description]
             else:
+                _native_timestamps(cursor, graph=False)
                 LOOK_P.execute(cursor, [self.backend_pid])
                 rows = [cursor.fetchone()]
         row = rows[0] if rows else None
@@ -778,7 +790,7 @@ class Watcher:
             return False
         aside = self._leave_queue(graph, left, statement)
         if aside is not None:
-            self._say_aside(aside, rows)
+            self._say_aside(aside)
         return True
 
     def _keeps_its_place(self, left: dict[Blocker, str], statement: _Statement) -> bool:
@@ -845,11 +857,13 @@ class Watcher:
             return None
         return aside
 
-    def _say_aside(self, aside: Aside, rows: list[dict[str, Any]]) -> None:
+    def _say_aside(self, aside: Aside) -> None:
         """Say whom the migration stepped out of the lock queue for (once per set of
         blockers; the event every time)."""
         aside.xact_starts = {
-            row["pid"]: row["xact_start"] for row in rows if row["pid"] in aside.pids
+            blocker.pid: blocker.xact_start
+            for blocker in aside.sessions
+            if blocker.told_by_xact_start
         }
         text = (
             f"pgmigrate: stepped out of the lock queue for {printable(aside.target)}: "

@@ -473,6 +473,60 @@ def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
     assert applied() == ["0001_initial", "0002_add_fields"]
 
 
+def _waits_for_advisory_lock(pid: int, key: int) -> bool:
+    return bool(
+        query(
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND objid = %s"
+            " AND NOT granted",
+            [pid, key],
+        )
+    )
+
+
+def test_a_later_transaction_of_the_same_query_string_is_not_ended(migrating, sessions):
+    """Several statements sent in one query string (psql -c, a script, psycopg 2) run their
+    transactions under one statement timestamp: each has the same ``xact_start``. The
+    blocker's transaction ends between the look and the signal and the next one of the same
+    string begins, holding nothing the migration needs: not ended."""
+    apply_0001(migrating)
+    gatekeeper = Session(application_name="gatekeeper")
+    sessions.append(gatekeeper)
+    gatekeeper.execute("SELECT pg_advisory_lock(1501), pg_advisory_lock(1502)")
+    blocker = Session(user=APP, application_name="script")
+    sessions.append(blocker)
+    script = (
+        "BEGIN; LOCK TABLE tests_beta IN ACCESS SHARE MODE; SELECT pg_advisory_xact_lock(1501);"
+        " COMMIT; BEGIN; SELECT pg_advisory_xact_lock(1502); COMMIT"
+    )
+    thread, outcome = run_in_thread(lambda: blocker.execute(script))
+    wait_until(lambda: _waits_for_advisory_lock(blocker.pid, 1501), what="the script waits")
+    door = actions.GatedAtTheDoor
+    door.entered.clear()
+    door.gate.clear()
+    with override_settings(
+        PGMIGRATE_BLOCKING_ACTION="tests.actions.GatedAtTheDoor",
+        PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+    ):
+        run = MigrateThread("tests", "0002", database=migrating)
+        try:
+            wait_until(door.entered.is_set, what="the action is about to terminate")
+            gatekeeper.execute("SELECT pg_advisory_unlock(1501)")
+            wait_until(
+                lambda: _waits_for_advisory_lock(blocker.pid, 1502),
+                what="the script's next transaction",
+            )
+        finally:
+            door.gate.set()
+        out = run.finish()
+
+    assert is_alive(blocker.pid)
+    assert not terminated_lines(out)
+    gatekeeper.execute("SELECT pg_advisory_unlock(1502)")
+    thread.join(10)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
 def _lock_graph(pid: int) -> lockgraph.LockGraph | None:
     rows = query(lockgraph.LOCK_GRAPH, [pid, lockgraph.STRONG_MODES])
     return lockgraph.from_rows([row[: lockgraph.COLUMNS] for row in rows])

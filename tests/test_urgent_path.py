@@ -238,3 +238,24 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
     sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
     assert query(sql, [[blocker.pid], ["0/0"], [row[0]], [row[1]]]) == []
     blocker.release()
+
+
+def test_the_watchers_timestamps_go_back_as_the_instants_read_without_use_tz():
+    """Without ``USE_TZ``, Django reads ``timestamptz`` values as naive datetimes of
+    ``TIME_ZONE``. In the hour that the end of summer time repeats, the server takes one
+    sent back for the other instant (an hour later): the signal statement would miss the
+    session seen (its ``backend_start``, ``xact_start``) and the step out of the lock queue
+    the migration's statement (``query_start``). The watcher reads them aware."""
+    first = "2026-11-01 05:30:00+00"  # 01:30 EDT: the first of New York's two 01:30s
+
+    def round_trip(graph: bool) -> bool:
+        with connections["default"].cursor() as cursor:
+            watcher._native_timestamps(cursor, graph=graph)
+            cursor.execute(f"SELECT '{first}'::timestamptz")
+            (seen,) = cursor.fetchone()
+            cursor.execute("SELECT %s::timestamptz[] = ARRAY[%s::timestamptz]", [[seen], first])
+            return cursor.fetchone()[0]
+
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        assert in_a_thread(lambda: round_trip(graph=True))
+        assert in_a_thread(lambda: round_trip(graph=False))

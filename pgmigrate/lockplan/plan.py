@@ -222,7 +222,14 @@ class Planner:
         planned: list[PlannedMigration] = []
         for migration, _ in migrations:
             saved = self._saved(progress, migration)
-            item, state = self._migration(migration, state, saved)
+            # PGMIGRATE_ATOMIC's one transaction, unless an earlier run left the migration
+            # half applied: it resumes (``PGMigrateExecutor._one_transaction``).
+            one = bool(
+                migration.atomic
+                and config.atomic()
+                and progress.get(migration.app_label, migration.name) is None
+            )
+            item, state = self._migration(migration, state, saved, one_transaction=one)
             planned.append(item)
         result = LockPlan(
             database=self.using,
@@ -245,7 +252,12 @@ class Planner:
         return saved
 
     def _migration(
-        self, migration: Migration, state: ProjectState, saved: Progress | None
+        self,
+        migration: Migration,
+        state: ProjectState,
+        saved: Progress | None,
+        *,
+        one_transaction: bool = False,
     ) -> tuple[PlannedMigration, ProjectState]:
         """Plan ``migration`` from ``state``; return it and the state after it."""
         item = PlannedMigration(
@@ -262,12 +274,16 @@ class Planner:
         #: position its last operation can be at least (a step that destroys data keeps it
         #: open up to the next step that runs outside a transaction).
         unit: list[PlannedOperation] = []
-        until = len(migration.operations) if migration.atomic and config.atomic() else 0
+        until = len(migration.operations) if one_transaction else 0
         with connection.schema_editor(collect_sql=True, atomic=False) as editor:
             for index in range(len(migration.operations)):
                 step = forward[index]
                 planned = self._operation(
-                    step, editor, applied=index < done, committed=committed if index == done else 0
+                    step,
+                    editor,
+                    applied=index < done,
+                    committed=committed if index == done else 0,
+                    one_transaction=one_transaction,
                 )
                 item.operations.append(planned)
                 forward.forget_before(index)  # one pair of states at a time, as Django
@@ -281,19 +297,25 @@ class Planner:
                 if index + 1 < until or steps.deferred_needs(forward, index + 1, pending, _mode):
                     continue
                 self._deferred(step, editor, planned)
-                _share(unit, words=not (migration.atomic and config.atomic()))
+                _share(unit, words=not one_transaction)
                 unit = []
                 self.path = self.path.transaction_ended()
             editor.deferred_sql.clear()
         return item, forward.final_state
 
     def _operation(
-        self, step: steps.Step, editor: Any, *, applied: bool, committed: int = 0
+        self,
+        step: steps.Step,
+        editor: Any,
+        *,
+        applied: bool,
+        committed: int = 0,
+        one_transaction: bool = False,
     ) -> PlannedOperation:
         operation = step.operation
         mode = steps.mode(step.migration, operation, forwards=True)
         transaction = TRANSACTION_WORDS[mode]
-        if step.migration.atomic and config.atomic():
+        if one_transaction:
             transaction = "the migration's transaction (PGMIGRATE_ATOMIC)"
         python = [leaf for leaf in steps.leaves(operation) if isinstance(leaf, RunPython)]
         planned = PlannedOperation(
