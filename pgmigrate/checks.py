@@ -123,7 +123,7 @@ def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMes
     return [
         checks.Warning(
             f"PGMIGRATE_LOCK_TIMEOUT ({timeout:g} s) is shorter than the watcher needs to act "
-            f"on blockers (about {needed:g} s: a tenth of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
+            f"on blockers (about {needed:g} s: a fifth of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
             f"{ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
             hint=f"Use a lock timeout of at least {needed:g} s, or a shorter interval.",
             id="pgmigrate.W002",

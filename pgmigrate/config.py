@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: Default for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
 #: The watcher's first look at a statement comes this fraction of an interval after it starts.
-FIRST_LOOK = 0.1
+FIRST_LOOK = 0.2
 #: Bounds accepted for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 MIN_INTERVAL, MAX_INTERVAL = 0.001, 60.0
 #: Smallest lock timeout PostgreSQL can express (it counts milliseconds).
@@ -129,7 +129,7 @@ def blocking_action() -> actions.BlockingAction | None:
 def blocking_action_interval() -> float:
     """``PGMIGRATE_BLOCKING_ACTION_INTERVAL``: seconds between looks at the migrating backend.
 
-    The watcher first looks a tenth of an interval after a statement starts, then at growing gaps
+    The watcher first looks a fifth of an interval after a statement starts, then at growing gaps
     while the statement runs; once the backend waits on a lock it acts at once.
     """
     name = "PGMIGRATE_BLOCKING_ACTION_INTERVAL"

@@ -3,7 +3,7 @@
 The migrating connection tells the watcher when each statement starts and ends (through a
 Django ``execute_wrapper``), so the watcher costs nothing between statements and nothing
 for statements that finish quickly. While a statement runs, the watcher takes a light look
-at the backend in ``pg_stat_activity`` (via django-pgactivity): first a tenth of an interval
+at the backend in ``pg_stat_activity`` (via django-pgactivity): first a fifth of an interval
 after the statement starts, then at gaps that double up to twelve intervals. Only when the
 backend waits on a lock does it ask who blocks it (``pg_blocking_pids``); only when those
 change does it read the lock graph (``pg_locks``, ``pg_prepared_xacts``, the blockers'
