@@ -390,6 +390,8 @@ class PGMigrateExecutor(MigrationExecutor):
         # No operation to count down: unrecorded in one transaction, without progress.
         one_transaction = self._one_transaction(migration) or not migration.operations
         runner = self._runner(migration, run.unapply_operations, atomic=one_transaction)
+        if not fake:
+            run.wait_for_watcher()  # not while an interrupt would wait
         with run.guard.deferred(cancellable=True):
             if fake:
                 with run.guard.deferred(cancellable=False), atomic(self.using):

@@ -193,13 +193,18 @@ class Run:
         self.executed += 1
         return execute(sql, params, many, context)
 
+    def wait_for_watcher(self) -> None:
+        """Wait (once) until the watcher can look at statements (``watcher_ready``): before
+        the first change, outside any section where interrupts wait (``Guard.deferred``)."""
+        ready, self.watcher_ready = self.watcher_ready, None
+        if ready is not None:
+            ready()
+
     def prepare(self, *, progress_table: bool) -> None:
         """Before the run changes anything: wait for the watcher, make sure progress can be
         recorded, and that a statement of a client that died is cancelled rather than
         committed."""
-        ready, self.watcher_ready = self.watcher_ready, None
-        if ready is not None:
-            ready()
+        self.wait_for_watcher()
         if progress_table:
             self.progress.ensure_table()
         if self._prepared:
