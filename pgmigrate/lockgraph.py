@@ -21,6 +21,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgmigrate.text import UNSAFE
+
 #: The lock modes that conflict with each mode (PostgreSQL's table of conflicting lock
 #: modes; advisory, tuple, transaction and object locks use the same modes).
 CONFLICTS: dict[str, frozenset[str]] = {
@@ -117,6 +119,19 @@ LEFT JOIN pg_prepared_xacts AS p ON p.transaction = x.transactionid
 """
 
 
+def _escaped(char: str) -> str:
+    """``char`` inside an escape string literal (``E'...'``): quotes and backslashes
+    doubled, unsafe characters as ``\\xNN`` (ASCII), ``\\uXXXX`` or ``\\UXXXXXXXX``."""
+    if char in "'\\":
+        return char * 2
+    if not UNSAFE.match(char):
+        return char
+    code = ord(char)
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def conflicts(held: str, wanted: str) -> bool:
     """Whether a lock in mode ``held`` stands in the way of one in mode ``wanted``
     (an unknown mode is taken to conflict)."""
@@ -146,8 +161,13 @@ class PreparedTransaction:
 
     @property
     def literal(self) -> str:
-        """``gid`` as an SQL string literal."""
-        return "'" + self.gid.replace("'", "''") + "'"
+        """``gid`` as an SQL string literal, safe to print and to paste back: a gid with a
+        character ``text.printable`` would escape (a control character, a line break...) is
+        written as an escape string (``E'...'``, PostgreSQL docs: "String Constants with
+        C-Style Escapes"), so that the literal still names it."""
+        if not UNSAFE.search(self.gid):
+            return "'" + self.gid.replace("'", "''") + "'"
+        return "E'" + "".join(_escaped(char) for char in self.gid) + "'"
 
 
 @dataclass

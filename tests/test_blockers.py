@@ -16,6 +16,7 @@ from django.test import override_settings
 
 import pgmigrate
 from pgmigrate import lockgraph
+from pgmigrate.text import printable
 from pgmigrate.watcher import GRAPH_AND_SESSIONS
 from tests import actions, roles
 from tests.helpers import (
@@ -233,6 +234,25 @@ def test_autovacuum_is_never_ended(migrating):
 
 
 # Prepared transactions ---------------------------------------------------------------------
+
+
+def test_a_prepared_transactions_literal_is_printable_and_names_it(app_roles):
+    """A gid with control characters, a line break, a quote and a backslash is printed as
+    an escape string with nothing a terminal would act on, and the printed literal, pasted
+    back, ends that prepared transaction."""
+    if not roles.prepared_transactions_allowed():
+        pytest.skip("the server does not allow prepared transactions")
+    gid = f"{GID_PREFIX} it's\\odd\n\x1b[2J\u2028\x85"
+    prepare(gid, user=APP, table="pg_class")
+    try:
+        literal = lockgraph.PreparedTransaction(gid, None, None, None, None).literal
+        assert literal.startswith("E'") and printable(literal) == literal
+        query(f"ROLLBACK PREPARED {literal}")
+        assert not query("SELECT 1 FROM pg_prepared_xacts WHERE gid = %s", [gid])
+    finally:
+        roles.rollback_prepared()
+    plain = lockgraph.PreparedTransaction("it's plain", None, None, None, None).literal
+    assert plain == "'it''s plain'"
 
 
 @pytest.mark.parametrize("action", ["terminate", "show"])
