@@ -101,6 +101,8 @@ PREFETCHED = "_pgmigrate_blockers"
 #: Attribute of that queryset and of the querysets made from it (filtered, excluded): the
 #: same blockers by pid, to complete what django-pglock reads.
 KNOWN = "_pgmigrate_known_blockers"
+#: Attribute of those querysets too: the pid of the migrating backend they block.
+BLOCKED_PID = "_pgmigrate_blocked_pid"
 
 
 @functools.cache
@@ -111,17 +113,20 @@ def _carrying(base: type[Any]) -> type[Any]:
         def _clone(self) -> Any:
             clone = super()._clone()
             setattr(clone, KNOWN, getattr(self, KNOWN, None))
+            setattr(clone, BLOCKED_PID, getattr(self, BLOCKED_PID, None))
             return clone
 
     Carrying.__name__ = Carrying.__qualname__ = base.__name__
     return Carrying
 
 
-def with_blockers(blocked_locks: Any, found: list[Blocker]) -> Any:
-    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``)."""
+def with_blockers(blocked_locks: Any, found: list[Blocker], blocked_pid: int | None = None) -> Any:
+    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), and the
+    pid of the migrating backend they block."""
     blocked_locks.__class__ = _carrying(type(blocked_locks))
     setattr(blocked_locks, PREFETCHED, list(found))
     setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
+    setattr(blocked_locks, BLOCKED_PID, blocked_pid)
     return blocked_locks
 
 
@@ -236,12 +241,15 @@ def current_role(using: str) -> str:
 #: transaction is told by its ``xact_start`` where the migrating role may see it and it
 #: tells the transaction apart (``Blocker.told_by_xact_start``), otherwise by its virtual
 #: transaction in ``pg_locks`` (visible to every role; read only then: it copies the whole
-#: lock table while the app waits). ``{function}`` is ``pg_terminate_backend`` or
-#: ``pg_cancel_backend``; a session is signalled only where ``{allowed}`` holds (NULL for
-#: the others).
+#: lock table while the app waits). Where the migrating backend's pid is given, only those
+#: that still block it (``pg_blocking_pids``, read once before any signal). ``{function}``
+#: is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is signalled only where
+#: ``{allowed}`` holds (NULL for the others).
 SIGNAL = """
 WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
+), blocking AS MATERIALIZED (
+    SELECT pg_blocking_pids(%s::int) AS pids
 )
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
 FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[])
@@ -260,6 +268,9 @@ WHERE CASE
                            AND l.virtualtransaction = seen.vxid))
       END
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
+  -- and it still blocks the migrating backend (given), which it may no longer do though in
+  -- the same transaction (a savepoint's rollback let go of the lock)
+  AND (SELECT %s::int IS NULL OR seen.pid = ANY(b.pids) FROM blocking AS b)
 """
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
 #: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
@@ -278,7 +289,9 @@ def _signal_statement(function: str, checked: bool) -> Prepared:
     prepared statement of the watcher's session."""
     text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    return Prepared(name, text, ("int[]", "text[]", "timestamptz[]", "timestamptz[]"))
+    return Prepared(
+        name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int")
+    )
 
 
 def _event(
@@ -311,19 +324,28 @@ class _SignalBlockers(BlockingAction):
         self._announced: set[tuple[int, Any]] = set()
         self._failed: set[tuple[int, Any]] = set()
 
-    def signal(self, *found: Blocker, using: str, checked: bool = True) -> dict[int, bool | None]:
+    def signal(
+        self,
+        *found: Blocker,
+        using: str,
+        checked: bool = True,
+        blocked_pid: int | None = None,
+    ) -> dict[int, bool | None]:
         """Send the signal, in one statement, to those of ``found`` that are still the
-        sessions (and transactions) the watcher saw. Returns, by pid, whether each was
+        sessions (and transactions) the watcher saw and, with ``blocked_pid`` (the
+        migrating backend), that still block it. Returns, by pid, whether each was
         signalled: None when PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's
-        refusal raises); sessions gone or changed are left out."""
+        refusal raises); sessions gone, changed or no longer blocking are left out."""
         with connections[using].cursor() as cursor:
             _signal_statement(self.function, checked).execute(
                 cursor,
                 [
+                    blocked_pid,
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
                     [b.xact_start if b.told_by_xact_start else None for b in found],
+                    blocked_pid,
                 ],
             )
             return dict(cursor.fetchall())
@@ -346,7 +368,11 @@ class _SignalBlockers(BlockingAction):
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
-                reached = self.signal(*found, using=blocked_locks.db)
+                reached = self.signal(
+                    *found,
+                    using=blocked_locks.db,
+                    blocked_pid=getattr(blocked_locks, BLOCKED_PID, None),
+                )
             batch_failed = False
         except DatabaseError as exc:
             if sqlstate(exc) is None:
@@ -356,7 +382,14 @@ class _SignalBlockers(BlockingAction):
             try:
                 if batch_failed or (blocker.pid in reached and reached[blocker.pid] is None):
                     # Out of reach: PostgreSQL's own refusal says why.
-                    reached.update(self.signal(blocker, using=blocked_locks.db, checked=False))
+                    reached.update(
+                        self.signal(
+                            blocker,
+                            using=blocked_locks.db,
+                            checked=False,
+                            blocked_pid=getattr(blocked_locks, BLOCKED_PID, None),
+                        )
+                    )
             except DatabaseError as exc:
                 if sqlstate(exc) is None:
                     raise

@@ -58,7 +58,9 @@ WAITING_GAP_INTERVALS = 100
 #: The lock graph a look read along is acted on only this soon after it (s). Later (a slow
 #: receiver of the ``blocked`` event, a log handler), the backend may have got its lock
 #: meanwhile, a blocker may have let go of it in the same transaction (a savepoint's
-#: rollback): the graph is read again, right before acting, as for the later looks.
+#: rollback): the graph is read again, right before acting, as for the later looks. (The
+#: built-in actions' signal statement checks ``pg_blocking_pids`` again anyway; a custom
+#: action may not.)
 READ_ALONG_FRESH = 0.005
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
@@ -745,13 +747,17 @@ class Watcher:
                 done = self._step_aside(graph, left, rows, statement)
                 if targets and not distrust:
                     blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
-                    self.action(self.command, with_blockers(blocked_locks, targets))
+                    self.action(
+                        self.command, with_blockers(blocked_locks, targets, self.backend_pid)
+                    )
                 return done
             acted: list[int] = []
             if targets and not distrust:  # while the backend waits: it may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
                 try:
-                    acted = self.action(self.command, with_blockers(blocked_locks, targets))
+                    acted = self.action(
+                        self.command, with_blockers(blocked_locks, targets, self.backend_pid)
+                    )
                 except Exception as exc:  # a custom action's bug: its targets stay
                     if isinstance(exc, Error) and sqlstate(exc) is None:
                         raise  # the watcher's connection broke: it reconnects, acts again

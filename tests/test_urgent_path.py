@@ -21,9 +21,11 @@ from tests.helpers import (
     applied,
     blocked_migrate,
     is_alive,
+    is_waiting_on_lock,
     query,
     wait_until,
 )
+from tests.roles import run_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -208,7 +210,7 @@ def _signal_plan(blocker: Session, *, xact_start: bool) -> str:
         [blocker.pid],
     )[0][0]
     sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
-    params = [[blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None]]
+    params = [None, [blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None], None]
     plan = query("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
     matched = query(sql, params)
     assert matched == [(blocker.pid, blocker.pid)]  # still the session and transaction seen
@@ -236,8 +238,41 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
     blocker.release()
     blocker.hold("django_migrations")  # the same session, another transaction
     sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
-    assert query(sql, [[blocker.pid], ["0/0"], [row[0]], [row[1]]]) == []
+    assert query(sql, [None, [blocker.pid], ["0/0"], [row[0]], [row[1]], None]) == []
     blocker.release()
+
+
+def test_the_signal_spares_a_session_that_let_go_in_the_same_transaction(sessions):
+    """Given the migrating backend's pid, the statement that signals a blocker checks that
+    it still blocks that backend: one that let go of the lock in the same transaction (a
+    rollback to a savepoint), after the watcher read it, is not signalled."""
+    blocker = Session(application_name="report")
+    sessions.append(blocker)
+    blocker.connection.set_autocommit(False)
+    blocker.execute("SAVEPOINT held")
+    blocker.execute("LOCK TABLE django_migrations IN ACCESS SHARE MODE")
+    waiter = Session(application_name="migrating")
+    sessions.append(waiter)
+    waiter.connection.set_autocommit(False)
+    thread, outcome = run_in_thread(
+        lambda: waiter.execute("LOCK TABLE django_migrations IN ACCESS EXCLUSIVE MODE")
+    )
+    try:
+        wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits")
+        row = query(
+            "SELECT backend_start, xact_start FROM pg_stat_activity WHERE pid = %s",
+            [blocker.pid],
+        )[0]
+        sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
+        params = [waiter.pid, [blocker.pid], [None], [row[0]], [row[1]], waiter.pid]
+        assert query(sql, params) == [(blocker.pid, blocker.pid)]  # it blocks: signalled
+        blocker.execute("ROLLBACK TO SAVEPOINT held")  # the same transaction goes on
+        thread.join(10)
+        assert not thread.is_alive() and "error" not in outcome, outcome
+        assert query(sql, params) == []  # it no longer blocks: spared
+    finally:
+        waiter.release()
+        blocker.release()
 
 
 def test_the_watchers_timestamps_go_back_as_the_instants_read_without_use_tz():
