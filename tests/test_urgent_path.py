@@ -22,6 +22,7 @@ from tests.helpers import (
     blocked_migrate,
     is_alive,
     is_waiting_on_lock,
+    migrate,
     query,
     wait_until,
 )
@@ -227,7 +228,7 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
     signals it checks the transaction by it and never copies the lock table; otherwise it
     reads the virtual transaction in ``pg_locks``. A later transaction of the session is
     told apart either way."""
-    blocker = Session(application_name="report").hold("django_migrations")
+    blocker = Session(application_name="report").hold("pg_class")
     sessions.append(blocker)
     assert not _pg_lock_status_ran(_signal_plan(blocker, xact_start=True))
     assert _pg_lock_status_ran(_signal_plan(blocker, xact_start=False))
@@ -236,26 +237,24 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
         "SELECT backend_start, xact_start FROM pg_stat_activity WHERE pid = %s", [blocker.pid]
     )[0]
     blocker.release()
-    blocker.hold("django_migrations")  # the same session, another transaction
+    blocker.hold("pg_class")  # the same session, another transaction
     sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
     assert query(sql, [None, [blocker.pid], ["0/0"], [row[0]], [row[1]], None]) == []
     blocker.release()
 
 
-def test_the_signal_spares_a_session_that_let_go_in_the_same_transaction(sessions):
+def test_the_signal_spares_a_session_that_let_go_in_the_same_transaction(scenario, sessions):
     """Given the migrating backend's pid, the statement that signals a blocker checks that
     it still blocks that backend: one that let go of the lock in the same transaction (a
     rollback to a savepoint), after the watcher read it, is not signalled."""
-    blocker = Session(application_name="report")
-    sessions.append(blocker)
-    blocker.connection.set_autocommit(False)
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session(application_name="report").hold("pg_class")  # in a transaction
+    waiter = Session(application_name="migrating").hold("pg_class")
+    sessions.extend([blocker, waiter])
     blocker.execute("SAVEPOINT held")
-    blocker.execute("LOCK TABLE django_migrations IN ACCESS SHARE MODE")
-    waiter = Session(application_name="migrating")
-    sessions.append(waiter)
-    waiter.connection.set_autocommit(False)
+    blocker.execute("LOCK TABLE tests_beta IN ACCESS SHARE MODE")
     thread, outcome = run_in_thread(
-        lambda: waiter.execute("LOCK TABLE django_migrations IN ACCESS EXCLUSIVE MODE")
+        lambda: waiter.execute("LOCK TABLE tests_beta IN ACCESS EXCLUSIVE MODE")
     )
     try:
         wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the waiter waits")
