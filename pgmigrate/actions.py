@@ -268,9 +268,10 @@ WHERE CASE
                            AND l.virtualtransaction = seen.vxid))
       END
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
-  -- and it still blocks the migrating backend (given), which it may no longer do though in
-  -- the same transaction (a savepoint's rollback let go of the lock)
-  AND (SELECT %s::int IS NULL OR seen.pid = ANY(b.pids) FROM blocking AS b)
+  -- and it still blocks the migrating backend (given: pg_blocking_pids is strict, NULL
+  -- otherwise), which it may no longer do though in the same transaction (a savepoint's
+  -- rollback let go of the lock)
+  AND (SELECT b.pids IS NULL OR seen.pid = ANY(b.pids) FROM blocking AS b)
 """
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
 #: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
@@ -289,9 +290,7 @@ def _signal_statement(function: str, checked: bool) -> Prepared:
     prepared statement of the watcher's session."""
     text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    return Prepared(
-        name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int")
-    )
+    return Prepared(name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]"))
 
 
 def _event(
@@ -345,7 +344,6 @@ class _SignalBlockers(BlockingAction):
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
                     [b.xact_start if b.told_by_xact_start else None for b in found],
-                    blocked_pid,
                 ],
             )
             return dict(cursor.fetchall())
@@ -365,14 +363,11 @@ class _SignalBlockers(BlockingAction):
         hopeless = {blocker.key for blocker in self.cannot_help(cmd, found)}
         found = [blocker for blocker in found if blocker.key not in hopeless]
         reached: dict[int, bool | None] = {}
+        blocked_pid = getattr(blocked_locks, BLOCKED_PID, None)
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
-                reached = self.signal(
-                    *found,
-                    using=blocked_locks.db,
-                    blocked_pid=getattr(blocked_locks, BLOCKED_PID, None),
-                )
+                reached = self.signal(*found, using=blocked_locks.db, blocked_pid=blocked_pid)
             batch_failed = False
         except DatabaseError as exc:
             if sqlstate(exc) is None:
@@ -384,10 +379,7 @@ class _SignalBlockers(BlockingAction):
                     # Out of reach: PostgreSQL's own refusal says why.
                     reached.update(
                         self.signal(
-                            blocker,
-                            using=blocked_locks.db,
-                            checked=False,
-                            blocked_pid=getattr(blocked_locks, BLOCKED_PID, None),
+                            blocker, using=blocked_locks.db, checked=False, blocked_pid=blocked_pid
                         )
                     )
             except DatabaseError as exc:

@@ -5,7 +5,7 @@ transactions, sessions queued ahead of the migration, Cancel against idle sessio
 sessions that are no longer the ones seen."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -463,12 +463,10 @@ def test_cancel_says_it_cannot_free_an_idle_transaction(migrating, sessions, tmp
         assert "if it sits idle in a transaction, cancelling does not free its locks" in out
 
 
-def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
-    """The blocker's transaction ends between the look and the signal, and the session goes
-    on with another transaction (as a new session that got its pid would): not ended."""
-    apply_0001(migrating)
-    blocker = Session(user=APP, application_name="quick").hold("tests_beta")
-    sessions.append(blocker)
+def _migrate_held_at_the_door(migrating: str, meanwhile: Callable[[], None]) -> str:
+    """Apply tests 0002 on ``migrating`` with its action held right before it signals the
+    blockers it was given (``tests.actions.GatedAtTheDoor``); run ``meanwhile`` there, then
+    let the action go on. Returns migrate's output."""
     door = actions.GatedAtTheDoor
     door.entered.clear()
     door.gate.clear()
@@ -479,13 +477,25 @@ def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
         run = MigrateThread("tests", "0002", database=migrating)
         try:
             wait_until(door.entered.is_set, what="the action is about to terminate")
-            blocker.release()
-            blocker.connection.set_autocommit(False)
-            blocker.execute("SELECT 1")  # another transaction of the same session
+            meanwhile()
         finally:
             door.gate.set()
-        out = run.finish()
+        return run.finish()
 
+
+def test_a_session_is_ended_only_while_it_is_the_one_seen(migrating, sessions):
+    """The blocker's transaction ends between the look and the signal, and the session goes
+    on with another transaction (as a new session that got its pid would): not ended."""
+    apply_0001(migrating)
+    blocker = Session(user=APP, application_name="quick").hold("tests_beta")
+    sessions.append(blocker)
+
+    def another_transaction() -> None:
+        blocker.release()
+        blocker.connection.set_autocommit(False)
+        blocker.execute("SELECT 1")  # another transaction of the same session
+
+    out = _migrate_held_at_the_door(migrating, another_transaction)
     assert is_alive(blocker.pid)
     assert not terminated_lines(out)
     assert "tests_beta" not in locked_tables(blocker.pid)
@@ -520,25 +530,15 @@ def test_a_later_transaction_of_the_same_query_string_is_not_ended(migrating, se
     )
     thread, outcome = run_in_thread(lambda: blocker.execute(script))
     wait_until(lambda: _waits_for_advisory_lock(blocker.pid, 1501), what="the script waits")
-    door = actions.GatedAtTheDoor
-    door.entered.clear()
-    door.gate.clear()
-    with override_settings(
-        PGMIGRATE_BLOCKING_ACTION="tests.actions.GatedAtTheDoor",
-        PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
-    ):
-        run = MigrateThread("tests", "0002", database=migrating)
-        try:
-            wait_until(door.entered.is_set, what="the action is about to terminate")
-            gatekeeper.execute("SELECT pg_advisory_unlock(1501)")
-            wait_until(
-                lambda: _waits_for_advisory_lock(blocker.pid, 1502),
-                what="the script's next transaction",
-            )
-        finally:
-            door.gate.set()
-        out = run.finish()
 
+    def next_transaction_of_the_string() -> None:
+        gatekeeper.execute("SELECT pg_advisory_unlock(1501)")
+        wait_until(
+            lambda: _waits_for_advisory_lock(blocker.pid, 1502),
+            what="the script's next transaction",
+        )
+
+    out = _migrate_held_at_the_door(migrating, next_transaction_of_the_string)
     assert is_alive(blocker.pid)
     assert not terminated_lines(out)
     gatekeeper.execute("SELECT pg_advisory_unlock(1502)")
