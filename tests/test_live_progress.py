@@ -37,6 +37,9 @@ pytestmark = [
 
 #: Rows of the big table: with ``SLOW_BUILD`` an index on it builds for a few seconds.
 ROWS = 1_500_000
+#: Rows of a table whose index builds quickly, and of one whose index build takes well under
+#: ``PROGRESS_AFTER`` (the default threshold).
+SOME, UNDER_THRESHOLD = 10_000, 100_000
 #: Rows of the table whose index build shows its progress on a terminal and on a pipe.
 MILLIONS = 3_000_000
 #: The progress threshold of the tests' ``manage.py`` children (s; ``tests/live_settings.py``).
@@ -64,6 +67,13 @@ def _filled(rows: int) -> None:
 def big(scenario: str) -> None:
     """A table whose index builds for a few seconds (``ROWS``)."""
     _filled(ROWS)
+
+
+@pytest.fixture
+def some(scenario: str) -> None:
+    """A table whose index builds quickly (``SOME``): for what does not depend on how long
+    the build itself takes (a concurrent build's wait for old transactions)."""
+    _filled(SOME)
 
 
 @pytest.fixture
@@ -207,15 +217,16 @@ def test_index_build_without_a_terminal(millions: None, children: list[Child]) -
     assert output.rstrip().endswith("OK"), output
 
 
-def test_quiet_run_prints_no_progress(big: None, children: list[Child]) -> None:
-    child = Child("tests", "0002", "-v", "0", terminal=True)
+def test_quiet_run_prints_no_progress(scenario: str, children: list[Child]) -> None:
+    migrate("tests", "0003", verbosity=0)  # an empty table: quick index builds
+    child = Child("tests", "0004", "-v", "0", terminal=True)  # 0.6 s: a line at -v 1
     children.append(child)
     assert child.finish() == ""
 
 
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
 def test_concurrent_build_names_the_old_transaction(
-    big: None, children: list[Child], sessions: list[Session], terminal: bool
+    some: None, children: list[Child], sessions: list[Session], terminal: bool
 ) -> None:
     migrate("tests", "0002", verbosity=0)
     old = Session(application_name=OLD)
@@ -243,7 +254,7 @@ def test_concurrent_build_names_the_old_transaction(
 
 
 def test_concurrent_build_ends_an_old_transaction_at_once(
-    big: None, children: list[Child], sessions: list[Session]
+    some: None, children: list[Child], sessions: list[Session]
 ) -> None:
     """What "pgmigrate will end it" stands on: an old transaction that ``CREATE INDEX
     CONCURRENTLY`` waits for (a ``virtualxid`` lock) is a blocker like any other, and the
@@ -281,7 +292,7 @@ def progress_events() -> Iterator[list[dict[str, Any]]]:
 
 @pytest.mark.parametrize("threshold", [live.PROGRESS_AFTER, 0.0], ids=["short", "long"])
 def test_only_long_statements_read_progress(
-    big: None,
+    scenario: str,
     recorder: WatcherStatements,
     progress_events: list[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -290,7 +301,7 @@ def test_only_long_statements_read_progress(
     """The same index build (well under ``PROGRESS_AFTER``, the default threshold) reads
     and shows no progress, and does with a threshold of 0 (the contrast shows that the
     watcher's statements are seen)."""
-    query("DELETE FROM tests_big WHERE id > 100000")
+    _filled(UNDER_THRESHOLD)
     monkeypatch.setattr(live, "PROGRESS_AFTER", threshold)
     output = migrate("tests", "0002")
     assert any("PREPARE pgmigrate_progress" in sql for sql in recorder.statements)

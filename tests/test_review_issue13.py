@@ -23,7 +23,7 @@ from pgmigrate.lockplan.model import LockMode
 from tests import test_live_progress
 from tests.helpers import Session, migrate, query
 from tests.lockplan_observe import disagreements, observe
-from tests.test_live_progress import Child, big, children, screen  # noqa: F401 (fixtures)
+from tests.test_live_progress import Child, children, screen  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -306,20 +306,21 @@ def test_safer_way_of_a_key_is_not_not_valid(scenario: str, sql: str, advice: st
 
 @pytest.mark.scenario("live")
 def test_no_live_line_over_a_wrapped_line(
-    big: None,  # noqa: F811
+    scenario: str,
     children: list[Child],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On a terminal narrower than Django's ``  Applying tests.0002_index...`` (29
+    """On a terminal narrower than Django's ``  Applying tests.0004_sleep...`` (30
     characters) that line has wrapped: a carriage return goes back to its last row only, so
     each redraw wrote the line's start again below its first row (and the progress itself
     was cut away). Nothing is drawn in place then."""
+    migrate("tests", "0003", verbosity=0)  # an empty table: quick index builds
     monkeypatch.setattr(test_live_progress, "COLUMNS", 24)
-    child = Child("tests", "0002", terminal=True)
+    child = Child("tests", "0004", terminal=True)  # a 0.6 s statement
     children.append(child)
     output = child.finish()
     assert ERASE not in output, output
-    assert output.endswith("  Applying tests.0002_index... OK\n"), output
+    assert output.endswith("  Applying tests.0004_sleep... OK\n"), output
 
 
 #: A project's logging that prints pgmigrate's events on the terminal (as a console handler
@@ -335,19 +336,20 @@ CONSOLE_LOGGING = {
 
 @pytest.mark.scenario("live")
 def test_events_logged_to_the_terminal_leave_no_live_text(
-    big: None,  # noqa: F811
+    scenario: str,
     children: list[Child],  # noqa: F811
 ) -> None:
     """Each plain ``statement_progress`` event is a log record: a console handler wrote it
     right after the live text drawn on the terminal, so that text stayed on the screen for
-    good (``Applying ... CREATE INDEX running for 0.2 s ...pgmigrate: CREATE INDEX ...``).
-    The live line is taken away before an event is logged."""
+    good (``Applying ... statement running for 0.2 s ...pgmigrate: statement ...``). The
+    live line is taken away before an event is logged."""
+    migrate("tests", "0003", verbosity=0)  # an empty table: quick index builds
     settings = json.dumps(CONSOLE_LOGGING)
-    child = Child("tests", "0002", terminal=True, PGMIGRATE_TEST_SETTINGS=settings)
+    child = Child("tests", "0004", terminal=True, PGMIGRATE_TEST_SETTINGS=settings)
     children.append(child)
     output = child.finish()
-    assert "pgmigrate: CREATE INDEX running for" in output, output  # events were logged
-    assert "... CREATE INDEX running for" in output, output  # and the line drawn
+    assert "pgmigrate: statement running for" in output, output  # events were logged
+    assert "... statement running for" in output, output  # and the line drawn
     shown = screen(output)
-    assert not any("... CREATE INDEX running for" in line for line in shown), shown
-    assert "  Applying tests.0002_index... OK" in shown, shown
+    assert not any("... statement running for" in line for line in shown), shown
+    assert "  Applying tests.0004_sleep... OK" in shown, shown
