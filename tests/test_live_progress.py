@@ -187,7 +187,11 @@ def screen(raw: str) -> list[str]:
     return [*lines, "".join(line)]
 
 
-def test_index_build_on_a_terminal(millions: None, children: list[Child]) -> None:
+def test_index_build_on_a_terminal_and_through_a_pipe(
+    millions: None, children: list[Child]
+) -> None:
+    """The same index build (one fill of the table: it takes seconds), shown on a terminal
+    (one line redrawn in place), then, applied again, through a pipe (plain lines)."""
     child = Child("tests", "0002", terminal=True)
     children.append(child)
     output = child.finish()
@@ -204,8 +208,7 @@ def test_index_build_on_a_terminal(millions: None, children: list[Child]) -> Non
     assert "  Applying tests.0002_index... OK" in shown, shown
     assert not any("running for" in line for line in shown), shown
 
-
-def test_index_build_without_a_terminal(millions: None, children: list[Child]) -> None:
+    migrate("tests", "0001", verbosity=0)  # drops the index
     child = Child("tests", "0002", terminal=False)
     children.append(child)
     output = child.finish()
