@@ -163,21 +163,30 @@ class StepAside:
             if self._pending is not None and sqlstate(exc) == QUERY_CANCELED:
                 self._delivered = True
 
-    def check(self) -> None:
-        """Before a statement runs, and before a unit commits: the cancel of a step-aside
-        was delivered but never reached the retry unit (the migration's own code caught it
-        and went on). The unit must not go on without that statement.
+    def check(self, *, committing: bool = False) -> None:
+        """Before a statement runs, and before a unit commits (``committing``): the cancel
+        of a step-aside was delivered but never reached the retry unit (the migration's own
+        code caught the error and went on). The unit must not go on without that statement.
+        Before a commit, a cancel sent that no statement failed with is as bad: SQL that
+        traps ``query_canceled`` (a PL/pgSQL handler) ran its handler instead of the
+        statement; what the statement did is unknown, so the unit does not commit either.
 
         Raises:
             SteppedAside: Then (the retry unit claims it, waits and runs again).
         """
         with self._lock:
-            delivered = self._pending is not None and self._delivered
-        if delivered:
+            pending, delivered = self._pending is not None, self._delivered
+        if pending and delivered:
             raise SteppedAside(
                 "pgmigrate cancelled a statement of this unit to step out of the lock queue, "
                 "and the migration's code caught the error and went on: the unit is rolled "
                 "back and runs again"
+            )
+        if pending and committing:
+            raise SteppedAside(
+                "pgmigrate cancelled a statement of this unit to step out of the lock queue, "
+                "and no statement failed with the cancel (SQL that traps query_canceled may "
+                "have run its handler instead): the unit is rolled back and runs again"
             )
 
     def withdraw(self, aside: Aside) -> None:

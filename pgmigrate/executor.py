@@ -342,7 +342,7 @@ class PGMigrateExecutor(MigrationExecutor):
         if forward and keys[-1] in self._recorded:
             return  # recorded with its last operation
         if self.connection.in_atomic_block:  # in pgmigrate's or the migration's transaction
-            run.retry.aside.check()  # never commit without a statement cancelled to step aside
+            run.retry.aside.check(committing=True)  # not without a statement cancelled
             super().record_migration(*args, **kwargs)
             if forward:
                 run.progress.forget(keys)

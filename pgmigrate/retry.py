@@ -20,9 +20,12 @@ T = TypeVar("T")
 MAX_DOUBLINGS = 64
 
 
-#: First words of statements that open or end a transaction (checked with the parser).
+#: First words of statements that open or end a transaction, or may (checked with the
+#: parser).
 _TRANSACTION_WORDS = (
     "begin",
+    "call",
+    "do",
     "start",
     "commit",
     "end",
@@ -34,15 +37,17 @@ _TRANSACTION_WORDS = (
 )
 
 
-def _controls_transactions(sql: Any) -> bool:
-    """Whether the SQL text ``sql`` holds a statement that opens or ends a transaction
-    (PostgreSQL's parser decides; only texts with several statements or such a first word
-    are parsed)."""
+def _runs_as_it_is(sql: Any) -> bool:
+    """Whether the SQL text ``sql`` must run once, as it is, never cancelled: it holds a
+    statement that opens or ends a transaction (a ``CALL``, or a ``DO`` block that commits,
+    included), or a ``DO`` block that traps a cancel (its handler would run instead of the
+    statement failing). PostgreSQL's parser decides; only texts with several statements or
+    such a first word are parsed."""
     text = str(sql).lstrip().lower()
     if ";" not in text.rstrip().rstrip(";") and not text.startswith(_TRANSACTION_WORDS):
         return False
     return any(
-        statement.kind is sql_kinds.Kind.TRANSACTION_CONTROL
+        statement.kind is sql_kinds.Kind.TRANSACTION_CONTROL or statement.traps_cancel
         for statement in sql_kinds.parse(str(sql))
     )
 
@@ -231,9 +236,10 @@ class LockRetry:
         ) -> Any:
             if connection.in_atomic_block or self._suspended:  # retried by the caller
                 return execute(sql, params, many, context)
-            if in_server_transaction(connection) or _controls_transactions(sql):
+            if in_server_transaction(connection) or _runs_as_it_is(sql):
                 # Not all or nothing: in a transaction the code opened itself, or ending or
-                # opening one (what committed would run twice). Neither retried nor cancelled.
+                # opening one (what committed would run twice), or trapping the cancel.
+                # Neither retried nor cancelled.
                 return execute(sql, params, many, context)
             return self.call(lambda: execute(sql, params, many, context), what="a statement")
 

@@ -396,7 +396,8 @@ class Run:
                     with self._running(step, Mode.TRANSACTION):
                         renames = later_renames(step)
                         _run_deferred_sql(schema_editor, renames, self._early_fks)
-                self.retry.aside.check()  # not without a statement cancelled to step aside
+                # Not without a statement cancelled to step aside.
+                self.retry.aside.check(committing=True)
                 self.guard.checkpoint()  # a signal that came meanwhile rolls it back
                 self.guard.protect()  # the record and the commit must not be cut in two
                 last = step.forwards and step.number == len(migration.operations)
@@ -642,6 +643,7 @@ class Run:
         def attempt() -> None:
             with self.guard.deferred(cancellable=True), atomic(self.using):
                 execute(text, params)
+                self.retry.aside.check(committing=True)  # not without it, if cancelled
                 self.guard.protect()
                 self._count_statement(step, at.seq, inflight=None, digest=digest)
 
@@ -684,7 +686,10 @@ class Run:
 
         try:
             with self.guard.deferred(cancellable=True):
-                self.retry.call(attempt, what=self._statement_name(at))
+                if statement.kind is sql.Kind.TRANSACTION_CONTROL:
+                    attempt()  # it may commit part of its work: once, as Django runs it
+                else:
+                    self.retry.call(attempt, what=self._statement_name(at))
         except BaseException:
             # Not cut short by the signal that may have stopped the statement.
             with self.guard.deferred(cancellable=False):

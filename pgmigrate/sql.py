@@ -27,7 +27,9 @@ class Kind(enum.Enum):
     DROP_INDEX_CONCURRENTLY = "drop index concurrently"
     #: ``REINDEX ... CONCURRENTLY``.
     REINDEX_CONCURRENTLY = "reindex concurrently"
-    #: ``BEGIN``, ``COMMIT``, ``SAVEPOINT``...: the statement list manages its own transactions.
+    #: ``BEGIN``, ``COMMIT``, ``SAVEPOINT``...: the statement list manages its own
+    #: transactions; also a ``CALL`` (a procedure may commit) and a ``DO`` block that commits,
+    #: rolls back or calls (PostgreSQL docs, PL/pgSQL "Transaction Management").
     TRANSACTION_CONTROL = "transaction control"
     #: Other statements that cannot run inside a transaction block (``VACUUM``, ...).
     NO_TRANSACTION = "no transaction block"
@@ -83,6 +85,9 @@ class Statement:
     #: It sets something until its transaction ends (``SET LOCAL``, ``SET TRANSACTION``):
     #: outside a transaction it only warns and changes nothing.
     sets_for_transaction: bool = False
+    #: A ``DO`` block with a handler for ``query_canceled`` (SQLSTATE 57014): a cancel may
+    #: end in its handler instead of failing the statement.
+    traps_cancel: bool = False
 
     @property
     def transactional(self) -> bool | None:
@@ -167,8 +172,13 @@ def _statement(node: dict[str, Any]) -> Statement:
             schema=relation.get("schemaname"),
             table=None if on_index else relation.get("relname"),
         )
-    if name == "TransactionStmt":
+    if name in ("TransactionStmt", "CallStmt"):
         return Statement(Kind.TRANSACTION_CONTROL)
+    if name == "DoStmt":
+        controls_transactions, traps_cancel = _do_block(body)
+        if controls_transactions:
+            return Statement(Kind.TRANSACTION_CONTROL)
+        return Statement(Kind.OTHER, traps_cancel=traps_cancel)
     if name in _NO_TRANSACTION_NODES or _needs_no_transaction(name, body):
         return Statement(Kind.NO_TRANSACTION)
     return Statement(
@@ -178,6 +188,58 @@ def _statement(node: dict[str, Any]) -> Statement:
         sets_for_transaction=name == "VariableSetStmt"
         and (bool(body.get("is_local")) or body.get("name") == "TRANSACTION"),
     )
+
+
+#: The conditions of a PL/pgSQL handler that catch a cancel (``OTHERS`` does not: PostgreSQL
+#: docs, PL/pgSQL "Trapping Errors").
+_CANCEL_CONDITIONS = frozenset({"query_canceled", "57014"})
+
+
+def _do_block(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a ``DO`` block may commit or roll back (``COMMIT``, ``ROLLBACK``, or a
+    ``CALL`` or ``DO`` of its own, which may), and whether it traps a cancel, read with
+    PL/pgSQL's parser. A block in another language, or one the parser rejects, may do both."""
+    options = {
+        option.get("DefElem", {}).get("defname"): option.get("DefElem", {}).get("arg", {})
+        for option in body.get("args", [])
+    }
+    language = options.get("language", {}).get("String", {}).get("sval", "plpgsql")
+    source = options.get("as", {}).get("String", {}).get("sval")
+    if language != "plpgsql" or source is None:
+        return True, True
+    return _plpgsql_block(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _plpgsql_block(source: str) -> tuple[bool, bool]:
+    import pglast  # imported when needed, as parse_tree does
+    from pglast import parser
+
+    tag = "$pgmigrate$"
+    while tag in source:  # a dollar quote the body does not hold
+        tag = f"{tag[:-1]}_$"
+    try:
+        tree = pglast.parse_plpgsql(f"DO {tag}{source}{tag}")
+    except (parser.ParseError, ValueError):
+        return True, True
+    controls_transactions = traps_cancel = False
+    for key, value in _nodes(tree):
+        if key in ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback", "PLpgSQL_stmt_call"):
+            controls_transactions = True
+        elif key == "PLpgSQL_condition" and value.get("condname") in _CANCEL_CONDITIONS:
+            traps_cancel = True
+    return controls_transactions, traps_cancel
+
+
+def _nodes(tree: Any) -> Any:
+    """Every ``(key, value)`` of a parse tree in JSON form, at any depth."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield key, value
+            yield from _nodes(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _nodes(item)
 
 
 def _needs_no_transaction(name: str, body: dict[str, Any]) -> bool:

@@ -396,3 +396,37 @@ def test_exemption_reads_the_sql_of_the_direction():
     assert not is_exempt(no_reverse, (), forwards=False)
     # A class in the setting is exempt in both directions.
     assert is_exempt(wrapped(REMOVE_INDEX_CONCURRENTLY), DEFAULT_EXEMPT, forwards=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "traps_cancel"),
+    [
+        ("CALL tests_batch()", Kind.TRANSACTION_CONTROL, False),
+        ("DO $$ BEGIN UPDATE t SET v = 1; COMMIT; END $$", Kind.TRANSACTION_CONTROL, False),
+        ("DO $$ BEGIN UPDATE t SET v = 1; ROLLBACK; END $$", Kind.TRANSACTION_CONTROL, False),
+        ("DO $$ BEGIN CALL p(); END $$", Kind.TRANSACTION_CONTROL, False),
+        ("DO $$ BEGIN DO $b$ BEGIN COMMIT; END $b$; END $$", Kind.TRANSACTION_CONTROL, False),
+        ("DO LANGUAGE plpython3u $$ plpy.commit() $$", Kind.TRANSACTION_CONTROL, False),
+        ("DO $$ BEGIN IF THEN END $$", Kind.TRANSACTION_CONTROL, False),  # unreadable
+        ("DO $$ BEGIN UPDATE t SET v = 1; END $$", Kind.OTHER, False),
+        (
+            "DO $$ BEGIN ALTER TABLE t ADD c int; EXCEPTION WHEN query_canceled THEN NULL; END $$",
+            Kind.OTHER,
+            True,
+        ),
+        (
+            "DO $$ BEGIN BEGIN PERFORM 1; EXCEPTION WHEN SQLSTATE '57014' THEN NULL; END; END $$",
+            Kind.OTHER,
+            True,
+        ),
+        # OTHERS catches every error but a cancel (and assertions).
+        ("DO $$ BEGIN PERFORM 1; EXCEPTION WHEN OTHERS THEN NULL; END $$", Kind.OTHER, False),
+    ],
+)
+def test_do_blocks_and_calls(text, kind, traps_cancel):
+    """What a ``DO`` block does with transactions and cancels, read with PL/pgSQL's parser:
+    one that commits, rolls back or calls (a procedure may commit) manages transactions;
+    one with a handler for ``query_canceled`` traps a cancel."""
+    (statement,) = parse(text)
+    assert statement.kind is kind
+    assert statement.traps_cancel is traps_cancel

@@ -1,0 +1,95 @@
+"""Stepping out of the lock queue around SQL that traps the cancel or commits on its own
+(``pgmigrate.aside``, ``pgmigrate.sql``): a cancel that a PL/pgSQL handler swallowed never
+lets the unit commit without its statement, and SQL that may commit part of its work (a
+``DO`` block that commits, a ``CALL``) is never cancelled nor run again."""
+
+import pytest
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from tests.helpers import (
+    MigrateThread,
+    Session,
+    applied,
+    columns,
+    is_waiting_on_lock,
+    migrate,
+    wait_until,
+)
+from tests.test_step_aside import PROTECTED, STEPPED, app_reads, count, protected_session, stepped
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, databases=["default", "other"]),
+    pytest.mark.scenario("aside_plpgsql"),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "table"),
+    [("0002", "tests_beta"), ("0003", "tests_gamma")],
+    ids=["operation-transaction", "statement-outside"],
+)
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_a_cancel_trapped_by_a_handler_runs_the_unit_again(scenario, sessions, target, table):
+    """The DO block's handler catches the cancel sent to step aside, and the statement ends
+    without its ALTER: the unit (the operation's transaction; alone in an ``atomic = False``
+    migration, the statement with its progress count) is rolled back, not committed, and runs
+    again once the blocker is gone."""
+    migrate("tests", str(int(target) - 1).zfill(4), verbosity=0)
+    blocker = protected_session(sessions, table)
+    app = Session(application_name="app")
+    sessions.append(app)
+    run = MigrateThread("tests", target)
+    wait_until(lambda: stepped(run) >= 1, what="migrate stepped aside")
+    app_reads(app, table)
+    blocker.release()
+    out = run.finish()
+    assert "trapped" in columns(table), out
+    assert applied()[-1].startswith(target)
+    assert "no statement failed with the cancel" in out or "again" in out, out
+
+
+def _waits_in_the_queue(run: MigrateThread, what: str) -> None:
+    """The migration waits in the lock queue, and the watcher has judged the blocker (it
+    says so once): from then on it would have stepped aside if it could."""
+    wait_until(
+        lambda: is_waiting_on_lock(run.backend_pid) and "protected" in run.output.getvalue(),
+        what=what,
+    )
+
+
+@override_settings(PGMIGRATE_PROTECTED=PROTECTED)
+def test_sql_that_commits_on_its_own_is_never_cancelled(scenario, sessions):
+    """A DO block that commits (run by a RunPython's cursor and by a RunSQL of an ``atomic =
+    False`` migration) and a CALL wait in the queue as in Django: cancelled and run again,
+    the batch they committed would be applied twice."""
+    migrate("tests", "0003", verbosity=0)
+    blocker = protected_session(sessions, "tests_beta")
+    run = MigrateThread("tests", "0004")
+    _waits_in_the_queue(run, "the RunPython's DO block waits in the queue")
+    blocker.release()
+    run.finish()
+    blocker = protected_session(sessions, "tests_gamma")
+    run = MigrateThread("tests", "0005")
+    _waits_in_the_queue(run, "the CALL waits in the queue")
+    blocker.release()
+    out = run.finish()
+    assert STEPPED not in out, out
+    for batch in ("python batch", "sql batch", "procedure batch"):
+        assert count("SELECT count(*) FROM tests_alpha WHERE name = %s", [batch]) == 1, batch
+    assert {"from_python", "from_sql"} <= columns("tests_beta")
+    assert "from_procedure" in columns("tests_gamma")
+    assert applied()[-1] == "0005_procedure"
+
+
+@override_settings(
+    PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_LOCK_TIMEOUT=0.3, PGMIGRATE_LOCK_RETRIES=3
+)
+def test_sql_that_commits_on_its_own_is_not_retried_on_a_lock_timeout(scenario, sessions):
+    """Nor is it run again after a lock timeout: the run fails as Django's would, the batch
+    the block committed applied once."""
+    migrate("tests", "0003", verbosity=0)
+    protected_session(sessions, "tests_beta")
+    with pytest.raises(CommandError, match="lock"):
+        migrate("tests", "0004")
+    assert count("SELECT count(*) FROM tests_alpha WHERE name = 'python batch'") == 1
