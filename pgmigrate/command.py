@@ -262,6 +262,7 @@ class MigrateCommand(DjangoMigrateCommand):
             step_aside=run.retry.aside,
             live_line=self._live,
         )
+        watcher.direct = pooling.talks_directly(using, backend_pid)
         # It connects and prepares its queries while the rest is set up and Django renders
         # the project state (``Run.watcher_ready``).
         watcher.start()

@@ -52,10 +52,7 @@ def ensure_one_session(using: str, backend_pid: int) -> None:
         # migrate runs inside the caller's transaction: a pooler keeps it on one server
         # connection until it ends, and pgmigrate undoes everything before it does.
         return
-    if _driver_backend_pid(connection) == backend_pid:
-        # The server's start-up message (BackendKeyData) names this very backend: the
-        # driver talks to it directly. A pooler sends a key of its own (a transaction
-        # pooler cannot name one backend), so only then is the check below needed.
+    if talks_directly(using, backend_pid):
         return
     evidence = _evidence_of_pooling(using)
     if evidence is None:
@@ -74,6 +71,14 @@ def ensure_one_session(using: str, backend_pid: int) -> None:
         "a DATABASES alias with the server's own HOST and PORT and `manage.py migrate "
         "--database <that alias>`."
     )
+
+
+def talks_directly(using: str, backend_pid: int) -> bool:
+    """Whether database ``using``'s connection talks to backend ``backend_pid`` directly:
+    the server's start-up message (BackendKeyData) names this very backend. A pooler sends a
+    key of its own (a transaction pooler cannot name one backend), so only then is the
+    check of ``ensure_one_session`` needed, or the watcher's own evidence of a pooler."""
+    return _driver_backend_pid(connections[using]) == backend_pid
 
 
 def _evidence_of_pooling(using: str) -> str | None:

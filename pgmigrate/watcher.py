@@ -310,6 +310,10 @@ class Watcher:
         self.own_pids: set[int] = {backend_pid}
         #: Set when pgmigrate concluded that it cannot watch this connection (a proxy).
         self.disabled = False
+        #: The migrating connection talks to ``backend_pid`` directly (no pooler in
+        #: between: ``pooling.talks_directly``): seeing the backend idle while a statement
+        #: runs is then no evidence of a pooler (the driver may still be sending it).
+        self.direct = False
         self._statement: _Statement | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -472,8 +476,8 @@ class Watcher:
             looked = self._safely(look, "looking")
             looked_at = time.monotonic()
             waiting, pids, read = looked if looked is not None else (False, frozenset[int](), None)
-            if pids is None:  # our statement runs, yet the backend does not: a proxy?
-                suspicions += 1
+            if pids is None and not self.direct:  # our statement runs, not the backend:
+                suspicions += 1  # a proxy?
                 if suspicions >= POOLING_EVIDENCE:
                     self._disable_for_pooling()
                     return

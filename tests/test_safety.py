@@ -198,3 +198,20 @@ def test_a_backend_that_does_not_run_our_statements_disables_the_watcher(transac
     assert watcher.disabled
     assert "seems to go through a transaction-pooling proxy" in command.stdout.getvalue()
     assert watcher.action is None
+
+
+@pytest.mark.scenario("slow_client")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=10)  # fails, not hangs, if the watcher gave up
+def test_a_direct_connection_is_never_taken_for_a_pooler(scenario, sessions):
+    """On a direct connection (the driver's backend pid is the one pgmigrate watches), a
+    statement that its client takes long to send (the backend idle in the transaction
+    meanwhile, seen by many looks) does not make pgmigrate conclude that a pooler is in
+    between: the watcher goes on acting, and ends the session that blocks a later
+    operation."""
+    migrate("tests", "0001", verbosity=0)
+    blocker = Session(application_name="forgotten").hold("tests_beta")
+    sessions.append(blocker)
+    out = migrate("tests", "0002")
+    assert "transaction-pooling proxy" not in out, out
+    assert f"terminated 1 session blocking the migration: pid {blocker.pid}" in out, out
+    assert applied() == ["0001_initial", "0002_slow_client"]
