@@ -462,8 +462,10 @@ class Run:
         schema_editor.deferred_sql.clear()
         self._executed_before, self._acts_elsewhere = self.executed, False
         in_python = self.guard.operation() if step_mode is Mode.AUTOCOMMIT else nullcontext()
-        with self._running(step, step_mode, resumed), self._exempt(step), in_python:
+        with self._running(step, step_mode, resumed) as at, self._exempt(step), in_python:
             step.run(schema_editor)
+            if at.mode is Mode.STATEMENTS and at.seq < at.skip:
+                raise self._not_those_committed(at)  # fewer statements than committed
             if schema_editor.deferred_sql:
                 _run_deferred_sql(schema_editor, later_renames(step), self._early_fks)
         with self.guard.deferred(cancellable=False):
@@ -610,13 +612,19 @@ class Run:
         seen, that they are the statements it committed."""
         at.digest = statements_digest(at.digest, text, params)
         if at.seq == at.skip and at.digest != at.saved_digest:
-            raise CommandError(
-                f"pgmigrate: the first {at.skip} statements of operation {at.step.number} of "
-                f"{label(at.step.migration)} are not those an earlier run committed (the "
-                "migration changed, or the operation's SQL depends on the database), so "
-                "pgmigrate cannot tell where to resume it. Restore the migration file as it "
-                "was and run migrate again."
-            )
+            raise self._not_those_committed(at)
+
+    @staticmethod
+    def _not_those_committed(at: _Position) -> CommandError:
+        """The statements of the operation resumed are not those an earlier run committed
+        (other statements, or fewer of them)."""
+        return CommandError(
+            f"pgmigrate: the first {at.skip} statements of operation {at.step.number} of "
+            f"{label(at.step.migration)} are not those an earlier run committed (the "
+            "migration changed, or the operation's SQL depends on the database), so "
+            "pgmigrate cannot tell where to resume it. Restore the migration file as it "
+            "was and run migrate again."
+        )
 
     def _statement(self, text: str, params: Any) -> sql.Statement:
         """What the statement is (parameters merged in first, as the server would see it)."""

@@ -306,6 +306,25 @@ def test_a_committed_statement_may_not_be_edited(scenario, statement_list):
     assert applied() == ["0001_initial", "0002_statements"]
 
 
+@pytest.mark.scenario("statement_list")
+def test_an_operation_edited_to_fewer_statements_than_committed_is_not_skipped(
+    scenario, statement_list
+):
+    """The failed operation rewritten as one statement (of the two committed and the one
+    that failed): nothing of it is skipped as committed, nor the migration recorded."""
+    _statements_1_and_2_committed()
+    _edit(STATEMENT_LIST_MODULE, statement_list, sql=[STATEMENT_3])
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
+    assert (
+        "the first 2 statements of operation 1 of tests.0002_statements are not those an "
+        "earlier run committed" in str(raised.value)
+    )
+    assert query("SELECT count(*) FROM tests_beta") == [(0,)]
+    assert progress_rows() == [("tests", "0002_statements", 0, 1, "forwards", 2, None)]
+    assert applied() == ["0001_initial"]
+
+
 # Operations mixing RunSQL with others; statement lists keeping session state --------------
 
 
