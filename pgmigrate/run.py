@@ -386,7 +386,7 @@ class Run:
                     position += 1
                     if isinstance(steps, _Lazy):
                         steps.release(first, position - 1)
-                    if destroys_data(step):
+                    if destroys_data(step, schema_editor.connection):
                         until = end
                     if position < until:
                         continue

@@ -343,17 +343,44 @@ def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
 _DESTRUCTIVE_OPERATIONS = ((RemoveField, DeleteModel), (AddField, CreateModel))
 
 
-def destroys_data(step: Step) -> bool:
+def destroys_data(step: Step, connection: Any) -> bool:
     """Whether ``step`` deletes data that undoing it cannot bring back: it is irreversible,
-    removes a field or a model (adds one, backwards), or runs SQL that drops a table or a
-    column, deletes or truncates."""
+    removes a field or a model (adds one, backwards), alters a field's column lossily
+    (``alters_lossily``), or runs SQL that drops a table or a column, deletes or truncates.
+    ``connection``: the database's (column types depend on it)."""
     operation = step.operation
     if step.forwards and not operation.reversible:
         return True
     destructive = _DESTRUCTIVE_OPERATIONS[0 if step.forwards else 1]
     if any(isinstance(leaf, destructive) for leaf in leaves(operation)):
         return True
+    if alters_lossily(step, connection):
+        return True
     return any(statement.destroys_data for statement in _statements(operation, step.forwards))
+
+
+def alters_lossily(step: Step, connection: Any) -> bool:
+    """Whether an ``AlterField`` of ``step`` changes its column so that undoing it cannot
+    bring the data back: to another type (the cast back does not restore what the cast
+    lost: 1.25 as an integer is 1, as a float again 1.0), or to ``NOT NULL`` (Django fills
+    its NULLs with the default first, and undoing keeps the values). The step's states are
+    rendered (running it rendered them)."""
+    app_label = step.migration.app_label
+    for leaf in leaves(step.operation):
+        if not isinstance(leaf, AlterField):
+            continue
+        try:
+            old, new = (
+                cast(Any, state)
+                .apps.get_model(app_label, leaf.model_name)
+                ._meta.get_field(leaf.name)
+                for state in (step.from_state, step.to_state)
+            )
+        except LookupError:
+            return True  # not found in a state: cannot tell
+        if old.db_type(connection) != new.db_type(connection) or (old.null and not new.null):
+            return True
+    return False
 
 
 def is_exempt(operation: Operation, exempt: tuple[type, ...], forwards: bool) -> bool:

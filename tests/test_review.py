@@ -404,6 +404,24 @@ def test_an_operation_deleting_data_shares_its_transaction(scenario):
     assert applied() == ["0001_initial", "0002_remove"]
 
 
+@pytest.mark.scenario("lossy_alter")
+def test_an_operation_altering_a_column_lossily_shares_its_transaction(scenario):
+    """A column's type change loses what the cast drops (1.25 as an integer is 1): undone
+    after a later failure, it would not give 1.25 back. It shares its transaction with the
+    rest of the migration, as in Django, so the failure rolls it back."""
+    migrate("tests", "0002")
+    query("INSERT INTO tests_alpha (name, price) VALUES ('a', 1.25)")
+    with pytest.raises(DataError) as raised:
+        migrate("tests")
+    assert "Nothing of it was applied" in str(raised.value)
+    assert query("SELECT price FROM tests_alpha") == [(1.25,)]
+    assert applied() == ["0001_initial", "0002_price"]
+    migrate("tests", "0001", verbosity=0)  # undoing the deploy loses nothing
+    query("INSERT INTO tests_gamma (name) VALUES ('ready')")
+    migrate("tests")
+    assert query("SELECT price FROM tests_alpha") == [(None,)]  # 0002 was undone
+
+
 @pytest.mark.scenario("destroys")
 @override_settings(
     PGMIGRATE_BLOCKING_ACTION=None,

@@ -73,15 +73,38 @@ def test_final_state_moves_past_the_steps_not_looked_at():
         (migrations.RunSQL("DROP TABLE shop_old", "SELECT 1"), True, True),
         (migrations.RunSQL("UPDATE shop_book SET id = id", "SELECT 1"), True, False),
         (migrations.RunSQL("SELECT 1", "DELETE FROM shop_book"), False, True),
+        # Altering a column: lossy to another type, or to NOT NULL (NULLs are filled).
+        (migrations.AlterField("Book", "price", models.IntegerField(null=True)), True, True),
+        (migrations.AlterField("Book", "price", models.IntegerField(null=True)), False, True),
+        (migrations.AlterField("Book", "price", models.FloatField(default=0)), True, True),
+        (migrations.AlterField("Book", "price", models.FloatField(null=True)), True, False),
+        (
+            migrations.AlterField("Book", "price", models.FloatField(null=True, default=1)),
+            True,
+            False,
+        ),
+        (migrations.AlterField("Book", "title", models.CharField(max_length=10)), True, True),
+        (
+            migrations.AlterField("Book", "title", models.CharField(max_length=20, db_index=True)),
+            True,
+            False,
+        ),
     ],
 )
 def test_destroys_data(operation, forwards, expected):
     migration = _migration(operation)
+    state = _state()
+    migrations.AddField("Book", "price", models.FloatField(null=True)).state_forwards(
+        "shop", state
+    )
+    migrations.AddField("Book", "title", models.CharField(max_length=20)).state_forwards(
+        "shop", state
+    )
     if forwards:
-        step = ForwardSteps(migration, _state(), 0)[0]
+        step = ForwardSteps(migration, state, 0)[0]
     else:
-        (step,) = backward_steps(migration, _state(), 1)
-    assert destroys_data(step) is expected
+        (step,) = backward_steps(migration, state, 1)
+    assert destroys_data(step, connections["default"]) is expected
 
 
 def test_a_statement_list_keeping_session_state_and_needing_no_transaction_runs_as_django():

@@ -291,7 +291,7 @@ class Planner:
                     self._deferred(step, editor, planned)  # run with the operation
                     continue
                 unit.append(planned)
-                if steps.destroys_data(step):
+                if steps.destroys_data(step, editor.connection):
                     until = max(until, _transactions_end(migration, index))
                 pending = editor.deferred_sql
                 if index + 1 < until or steps.deferred_needs(forward, index + 1, pending, _mode):
