@@ -58,7 +58,14 @@ VISIBLE_TO_ALL = frozenset(
 
 #: Always protected, whatever the settings say.
 ALWAYS_PROTECTED: Mapping[str, Sequence[str]] = {
-    "backend_type": ("walsender", "autovacuum worker", "autovacuum launcher"),
+    "backend_type": (
+        "walsender",
+        "autovacuum worker",
+        "autovacuum launcher",
+        # A subscription's workers: "logical replication worker" (PostgreSQL 14, 15), its
+        # apply, tablesync and parallel apply workers (16+), and their launcher.
+        "logical replication *",
+    ),
 }
 
 Rules = Mapping[str, Sequence[str]]
@@ -67,9 +74,11 @@ Rules = Mapping[str, Sequence[str]]
 #: ``a`` and its ``pg_database`` row as ``d``, of what ``standing`` needs besides the
 #: session's own columns: whether it is a session of this database; whether the migrating
 #: role sees all of its columns (PostgreSQL's rule: superuser, privileges of
-#: ``pg_read_all_stats`` or of the session's role); whether it is a WAL sender
-#: (``pg_stat_get_wal_senders()`` shows their pids to every role, while ``backend_type`` may
-#: be hidden). Also its user's name and its transaction's age.
+#: ``pg_read_all_stats`` or of the session's role); whether it replicates: a WAL sender or
+#: a subscription's worker (``pg_stat_get_wal_senders()`` and ``pg_stat_get_subscription()``,
+#: behind ``pg_stat_replication`` and ``pg_stat_subscription``, show their pids to every
+#: role, while ``backend_type`` may be hidden). Also its user's name and its transaction's
+#: age.
 JUDGING_COLUMNS = """
        pg_catalog.pg_get_userbyid(a.usesysid) AS usename, d.datname,
        now() - a.xact_start AS transaction_age,
@@ -78,7 +87,9 @@ JUDGING_COLUMNS = """
            AS in_database,
        COALESCE(pg_catalog.pg_has_role(a.usesysid, 'USAGE'), false)
            OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS visible,
-       a.pid IN (SELECT pid FROM pg_catalog.pg_stat_get_wal_senders()) AS walsender"""
+       a.pid IN (SELECT pid FROM pg_catalog.pg_stat_get_wal_senders()
+                 UNION ALL SELECT pid FROM pg_catalog.pg_stat_get_subscription(NULL))
+           AS replication"""
 
 
 @dataclass(frozen=True)
@@ -100,15 +111,17 @@ def hidden_columns(rules: Rules) -> tuple[str, ...]:
     return tuple(sorted(column for column in rules if column not in VISIBLE_TO_ALL))
 
 
-def judge(row: Mapping[str, object], rules: Rules, *, visible: bool, walsender: bool) -> Verdict:
+def judge(
+    row: Mapping[str, object], rules: Rules, *, visible: bool, replication: bool
+) -> Verdict:
     """Judge the session described by ``row`` (its ``pg_stat_activity`` columns).
 
     ``visible``: whether the migrating role sees all of the session's columns (superuser,
     privileges of ``pg_read_all_stats`` or of the session's role); if not, only the columns
-    of ``VISIBLE_TO_ALL`` are judged. ``walsender``: whether the session is a WAL sender
-    (``pg_stat_get_wal_senders()`` lists its pid to every role).
+    of ``VISIBLE_TO_ALL`` are judged. ``replication``: whether the session is a WAL
+    sender or a subscription's worker (PostgreSQL lists their pids to every role).
     """
-    always = _always_protected(row, walsender=walsender)
+    always = _always_protected(row, replication=replication)
     if always:
         return Verdict(reason=f"always protected: {always}")
     judged = rules if visible else {c: p for c, p in rules.items() if c in VISIBLE_TO_ALL}
@@ -118,12 +131,15 @@ def judge(row: Mapping[str, object], rules: Rules, *, visible: bool, walsender: 
     return Verdict(hidden=() if visible else hidden_columns(rules))
 
 
-def _always_protected(row: Mapping[str, object], *, walsender: bool) -> str | None:
+def _always_protected(row: Mapping[str, object], *, replication: bool) -> str | None:
     by_type = _match(row, ALWAYS_PROTECTED)
     if by_type:
         return by_type
-    if walsender:
-        return "a WAL sender (replication), listed by pg_stat_replication"
+    if replication:
+        return (
+            "a WAL sender (replication) or a subscription's worker, listed by "
+            "pg_stat_replication or pg_stat_subscription"
+        )
     if row.get("usesysid") is None:
         # Client backends, WAL senders and background workers have a user; autovacuum and
         # PostgreSQL's other own processes do not (and hide their backend_type).
@@ -188,9 +204,11 @@ class Standing(enum.Enum):
 
 def standing(row: Mapping[str, object], rules: Rules) -> tuple[Standing, Verdict]:
     """Where the session of ``row`` stands, with the protection verdict. ``row`` holds its
-    ``pg_stat_activity`` columns and the booleans ``visible``, ``walsender`` (see
+    ``pg_stat_activity`` columns and the booleans ``visible``, ``replication`` (see
     ``judge``) and ``in_database`` (whether it is a session of the migrating database)."""
-    verdict = judge(row, rules, visible=bool(row["visible"]), walsender=bool(row["walsender"]))
+    verdict = judge(
+        row, rules, visible=bool(row["visible"]), replication=bool(row["replication"])
+    )
     if verdict.reason is not None:
         kind = Standing.AUTOVACUUM if cancelled_by_postgres(row) else Standing.PROTECTED
         return kind, verdict

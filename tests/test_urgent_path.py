@@ -151,7 +151,7 @@ def test_compiled_patterns_match_as_fnmatch_does(pattern: str, text: str):
         {"application_name": text, "usesysid": 10},
         {"application_name": [pattern]},
         visible=True,
-        walsender=False,
+        replication=False,
     )
     assert (verdict.reason is not None) == fnmatch.fnmatchcase(text, pattern)
 
@@ -293,3 +293,26 @@ def test_the_watchers_timestamps_go_back_as_the_instants_read_without_use_tz():
     with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
         assert in_a_thread(lambda: round_trip(graph=True))
         assert in_a_thread(lambda: round_trip(graph=False))
+
+
+@pytest.mark.parametrize(
+    "backend_type",
+    [
+        "logical replication worker",  # PostgreSQL 14, 15
+        "logical replication apply worker",  # 16+
+        "logical replication tablesync worker",
+        "logical replication parallel worker",
+        "logical replication launcher",
+    ],
+)
+def test_a_subscriptions_workers_are_always_protected(backend_type: str):
+    """A subscription's workers have a user (the subscription's owner) and may hold locks
+    on the tables they apply changes to; ending one breaks replication."""
+    row = {"backend_type": backend_type, "usesysid": 10, "application_name": ""}
+    verdict = protection.judge(row, {}, visible=True, replication=False)
+    assert verdict.reason is not None
+    assert verdict.reason.startswith(f"always protected: backend_type {backend_type!r}")
+    # Hidden from a least-privilege role: pg_stat_subscription lists its pid to every role.
+    hidden = {"backend_type": None, "usesysid": 10, "application_name": ""}
+    verdict = protection.judge(hidden, {}, visible=False, replication=True)
+    assert verdict.reason is not None and "pg_stat_subscription" in verdict.reason
