@@ -111,9 +111,7 @@ def hidden_columns(rules: Rules) -> tuple[str, ...]:
     return tuple(sorted(column for column in rules if column not in VISIBLE_TO_ALL))
 
 
-def judge(
-    row: Mapping[str, object], rules: Rules, *, visible: bool, replication: bool
-) -> Verdict:
+def judge(row: Mapping[str, object], rules: Rules, *, visible: bool, replication: bool) -> Verdict:
     """Judge the session described by ``row`` (its ``pg_stat_activity`` columns).
 
     ``visible``: whether the migrating role sees all of the session's columns (superuser,
@@ -206,9 +204,7 @@ def standing(row: Mapping[str, object], rules: Rules) -> tuple[Standing, Verdict
     """Where the session of ``row`` stands, with the protection verdict. ``row`` holds its
     ``pg_stat_activity`` columns and the booleans ``visible``, ``replication`` (see
     ``judge``) and ``in_database`` (whether it is a session of the migrating database)."""
-    verdict = judge(
-        row, rules, visible=bool(row["visible"]), replication=bool(row["replication"])
-    )
+    verdict = judge(row, rules, visible=bool(row["visible"]), replication=bool(row["replication"]))
     if verdict.reason is not None:
         kind = Standing.AUTOVACUUM if cancelled_by_postgres(row) else Standing.PROTECTED
         return kind, verdict
