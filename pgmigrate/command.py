@@ -196,6 +196,7 @@ class MigrateCommand(DjangoMigrateCommand):
             progress=ProgressRecorder(connections[using]),
             notice=self.notice,
         )
+        run.from_command_line = getattr(self, "_called_from_command_line", False)
         self._watcher: Watcher | None = None
         try:
             with contextlib.ExitStack() as stack:

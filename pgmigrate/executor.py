@@ -39,6 +39,14 @@ def _label(key: Key) -> str:
     return f"{key[0]}.{key[1]}"
 
 
+def _unknown_progress(key: Key) -> str:
+    return (
+        f"pgmigrate: pgmigrate_progress says {_label(key)} is half applied, but no migration of "
+        "that name exists: restore its file (deploy the code that has it) to finish or roll it "
+        "back"
+    )
+
+
 class PGMigrateExecutor(MigrationExecutor):
     """A ``MigrationExecutor`` that applies migrations through a pgmigrate ``Run``."""
 
@@ -91,13 +99,31 @@ class PGMigrateExecutor(MigrationExecutor):
 
     def check_replacements(self) -> None:
         run = self.run
-        if (
-            run is not None
-            and not run.started
-            and (run.options.restart or self._may_be_half_applied())
-        ):
-            self._start([])  # nothing to apply, but a half-applied migration to settle
+        if run is not None and not run.started:
+            if run.options.restart or self._may_be_half_applied():
+                self._start([])  # nothing to apply, but a half-applied migration to settle
+            elif run.from_command_line:
+                self._warn_of_unknown_progress()
         super().check_replacements()
+
+    def _warn_of_unknown_progress(self) -> None:
+        """A ``migrate`` with nothing to apply, run from the command line (a deploy): say
+        which half-applied migrations no migration file names (the code was rolled back
+        after an interrupted run; Django would have rolled the migration back whole). Django's
+        own tests and other ``call_command`` callers get Django's queries only."""
+        run = self.run
+        assert run is not None
+        for key in run.progress.known:
+            if key not in self.loader.graph.nodes and not self._replacing(key):
+                run.notice(_unknown_progress(key), warning=True)
+
+    def _replacing(self, key: Key) -> list[Key]:
+        """The squashed migrations of the graph that replace ``key``."""
+        return [
+            (migration.app_label, migration.name)
+            for migration in self.loader.graph.nodes.values()
+            if key in migration.replaces
+        ]
 
     def _start(self, plan: Any) -> Any:
         """Set pgmigrate up and settle half-applied migrations before ``plan`` runs. Return
@@ -185,17 +211,9 @@ class PGMigrateExecutor(MigrationExecutor):
         before it, or a squashed migration that replaces it is about to be applied."""
         graph = self.loader.graph
         if key not in graph.nodes:
-            replaced_by = [
-                (migration.app_label, migration.name)
-                for migration in graph.nodes.values()
-                if key in migration.replaces
-            ]
+            replaced_by = self._replacing(key)
             if not replaced_by and self.run is not None:
-                self.run.notice(
-                    f"pgmigrate: pgmigrate_progress says {_label(key)} is half applied, but no "
-                    "migration of that name exists: restore its file to finish or roll it back",
-                    warning=True,
-                )
+                self.run.notice(_unknown_progress(key), warning=True)
             return bool(set(replaced_by) & forwards)
         if set(graph.forwards_plan(key)) & backwards:
             return True

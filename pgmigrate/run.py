@@ -156,6 +156,8 @@ class Run:
         #: pgmigrate's set-up (``MigrateCommand._start``), run once by ``start``.
         self.starter: Callable[[], None] | None = None
         self.started = False
+        #: ``migrate`` runs from the command line (a deploy), not from ``call_command``.
+        self.from_command_line = False
         #: Waits until the watcher can look at statements (``Watcher.wait_ready``); called
         #: once, right before the first change, so that the watcher connects while Django
         #: renders the project state.

@@ -1,6 +1,7 @@
 """``manage.py`` in a child process: exit status and messages, as a user sees them."""
 
 import pytest
+from django.test import override_settings
 
 from tests.helpers import Session, applied, manage, migrate
 
@@ -29,6 +30,24 @@ def test_partial_failure_exits_1_with_report(scenario):
     assert "Traceback" not in result.stderr
     assert "CommandError: pgmigrate: migration tests.0002_partial failed." in result.stderr
     assert "is not recorded as applied: operation 4 of 5 failed" in result.stderr
+
+
+@pytest.mark.scenario("partial")
+def test_a_half_applied_migration_without_its_file_is_named_on_a_deploy(scenario):
+    """The code rolled back after an interrupted deploy: its ``migrate`` has nothing to
+    apply, yet the database holds part of a migration the code does not know (Django would
+    have rolled it back whole). ``manage.py migrate`` says so; ``call_command`` callers
+    (Django's own tests) get Django's queries and output only."""
+    assert manage("migrate", "tests", PGMIGRATE_TEST_SCENARIO="partial").returncode == 1
+    result = manage("migrate", "tests", PGMIGRATE_TEST_SCENARIO="initial_only")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "pgmigrate_progress says tests.0002_partial is half applied, but no migration of that "
+        "name exists" in result.stdout
+    )
+    assert "No migrations to apply." in result.stdout
+    with override_settings(MIGRATION_MODULES={"tests": "tests.scenarios.initial_only"}):
+        assert "pgmigrate" not in migrate("tests")
 
 
 def test_manage_migrate_ends_blocker(scenario, sessions):
