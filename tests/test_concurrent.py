@@ -415,6 +415,7 @@ def test_report_says_the_index_was_built_when_its_count_failed(scenario, session
         "statement as done)" in report
     ), report
     assert "nothing of it committed" not in report
+    assert "none of its operations is applied, and it resumes at operation 1" in report
 
     out = migrate("tests", "0003")
     assert "resuming tests.0003_index at statement 1 of operation 1 of 2" in out
