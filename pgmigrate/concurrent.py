@@ -94,6 +94,44 @@ def prepare(connection: Any, statement: Statement) -> bool:
     return False
 
 
+def untouched(connection: Any, statement: Statement) -> bool:
+    """Whether ``statement``, which an earlier run of pgmigrate started and which was cut
+    short, changed nothing that undoing it would have to undo, once ``prepare`` returned
+    False (it has dropped the INVALID index such a ``CREATE`` left, unless a session is
+    building it). False when that cannot be told: the statement must then be run to its end
+    before it is undone.
+
+    ``CREATE INDEX CONCURRENTLY``: its index does not exist (it never got to create it, or
+    ``prepare`` dropped what it left). ``DROP INDEX CONCURRENTLY``: its index is still valid
+    (the drop marks it INVALID first). ``REINDEX CONCURRENTLY``: always (once ``prepare``
+    dropped its ``_ccnew``/``_ccold`` leftovers, the indexes are as before, or rebuilt).
+    """
+    if statement.kind is Kind.CREATE_INDEX_CONCURRENTLY and statement.index:
+        return _index(connection, statement) is None
+    if statement.kind is Kind.DROP_INDEX_CONCURRENTLY and statement.index:
+        found = _index(connection, statement)
+        return found is not None and found[0]
+    return statement.kind is Kind.REINDEX_CONCURRENTLY
+
+
+def completed(statement: Statement, seq: int) -> str:
+    """What a statement that ran to its end outside a transaction, but whose count could not
+    be recorded, left, in words (the connection may be gone: nothing is read)."""
+    if statement.kind is Kind.CREATE_INDEX_CONCURRENTLY and statement.index:
+        done = f"the index {statement.index} was built"
+        after = "the next migrate finds it and counts the statement as done"
+    elif statement.kind is Kind.DROP_INDEX_CONCURRENTLY and statement.index:
+        done = f"the index {statement.index} was dropped"
+        after = "the next migrate finds it gone and counts the statement as done"
+    else:
+        done = "it ran to its end"
+        after = "the next migrate runs it again"
+    return (
+        f"statement {seq} (outside a transaction) completed: {done}, but recording that "
+        f"failed; {after}"
+    )
+
+
 def leftovers(connection: Any, statement: Statement) -> str | None:
     """What ``statement``, which just failed, left in the database, in words (None: nothing
     that needs saying)."""

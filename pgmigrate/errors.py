@@ -263,7 +263,7 @@ class PartialMigrationError(Exception):
         if not self.done and not self.detail_commits:
             return "Nothing of it was applied; fix the cause and run migrate again."
         applied = (
-            "nothing is applied"
+            "none of its operations is applied"  # the failed one may have left something
             if not self.done
             else "operation 1 is applied"
             if self.done == 1

@@ -170,7 +170,7 @@ class PGMigrateExecutor(MigrationExecutor):
     def settle_half_applied(self, targets: Any, plan: Any, *, fake: bool) -> None:
         """Before the plan runs: forget progress that describes migrations recorded as
         applied, and roll back the half-applied migrations the targets leave out or whose
-        dependencies the plan unapplies (with ``--fake``, only forget their progress)."""
+        dependencies the plan unapplies (with ``--fake``, leave them as they are)."""
         run = self.run
         assert run is not None
         known = run.progress.known
@@ -189,10 +189,26 @@ class PGMigrateExecutor(MigrationExecutor):
         ]
         for key in reversed(excluded):  # dependents first
             if fake:
-                run.progress.forget([key])
-                run.notice(f"pgmigrate: --fake: forgot the progress of half-applied {_label(key)}")
+                self._leave_half_applied(key)
             else:
                 self.roll_back_half_applied(key)
+
+    def _leave_half_applied(self, key: Key) -> None:
+        """``--fake``: leave a half-applied migration the plan would roll back as it is.
+        Like Django's ``--fake``, which only changes ``django_migrations`` and never the
+        schema: the migration is not recorded as applied already, and its progress says
+        which of its operations are in the database (forgetting it would make the next run
+        apply them again, failing with "already exists")."""
+        run = self.run
+        assert run is not None
+        what = run.progress.known[key].describe()
+        run.notice(
+            f"pgmigrate: --fake: {_label(key)} is half applied ({what}); left as it is, and "
+            "not recorded as applied. Migrate forwards to finish it, or backwards without "
+            "--fake to unapply it; if you undid it by hand, forget its progress with "
+            "--pgmigrate-restart",
+            warning=True,
+        )
 
     def _in_graph_order(self, keys: Any) -> list[Key]:
         order = {key: position for position, key in enumerate(self._full_order())}

@@ -85,6 +85,9 @@ if TYPE_CHECKING:
     from pgmigrate.options import RunOptions
     from pgmigrate.retry import LockRetry
 
+#: SQLSTATE of ``duplicate_table`` ("relation ... already exists").
+DUPLICATE_TABLE = "42P07"
+
 #: ``client_connection_check_interval`` of the migrating connection (PostgreSQL 14+), in
 #: milliseconds: a statement whose client died is cancelled instead of committing later.
 CLIENT_CHECK_INTERVAL_MS = 500
@@ -119,6 +122,8 @@ class _Position:
     committed: int = 0
     #: What a failed statement left in the database, in words.
     leftover: str | None = None
+    #: A statement outside a transaction ran to its end, but its count was not recorded.
+    unrecorded: bool = False
     #: The step's transaction is committing (its outcome is unknown if that fails).
     committing: bool = False
     #: ``progress.statements_digest`` of the statements seen so far, and the one recorded.
@@ -174,6 +179,9 @@ class Run:
         self._record_applied: Callable[[], None] | None = None
         #: Index of the first operation of the transaction being run.
         self._unit_first: int | None = None
+        #: Finishing an operation only to unapply it (``unapply_operations``): its first
+        #: statement, cut short by an earlier run, stops it if it had changed nothing.
+        self._undoing = False
 
     @property
     def connection(self) -> Any:
@@ -287,17 +295,52 @@ class Run:
         done = saved.done if saved else len(migration.operations)
         with self._editing(schema_editor):
             if saved and saved.mid_operation and saved.direction == FORWARDS:
-                if saved.statements:
-                    # An earlier run stopped between two statements of an operation it was
-                    # applying: finish applying it, then unapply it like the others.
-                    forward = ForwardSteps(migration, project_state.clone(), done)
-                    self._run_steps(_Lazy(forward, done, stop=done + 1), schema_editor, saved)
-                # Else only its first statement may have run (a cut-short CREATE INDEX
-                # CONCURRENTLY): unapplying the operation undoes what it left.
-                done, saved = done + 1, None
+                done = self._finish_to_unapply(migration, project_state, schema_editor, saved)
+                saved = None
             steps = backward_steps(migration, project_state, done)
             self._run_steps(steps, schema_editor, saved)
         return project_state
+
+    def _finish_to_unapply(
+        self,
+        migration: Migration,
+        project_state: ProjectState,
+        schema_editor: BaseDatabaseSchemaEditor,
+        saved: Progress,
+    ) -> int:
+        """An earlier run stopped part of the way through operation ``saved.done + 1`` while
+        applying it: finish applying it, so that its reverse (written for the whole
+        operation) undoes exactly what it did. Return how many operations are applied.
+
+        When only its first statement ran, outside a transaction, and was cut short before
+        it changed anything (a ``CREATE INDEX CONCURRENTLY`` that waited for its lock, a
+        ``DROP INDEX CONCURRENTLY`` that had not begun), nothing of the operation is applied:
+        it is neither finished nor unapplied (its reverse would fail, or undo what was never
+        done)."""
+        done = saved.done
+        if not saved.statements and self._mode_of(migration, done, True) is not Mode.STATEMENTS:
+            # Run as Django runs it (the next forward run runs it again from its start):
+            # unapplying it undoes what it left.
+            return done + 1
+        forward = ForwardSteps(migration, project_state.clone(), done)
+        self._undoing = True
+        try:
+            self._run_steps(_Lazy(forward, done, stop=done + 1), schema_editor, saved)
+        except _Untouched:
+            self._at = None
+            with self.guard.deferred(cancellable=False), atomic(self.using):
+                if done:
+                    self.progress.save(migration, self.progress.start(migration, done, BACKWARDS))
+                else:
+                    self.progress.forget([(migration.app_label, migration.name)])
+            self.notice(
+                f"pgmigrate: operation {done + 1} of {label(migration)} was cut short before "
+                "its first statement changed anything: there is nothing of it to unapply"
+            )
+            return done
+        finally:
+            self._undoing = False
+        return done + 1
 
     def check_reversible(self, migration: Migration, done: int) -> None:
         """Before anything of ``migration`` is unapplied: its operations 1 to ``done`` must
@@ -341,6 +384,8 @@ class Run:
                     self.guard.checkpoint()
             except _RunOutside:
                 continue  # the same position again, now outside a transaction
+            except _Untouched:
+                raise  # not a failure: nothing of the step to finish (_finish_to_unapply)
             except (Exception, KeyboardInterrupt) as exc:  # SystemExit passes as it is
                 raise self._failure(step.migration, step.forwards, exc) from exc
 
@@ -691,6 +736,15 @@ class Run:
             with self._without_statement_timeout(statement):
                 if (resumed or attempts > 1) and concurrent.prepare(self.connection, statement):
                     return  # an earlier attempt did it
+                if (
+                    resumed
+                    and attempts == 1
+                    and self._undoing
+                    and at.mode is Mode.STATEMENTS
+                    and at.skip == 0
+                    and concurrent.untouched(self.connection, statement)
+                ):
+                    raise _Untouched  # to be unapplied: nothing of the operation was done
                 with self.retry.suspended():
                     execute(text, params)
 
@@ -700,15 +754,38 @@ class Run:
                     attempt()  # it may commit part of its work: once, as Django runs it
                 else:
                     self.retry.call(attempt, what=self._statement_name(at))
-        except BaseException:
+        except _Untouched:
+            raise
+        except BaseException as exc:
             # Not cut short by the signal that may have stopped the statement.
             with self.guard.deferred(cancellable=False):
-                at.leftover = self._leftover(statement)
+                if (
+                    attempts == 1
+                    and not resumed
+                    and statement.kind is sql.Kind.CREATE_INDEX_CONCURRENTLY
+                    and statement.index
+                    and sqlstate(exc) == DUPLICATE_TABLE
+                ):
+                    # An index of its name existed before it ran: not its own, so the next
+                    # run must not count it as done (nor drop it) as if it were.
+                    self._count_statement(step, counted, inflight=None, digest=at.digest)
+                    at.leftover = (
+                        f"it built nothing: a relation named {statement.index} existed "
+                        "before it ran, and is left as it is"
+                    )
+                else:
+                    at.leftover = self._leftover(statement)
             raise
         by_statement = at.mode is Mode.STATEMENTS
         digest = statements_digest(at.digest, text, params) if by_statement else None
-        with self.guard.deferred(cancellable=False):
-            self._count_statement(step, at.seq if by_statement else 0, None, digest=digest)
+        try:
+            with self.guard.deferred(cancellable=False):
+                self._count_statement(step, at.seq if by_statement else 0, None, digest=digest)
+        except BaseException:
+            # The statement did its work; the progress still says it is in flight.
+            at.unrecorded = True
+            at.leftover = concurrent.completed(statement, at.seq)
+            raise
         at.committed, at.digest = at.seq, digest
         at.inflight = None
         self.guard.checkpoint()
@@ -812,7 +889,7 @@ def _detail(at: _Position, exc: BaseException) -> str:
                 else "its statement 1 committed and is recorded; the next migrate resumes at "
                 "statement 2"
             )
-        else:
+        elif not at.unrecorded:
             parts.append("nothing of it committed")
     else:
         parts.append(
@@ -847,6 +924,11 @@ def _run_deferred_sql(
 
 class _RunOutside(Exception):
     """Internal: run the current step again, outside a transaction."""
+
+
+class _Untouched(Exception):
+    """Internal: the operation being finished only to be unapplied was cut short before its
+    first statement changed anything (``Run._finish_to_unapply``)."""
 
 
 class _Lazy(Sequence[Step]):

@@ -141,11 +141,29 @@ def test_migrating_backwards_rolls_back_a_half_applied_migration(half_applied, t
 
 
 @pytest.mark.scenario("partial")
-def test_fake_forgets_the_progress_of_half_applied_migrations(half_applied):
+def test_fake_leaves_half_applied_migrations_as_they_are(half_applied):
+    """Like Django's --fake, which changes only django_migrations: the half-applied migration
+    is not recorded as applied already, and its progress still says which operations are in
+    the database, so that a later run neither applies them again ("already exists") nor
+    says that nothing of it is applied."""
     out = migrate("tests", "0001", fake=True)
-    assert "--fake: forgot the progress of half-applied tests.0002_partial" in out
-    assert progress_rows() == []
+    assert (
+        "--fake: tests.0002_partial is half applied (an earlier run applied operations 1 to 3 "
+        "of 5); left as it is, and not recorded as applied" in out
+    )
+    assert progress_rows() == [("0002_partial", 3, 5, "forwards")]
     assert "flag" in columns("tests_beta")  # --fake: the database is left as it is
+
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")  # resumes at operation 4, which still fails
+    report = str(raised.value)
+    assert "operation 4 of 5 failed" in report and "division by zero" in report
+    assert "operations 1 to 3 are applied, and it resumes at operation 4" in report
+
+    migrate("tests", "0001")  # the way back: without --fake
+    assert "flag" not in columns("tests_beta")
+    assert progress_rows() == []
+    assert applied() == ["0001_initial"]
 
 
 @pytest.mark.scenario("squash_before")

@@ -377,3 +377,214 @@ def test_concurrent_statements_that_left_nothing(scenario):
     assert concurrent.leftovers(connection, build) == (
         "the index alpha_later_idx was built; the next migrate counts it as done"
     )
+
+
+@pytest.mark.scenario("concurrent")
+def test_report_says_the_index_was_built_when_its_count_failed(scenario, sessions):
+    """The connection is lost after CREATE INDEX CONCURRENTLY built the index, while its
+    count is written: the report says the index was built (not only what was recorded), and
+    the next migrate counts it as done."""
+    migrate("tests", "0002")
+    holder = hold_snapshot(sessions)
+    with ManageProcess(
+        "migrate", "tests", "0003", PGMIGRATE_TEST_SCENARIO="concurrent", PGMIGRATE_TEST_ACTION=""
+    ) as child:
+        backend_pid = child.backend_pid
+        wait_until(
+            lambda: waits_for_old_snapshot(backend_pid, "alpha_name_idx"),
+            what="CREATE INDEX CONCURRENTLY waits for the old snapshot",
+        )
+        progress_holder = Session(application_name="progress-holder")
+        sessions.append(progress_holder)
+        progress_holder.hold("pgmigrate_progress", "SHARE")
+        holder.release()
+        wait_until(
+            lambda: waits_on(backend_pid, "pgmigrate_progress"),
+            what="migrate waits to count the built index",
+        )
+        built = index_state("alpha_name_idx")
+        assert built is not None and built[1] is True
+        query("SELECT pg_terminate_backend(%s)", [backend_pid])
+        assert child.wait() == 1
+        report = child.stderr
+    progress_holder.release()
+    assert (
+        "FAILED      1. Concurrently create index alpha_name_idx on field(s) name of model "
+        "Alpha (statement 1 (outside a transaction) completed: the index alpha_name_idx was "
+        "built, but recording that failed; the next migrate finds it and counts the "
+        "statement as done)" in report
+    ), report
+    assert "nothing of it committed" not in report
+    assert "none of its operations is applied, and it resumes at operation 1" in report
+
+    out = migrate("tests", "0003")
+    assert "resuming tests.0003_index at statement 1 of operation 1 of 2" in out
+    assert index_state("alpha_name_idx") == built
+    assert applied()[-1] == "0003_index"
+    assert progress_rows() == []
+
+
+# Migrating back from an operation cut short outside a transaction -------------------------
+
+UNDO = "0002_index_then_update"
+
+
+def _kill_while_waiting_on(table: str | None, *args: str, scenario: str) -> None:
+    """Run ``migrate *args`` in a child and kill -9 it once its backend waits for a lock on
+    ``table`` (a session the test holds), or for any lock (``table`` None)."""
+    with ManageProcess(
+        "migrate", *args, PGMIGRATE_TEST_SCENARIO=scenario, PGMIGRATE_TEST_ACTION=""
+    ) as child:
+        backend_pid = child.backend_pid
+        wait_until(
+            lambda: waits_on(backend_pid, table) if table else is_waiting_on_lock(backend_pid),
+            what=f"migrate waits for a lock ({table or 'any'})",
+        )
+        child.kill_and_wait_for_backend(backend_pid)
+
+
+@pytest.mark.scenario("concurrent_undo")
+def test_migrating_back_from_a_build_that_never_began(scenario, sessions):
+    """kill -9 while CREATE INDEX CONCURRENTLY, the first statement of a RunSQL list, waits
+    for its table lock: it built nothing, and the list's UPDATE never ran. Migrating back
+    runs nothing of the reverse (its UPDATE would strip a '+' that was never added, its DROP
+    INDEX would fail) and builds nothing: none of the operation is applied."""
+    migrate("tests", "0001")
+    query("INSERT INTO tests_alpha (name) VALUES ('kept+')")
+    blocker = Session(application_name="alpha-blocker").hold(
+        "tests_alpha", "SHARE UPDATE EXCLUSIVE"
+    )
+    sessions.append(blocker)
+    _kill_while_waiting_on("tests_alpha", "tests", scenario="concurrent_undo")
+    blocker.release()
+    assert index_state("alpha_name_idx") is None
+    ((name, done, statements, inflight),) = query(
+        "SELECT name, done, statements, inflight FROM pgmigrate_progress"
+    )
+    assert (name, done, statements) == (UNDO, 0, 0) and inflight
+
+    out = migrate("tests", "0001")
+    assert f"rolling back half-applied tests.{UNDO}" in out
+    assert (
+        f"operation 1 of tests.{UNDO} was cut short before its first statement changed "
+        "anything: there is nothing of it to unapply" in out
+    )
+    assert query("SELECT name FROM tests_alpha") == [("kept+",)]
+    assert index_state("alpha_name_idx") is None
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == []
+
+    migrate("tests")  # applied from its start, once
+    assert query("SELECT name FROM tests_alpha") == [("kept++",)]
+    assert index_state("alpha_name_idx")[1] is True
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("concurrent_undo")
+def test_migrating_back_from_a_build_that_finished_before_a_crash(scenario, sessions):
+    """kill -9 after CREATE INDEX CONCURRENTLY built its index, before it was counted.
+    Migrating back first finishes the operation (the built index counts as done, the UPDATE
+    runs), then unapplies all of it: its reverse undoes exactly what it did."""
+    migrate("tests", "0001")
+    query("INSERT INTO tests_alpha (name) VALUES ('kept+')")
+    holder = hold_snapshot(sessions)
+    with ManageProcess(
+        "migrate", "tests", PGMIGRATE_TEST_SCENARIO="concurrent_undo", PGMIGRATE_TEST_ACTION=""
+    ) as child:
+        backend_pid = child.backend_pid
+        wait_until(
+            lambda: waits_for_old_snapshot(backend_pid, "alpha_name_idx"),
+            what="CREATE INDEX CONCURRENTLY waits for the old snapshot",
+        )
+        progress_holder = Session(application_name="progress-holder")
+        sessions.append(progress_holder)
+        progress_holder.hold("pgmigrate_progress", "SHARE")
+        holder.release()
+        wait_until(
+            lambda: waits_on(backend_pid, "pgmigrate_progress"),
+            what="migrate waits to count the built index",
+        )
+        child.kill_and_wait_for_backend(backend_pid)
+    progress_holder.release()
+    assert index_state("alpha_name_idx")[1] is True
+    assert query("SELECT name FROM tests_alpha") == [("kept+",)]
+
+    out = migrate("tests", "0001")
+    assert f"rolling back half-applied tests.{UNDO}" in out
+    assert query("SELECT name FROM tests_alpha") == [("kept+",)]
+    assert index_state("alpha_name_idx") is None
+    assert applied() == ["0001_initial"]
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("concurrent")
+def test_migrating_back_from_a_drop_that_never_began(scenario, sessions):
+    """kill -9 while RemoveIndexConcurrently's DROP INDEX CONCURRENTLY waits for its table
+    lock: the index is still there and valid. Migrating back does not build it again (no
+    "already exists"): the same index stays."""
+    migrate("tests", "0003")
+    built = index_state("beta_slow_idx")
+    assert built is not None and built[1] is True
+    blocker = Session(application_name="beta-blocker").hold("tests_beta", "SHARE UPDATE EXCLUSIVE")
+    sessions.append(blocker)
+    _kill_while_waiting_on("tests_beta", "tests", "0004", scenario="concurrent")
+    blocker.release()
+    assert index_state("beta_slow_idx") == built
+
+    out = migrate("tests", "0003")
+    assert "rolling back half-applied tests.0004_drop" in out
+    assert "nothing of it to unapply" in out
+    assert index_state("beta_slow_idx") == built
+    assert applied()[-1] == "0003_index"
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("concurrent")
+def test_migrating_back_from_a_drop_cut_short_half_way(scenario, sessions):
+    """kill -9 while DROP INDEX CONCURRENTLY waits for a reader, after it marked the index
+    INVALID: migrating back finishes the drop, then builds the index again (a valid one)."""
+    migrate("tests", "0003")
+    built = index_state("beta_slow_idx")
+    reader = Session(application_name="beta-reader").hold("tests_beta")
+    sessions.append(reader)
+    _kill_while_waiting_on(None, "tests", "0004", scenario="concurrent")
+    reader.release()
+    assert index_state("beta_slow_idx")[1] is False
+
+    migrate("tests", "0003")
+    rebuilt = index_state("beta_slow_idx")
+    assert rebuilt is not None and rebuilt[1] is True and rebuilt[0] != built[0]
+    assert applied()[-1] == "0003_index"
+    assert progress_rows() == []
+
+
+@pytest.mark.scenario("concurrent")
+def test_an_index_that_existed_before_the_build_is_not_taken_for_its_own(scenario):
+    """CREATE INDEX CONCURRENTLY fails with "already exists": the index of that name was
+    there before (made by hand, on another column). The report does not say the statement
+    built it, and the next migrate neither counts it as done nor drops it: it fails the same
+    way until the index is out of the way."""
+    migrate("tests", "0002")
+    query("CREATE INDEX alpha_name_idx ON tests_alpha (id)")
+    theirs = index_state("alpha_name_idx")
+
+    for _ in range(2):
+        with pytest.raises(CommandError) as raised:
+            migrate("tests", "0003")
+        report = str(raised.value)
+        assert 'relation "alpha_name_idx" already exists' in report
+        assert (
+            "(nothing of it committed; it built nothing: a relation named alpha_name_idx "
+            "existed before it ran, and is left as it is)" in report
+        ), report
+        assert "was built" not in report
+        assert index_state("alpha_name_idx") == theirs
+        assert [row[-1] for row in progress_rows()] == [None]  # nothing in flight
+
+    query("DROP INDEX alpha_name_idx")
+    migrate("tests", "0003")
+    assert query(
+        "SELECT indexdef LIKE '%%(name)' FROM pg_indexes WHERE indexname = 'alpha_name_idx'"
+    ) == [(True,)]
+    assert applied()[-1] == "0003_index"
+    assert progress_rows() == []
