@@ -17,7 +17,6 @@ import functools
 from typing import TYPE_CHECKING, Any, cast
 
 import django
-from django.apps import apps
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.migrations.exceptions import IrreversibleError
@@ -250,7 +249,8 @@ class PGMigrateExecutor(MigrationExecutor):
             executor = MigrationExecutor(self.connection)
             executor.loader = MigrationLoader(self.connection, replace_migrations=False)
         migration = executor.loader.graph.nodes[key]
-        self._as_planned(migration)
+        # In no plan, it has its file's operations; it takes those the earlier run had.
+        run.saved(migration)
         # The state before it, as Django builds it to unapply a migration: every applied
         # migration (not only its ancestors: a RunPython may use other apps' models).
         state = executor._create_project_state(with_applied_migrations=True)
@@ -272,21 +272,6 @@ class PGMigrateExecutor(MigrationExecutor):
             self.connection.schema_editor(atomic=False) as schema_editor,
         ):
             runner.unapply(state, schema_editor)
-
-    def _as_planned(self, migration: Migration) -> None:
-        """Give a migration that is not in Django's plan the operations it has in a plan:
-        ``django.contrib.contenttypes`` inserts a ``RenameContentType`` after each
-        ``RenameModel`` of the planned migrations (a ``pre_migrate`` receiver), and the
-        progress an earlier run recorded counts those operations too."""
-        if not apps.is_installed("django.contrib.contenttypes"):
-            return
-        from django.contrib.contenttypes.management import (
-            inject_rename_contenttypes_operations,
-        )
-
-        inject_rename_contenttypes_operations(
-            plan=[(migration, True)], using=self.connection.alias
-        )
 
     # Applying ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from django.core.management.base import CommandError
 from django.db import ProgrammingError, transaction
 from django.db.migrations.operations.base import Operation
 
+from pgmigrate import planned
 from pgmigrate.db import atomic
 
 TABLE = "pgmigrate_progress"
@@ -61,21 +62,31 @@ Key = tuple[str, str]
 
 def _stable(value: Any) -> str:
     """A text for ``value`` that is the same in every process: Django's migration
-    serializer where it can, else a structural fallback (lambdas, local functions)."""
+    serializer where it can, else a structural fallback (lambdas, local functions).
+
+    Operations and fields are spelled by what decides the schema (``_schema_kwargs``), and
+    containers item by item, so that a field inside a list or another operation is too."""
     from django.db.migrations.serializer import serializer_factory  # only when needed
+    from django.db.models import Field
 
     if isinstance(value, Operation):
         name, args, kwargs = value.deconstruct()
-        return f"{name}({_stable(list(args))}, {_stable(kwargs)})"
+        return f"{name}({_stable(list(args))}, {_stable(_schema_kwargs(value, kwargs))})"
+    if isinstance(value, Field):
+        _, path, args, kwargs = value.deconstruct()
+        return f"{path}({_stable(list(args))}, {_stable(_schema_kwargs(value, kwargs))})"
+    if isinstance(value, dict):
+        items = sorted(f"{_stable(key)}: {_stable(item)}" for key, item in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_stable(item) for item in value) + "]"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_stable(item) for item in value)) + "}"
     try:
         serialized: Any = serializer_factory(value).serialize()
         return str(serialized[0])
     except Exception:  # not serializable: e.g. a mock.Mock standing in for an operation, as
         pass  # in Django 4.2's own postgres_tests migrations
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_stable(k)}: {_stable(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_stable(item) for item in value) + "]"
     if isinstance(value, functools.partial):
         return f"partial({_stable(value.func)}, {_stable(value.args)}, {_stable(value.keywords)})"
     if isinstance(value, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
@@ -85,21 +96,72 @@ def _stable(value: Any) -> str:
     return f"<{kind.__module__}.{kind.__qualname__}>"
 
 
+def _schema_kwargs(value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of an operation or field that decide what it does to the
+    schema, without the values it only writes into rows while it runs: a migration often
+    computes those when it is imported (``default=timezone.now()``, ``uuid.uuid4()``), so
+    they differ in every process although its file did not change.
+
+    - A field's ``default`` fills the existing rows while ``AddField``/``AlterField`` runs
+      (Django drops the column default after; ``db_default``, which stays, is kept), and
+      its ``Field.non_db_attrs`` (``choices``, ``verbose_name``...) are those Django's
+      schema editor ignores (``BaseDatabaseSchemaEditor._field_should_be_altered``), except
+      ``db_column``, which names the column.
+    - ``RunSQL``'s statements without their parameters: the values they bind.
+
+    An edit of one of them in an applied operation changes rows only, as the same edit of an
+    applied migration would in Django; the check is for edits that make what is applied
+    something else (another column, type, table or statement)."""
+    from django.db.migrations import RunSQL  # only when needed
+    from django.db.models import Field
+
+    if isinstance(value, Field):
+        data_only = {"default", *getattr(value, "non_db_attrs", ())} - {"db_column"}
+        return {key: item for key, item in kwargs.items() if key not in data_only}
+    if isinstance(value, RunSQL):
+        return {
+            key: _without_params(item) if key in ("sql", "reverse_sql") else item
+            for key, item in kwargs.items()
+        }
+    return kwargs
+
+
+def _without_params(sql: Any) -> Any:
+    """``RunSQL``'s ``sql``/``reverse_sql`` with each ``(statement, params)`` pair (its
+    ``_run_sql``) reduced to the statement."""
+    if isinstance(sql, (list, tuple)):
+        return [item[0] if _with_params(item) else item for item in sql]
+    return sql
+
+
+def _with_params(item: Any) -> bool:
+    return isinstance(item, (list, tuple)) and len(item) == 2
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def fingerprint(migration: Any, done: int | None = None) -> str:
-    """A digest of the migration's operations 1 to ``done`` (all by default): each one's full
+    """A digest of the migration's operations 1 to ``done`` (all by default): each one's
     deconstruction (class, arguments, keyword arguments, as Django's migration writer spells
-    them), in order."""
-    operations = migration.operations[:done]
+    them, without the values it only writes into rows: ``_schema_kwargs``), in order."""
+    return _fingerprint_of(migration.operations[:done])
+
+
+def _fingerprint_of(operations: list[Any]) -> str:
     return _digest("\n".join(_stable(operation) for operation in operations))
 
 
-def statements_digest(previous: str | None, sql: str, params: Any) -> str:
-    """The digest of a statement list, ``previous`` (its statements so far) and one more."""
-    return _digest(f"{previous or ''}\n{sql}\n{params!r}")
+def statements_digest(previous: str | None, sql: str) -> str:
+    """The digest of a statement list, ``previous`` (its statements so far) and one more.
+
+    A statement counts by its SQL text, as its in-flight marker does (``sql.digest``), not by
+    its parameters: they are values it writes, which a migration may compute when it is
+    imported (``[timezone.now()]``), so they differ in every process although its file did
+    not change. (So a list that repeats one statement with other parameters is checked by
+    the number of statements only.)"""
+    return _digest(f"{previous or ''}\n{sql}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +236,32 @@ class ProgressRecorder:
             texts.extend(_stable(operation) for operation in operations[len(texts) :])
             self._fingerprints[key] = _digest("\n".join(texts[: len(operations)]))
         return self._fingerprints[key]
+
+    def matches(self, migration: Any, saved: Progress) -> bool:
+        """Whether operations 1 to ``saved.done`` of ``migration`` are those an earlier run
+        applied (its fingerprint). When they are not, but are in the operations another plan
+        gives the migration (``planned.variants``: with or without contenttypes'
+        ``RenameContentType``), the migration takes those, in place (as the receiver
+        inserts its own), so that ``done`` counts the same operations: it resumes as the
+        earlier run planned it, and later operations may still have been edited."""
+        done = saved.done
+        if done <= len(migration.operations) and self.fingerprint(migration, done) == (
+            saved.fingerprint
+        ):
+            return True
+        for operations in planned.variants(migration, self.connection.alias):
+            if done <= len(operations) and _fingerprint_of(operations[:done]) == (
+                saved.fingerprint
+            ):
+                migration.operations[:] = operations
+                self._texts.pop(id(migration), None)  # serialized from the other operations
+                self._fingerprints = {
+                    key: value
+                    for key, value in self._fingerprints.items()
+                    if key[0] != id(migration)
+                }
+                return True
+        return False
 
     def load(self) -> dict[Key, Progress]:
         """All recorded progress (none if the table does not exist)."""

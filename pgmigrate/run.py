@@ -257,7 +257,7 @@ class Run:
             steps = ForwardSteps(migration, project_state, 0)
             self._run_in_one_transaction(_Lazy(steps, 0), schema_editor)
             return steps.final_state
-        saved = self._saved(migration)
+        saved = self.saved(migration)
         start = saved.done if saved else 0
         with self._editing(schema_editor):
             if saved and saved.mid_operation and saved.direction == BACKWARDS:
@@ -291,7 +291,7 @@ class Run:
             steps = backward_steps(migration, project_state, len(migration.operations))
             self._run_in_one_transaction(steps, schema_editor)
             return project_state
-        saved = self._saved(migration)
+        saved = self.saved(migration)
         done = saved.done if saved else len(migration.operations)
         with self._editing(schema_editor):
             if saved and saved.mid_operation and saved.direction == FORWARDS:
@@ -537,21 +537,28 @@ class Run:
 
     # Progress ---------------------------------------------------------------------------
 
-    def _saved(self, migration: Migration) -> Progress | None:
-        """The recorded progress of ``migration``, checked against its file."""
+    def saved(self, migration: Migration) -> Progress | None:
+        """The recorded progress of ``migration``, checked against its file; the migration
+        takes the operations the earlier run's plan gave it (``ProgressRecorder.matches``)."""
         saved = self.progress.get(migration.app_label, migration.name)
         if saved is None:
             return None
-        operations = len(migration.operations)
-        if saved.done > operations or saved.fingerprint != self.progress.fingerprint(
-            migration, saved.done
-        ):
+        planned = len(migration.operations)
+        if not self.progress.matches(migration, saved):
             raise CommandError(
                 f"pgmigrate: {label(migration)} changed since an earlier run applied its "
                 f"operations 1 to {saved.done}: one of them is not the same now, so pgmigrate "
                 "cannot tell what is in the database. Restore those operations as they were "
                 "(later ones may change) and run migrate again to finish the migration (or "
-                "migrate backwards to unapply them), then make your change in a new migration."
+                "migrate backwards to unapply them), then make your change in a new migration. "
+                + _by_hand(migration, f"operations 1 to {saved.done}")
+            )
+        if len(migration.operations) != planned:
+            self.notice(
+                f"pgmigrate: {label(migration)} runs with the {len(migration.operations)} "
+                f"operations an earlier run's plan gave it, not {planned} (Django's plan adds "
+                "a RenameContentType after each RenameModel only when the ContentType model of "
+                "django.contrib.contenttypes is there)"
             )
         return saved
 
@@ -629,7 +636,7 @@ class Run:
             return execute(sql_text, params)
         text = str(sql_text)
         if at.mode is Mode.STATEMENTS and at.seq <= at.skip:
-            self._skip(at, text, params)  # committed by an earlier run
+            self._skip(at, text)  # committed by an earlier run
             return None
         statement = self._statement(text, params)
         if statement.transactional is not False:
@@ -654,10 +661,10 @@ class Run:
             name_as_renamed(statement, later_renames(at.step))
             at.remakes_early_fk = False
 
-    def _skip(self, at: _Position, text: str, params: Any) -> None:
+    def _skip(self, at: _Position, text: str) -> None:
         """Skip a statement an earlier run committed, after checking, once all of them are
-        seen, that they are the statements it committed."""
-        at.digest = statements_digest(at.digest, text, params)
+        seen, that they are the statements it committed (``statements_digest``)."""
+        at.digest = statements_digest(at.digest, text)
         if at.seq == at.skip and at.digest != at.saved_digest:
             raise self._not_those_committed(at)
 
@@ -665,12 +672,16 @@ class Run:
     def _not_those_committed(at: _Position) -> CommandError:
         """The statements of the operation resumed are not those an earlier run committed
         (other statements, or fewer of them)."""
+        migration = at.step.migration
         return CommandError(
             f"pgmigrate: the first {at.skip} statements of operation {at.step.number} of "
-            f"{label(at.step.migration)} are not those an earlier run committed (the "
-            "migration changed, or the operation's SQL depends on the database), so "
-            "pgmigrate cannot tell where to resume it. Restore the migration file as it "
-            "was and run migrate again."
+            f"{label(migration)} are not those an earlier run committed (the migration "
+            "changed, or the operation's SQL depends on the database), so pgmigrate cannot "
+            "tell where to resume it. Restore the migration file as it was and run migrate "
+            "again. "
+            + _by_hand(
+                migration, f"what those {at.skip} statements and the operations before them did"
+            )
         )
 
     def _statement(self, text: str, params: Any) -> sql.Statement:
@@ -693,7 +704,7 @@ class Run:
         when it turned out that it cannot run in a transaction (nothing was done)."""
         step = at.step
 
-        digest = statements_digest(at.digest, text, params)
+        digest = statements_digest(at.digest, text)
 
         def attempt() -> None:
             with self.guard.deferred(cancellable=True), atomic(self.using):
@@ -777,7 +788,7 @@ class Run:
                     at.leftover = self._leftover(statement)
             raise
         by_statement = at.mode is Mode.STATEMENTS
-        digest = statements_digest(at.digest, text, params) if by_statement else None
+        digest = statements_digest(at.digest, text) if by_statement else None
         try:
             with self.guard.deferred(cancellable=False):
                 self._count_statement(step, at.seq if by_statement else 0, None, digest=digest)
@@ -868,6 +879,18 @@ class Run:
             shared_from=self._unit_first if in_transaction else None,
             statements=at.committed if at is not None and at.mode is Mode.STATEMENTS else 0,
         )
+
+
+def _by_hand(migration: Migration, undo: str) -> str:
+    """The way out when a check of what an earlier run applied fails although the file is as
+    it was: ``--fake`` records a migration without running it, and ``--pgmigrate-restart``
+    forgets the progress (both drop the row in ``pgmigrate_progress``)."""
+    return (
+        "If the file is as it was, finish by hand: apply the rest of the migration yourself "
+        f"and record it with `migrate {migration.app_label} {migration.name} --fake`, or undo "
+        f"{undo} and run `migrate --pgmigrate-restart` (it forgets the progress of every "
+        "half-applied migration) to run it again from its first operation."
+    )
 
 
 def _detail(at: _Position, exc: BaseException) -> str:

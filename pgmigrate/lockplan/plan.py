@@ -245,9 +245,7 @@ class Planner:
         saved = progress.get(migration.app_label, migration.name)
         if saved is None or saved.direction != FORWARDS:
             return None
-        if saved.done > len(migration.operations) or saved.fingerprint != progress.fingerprint(
-            migration, saved.done
-        ):
+        if not progress.matches(migration, saved):
             return None  # migrate reports it; the plan shows every operation
         return saved
 

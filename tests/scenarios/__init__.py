@@ -79,3 +79,14 @@ RAISED: dict = {}
 def lock_plan_python(apps, schema_editor):
     """The ``lock_plan`` scenario's RunPython: the lock plan never runs it."""
     RUNPYTHON_SEEN["lock_plan"] = True
+
+
+#: The ``rename_resume`` scenario: whether its last operation fails, and a field's max_length
+#: (read at import).
+RENAME_RESUME: dict = {"fail": False, "max_length": 10}
+
+
+def rename_resume_check(apps, schema_editor):
+    """The ``rename_resume`` scenario's last operation."""
+    if RENAME_RESUME["fail"]:
+        raise RuntimeError("the last operation fails on purpose")

@@ -1,0 +1,40 @@
+"""The operations a plan gives a migration.
+
+Django's ``migrate`` sends ``pre_migrate`` with its plan before it runs anything, and
+django.contrib.contenttypes' receiver (``inject_rename_contenttypes_operations``, in
+django/contrib/contenttypes/management/__init__.py) inserts a ``RenameContentType`` after each
+``RenameModel`` of the planned migrations, but only where its ``ContentType`` model is there:
+in the state of the applied migrations, or made by contenttypes' ``0001_initial`` earlier in
+the plan. So one file gives a migration other operations in runs whose plans differ
+(``migrate shop`` on a new database, then ``migrate``), and its file's own in a run that rolls
+it back before the plan (it is in no plan). ``pgmigrate_progress`` counts and fingerprints the
+operations of the run that wrote it: a later run takes those (``ProgressRecorder.matches``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.apps import apps
+from django.db.migrations.operations.base import Operation
+
+
+def variants(migration: Any, using: str) -> list[list[Operation]]:
+    """The operation lists a run may have given ``migration``: its file's own (the class's
+    ``operations``, which Django's ``Migration.__init__`` copies), and, with contenttypes
+    installed, those with the operations its receiver inserts (made by the receiver itself,
+    as for a plan where ``ContentType`` is there; its router check applies)."""
+    own = list(type(migration).operations)
+    found = [own]
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.management import (
+            inject_rename_contenttypes_operations,
+        )
+
+        planned = copy.copy(migration)
+        planned.operations = list(own)
+        inject_rename_contenttypes_operations(plan=[(planned, False)], using=using)
+        if len(planned.operations) != len(own):
+            found.append(planned.operations)
+    return found
