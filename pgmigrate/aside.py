@@ -119,9 +119,14 @@ class StepAside:
         self._units = 0
         self._suspended = 0
         self._pending: Aside | None = None
+        #: The pending step-aside's cancel was sent (``sent``); until the watcher says
+        #: whether it was (``sent`` or ``withdraw``), ``_deciding``.
+        self._sent = False
+        self._deciding = False
         #: The pending step-aside's cancel reached a statement (its error was raised).
         self._delivered = False
         self._lock = threading.Lock()
+        self._decided = threading.Condition(self._lock)
 
     @property
     def ready(self) -> bool:
@@ -153,8 +158,15 @@ class StepAside:
         with self._lock:
             if not self.ready:
                 return False
-            self._pending = aside
+            self._pending, self._sent, self._deciding = aside, False, True
             return True
+
+    def sent(self, aside: Aside) -> None:
+        """The watcher sent the cancel of ``aside`` (or may have: its statement failed)."""
+        with self._lock:
+            if self._pending is aside:
+                self._sent, self._deciding = True, False
+                self._decided.notify_all()
 
     def note_failure(self, exc: BaseException) -> None:
         """A statement of the migrating connection failed with ``exc``: if it is the cancel
@@ -175,14 +187,18 @@ class StepAside:
             SteppedAside: Then (the retry unit claims it, waits and runs again).
         """
         with self._lock:
+            if committing:  # the watcher is about to say whether it sent the cancel
+                self._decided.wait_for(lambda: not self._deciding, DECIDING_TIMEOUT)
             pending, delivered = self._pending is not None, self._delivered
+            # Undecided past the timeout: as if sent (the unit runs again, safely).
+            sent = self._sent or self._deciding
         if pending and delivered:
             raise SteppedAside(
                 "pgmigrate cancelled a statement of this unit to step out of the lock queue, "
                 "and the migration's code caught the error and went on: the unit is rolled "
                 "back and runs again"
             )
-        if pending and committing:
+        if pending and committing and sent:
             raise SteppedAside(
                 "pgmigrate cancelled a statement of this unit to step out of the lock queue, "
                 "and no statement failed with the cancel (SQL that traps query_canceled may "
@@ -193,7 +209,8 @@ class StepAside:
         """The cancel was not sent (the statement no longer waited)."""
         with self._lock:
             if self._pending is aside:
-                self._pending = None
+                self._pending, self._deciding = None, False
+                self._decided.notify_all()
 
     def claim(self, exc: BaseException) -> Aside | None:
         """The step-aside that ``exc`` (a failed unit's error) comes from, if any."""
@@ -203,12 +220,14 @@ class StepAside:
             if "statement timeout" in str(exc):  # not ours (when messages are in English)
                 return None
             aside, self._pending, self._delivered = self._pending, None, False
+            self._sent = self._deciding = False
             return aside
 
     def settle(self) -> None:
         """A unit finished: a step-aside still pending had no effect."""
         with self._lock:
             self._pending, self._delivered = None, False
+            self._sent = self._deciding = False
 
     def wait(self, aside: Aside, deadline: float | None, checkpoint: Callable[[], None]) -> bool:
         """Wait out of the queue until the blockers of ``aside`` are gone (True) or until
@@ -231,5 +250,8 @@ class StepAside:
             aside.abandoned = True
 
 
+#: Before a unit commits, the migrating thread waits at most this long (s) for the watcher to
+#: say whether it sent the cancel it is about to send (one round trip).
+DECIDING_TIMEOUT = 2.0
 #: The migrating thread checks for Ctrl-C this often while it waits out of the queue (s).
 WAIT_SLICE = 0.05

@@ -862,9 +862,15 @@ class Watcher:
         )
         if not self.step_aside.request(aside):
             return None  # not in a unit that can run again (or stepping aside is off)
-        if not self._cancel_own(statement):  # it got its lock meanwhile
+        try:
+            cancelled = self._cancel_own(statement)
+        except BaseException:
+            self.step_aside.sent(aside)  # it may have been: the unit runs again, safely
+            raise
+        if not cancelled:  # it got its lock meanwhile
             self.step_aside.withdraw(aside)
             return None
+        self.step_aside.sent(aside)
         return aside
 
     def _say_aside(self, aside: Aside) -> None:

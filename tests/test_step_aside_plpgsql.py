@@ -3,10 +3,14 @@
 lets the unit commit without its statement, and SQL that may commit part of its work (a
 ``DO`` block that commits, a ``CALL``) is never cancelled nor run again."""
 
+import threading
+
 import pytest
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+from pgmigrate.aside import Aside, StepAside
+from pgmigrate.errors import SteppedAside
 from tests.helpers import (
     MigrateThread,
     Session,
@@ -93,3 +97,47 @@ def test_sql_that_commits_on_its_own_is_not_retried_on_a_lock_timeout(scenario, 
     with pytest.raises(CommandError, match="lock"):
         migrate("tests", "0004")
     assert count("SELECT count(*) FROM tests_alpha WHERE name = 'python batch'") == 1
+
+
+# The hand-over between the watcher and the unit ----------------------------------------------
+
+
+def _requested() -> tuple[StepAside, Aside]:
+    step_aside = StepAside(enabled=True)
+    step_aside.waiter = lambda aside: None
+    aside = Aside(
+        locktag=(), modes=[], target="tests_beta", pids=[], prepared=[], waiting_since=0.0
+    )
+    return step_aside, aside
+
+
+@pytest.mark.parametrize("decision", ["withdraw", "sent"])
+def test_a_commit_waits_for_the_watcher_to_say_whether_it_cancelled(decision):
+    """The watcher asked to step aside, and has yet to say whether its cancel went out (the
+    statement may have got its lock meanwhile): the unit's commit waits for that word, then
+    goes on (not sent) or runs again (sent, and no statement failed with it)."""
+    step_aside, aside = _requested()
+    outcome: list[BaseException | None] = []
+    with step_aside.unit():
+        assert step_aside.request(aside)
+
+        def commit() -> None:
+            try:
+                step_aside.check(committing=True)
+            except SteppedAside as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        committing = threading.Thread(target=commit)
+        committing.start()
+        wait_until(lambda: step_aside._decided._waiters, what="the commit waits")  # type: ignore[attr-defined]
+        assert not outcome
+        getattr(step_aside, decision)(aside)
+        committing.join(10)
+    assert len(outcome) == 1
+    if decision == "withdraw":
+        assert outcome == [None]
+    else:
+        assert isinstance(outcome[0], SteppedAside)
+        assert step_aside.claim(outcome[0]) is aside
