@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pglock.models import BlockedPGLockQuerySet
 
     from pgmigrate.command import MigrateCommand
+    from pgmigrate.lockgraph import LockGraph
 
 #: How much of a blocker's query is printed.
 QUERY_PREVIEW_CHARS = 120
@@ -51,6 +52,11 @@ class Blocker:
     xact_start: dt.datetime | None = None
     #: When its current (or, idle, last) query string began (``query_start``).
     query_start: dt.datetime | None = None
+    #: For a session that blocks the migration through another one, that session's pid:
+    #: the migration waits for a row's lock (its tuple lock) held by a session queued for
+    #: the row, which waits for this one, the row's holder. None: it blocks the migration
+    #: itself (``pg_blocking_pids``).
+    via: int | None = None
 
     @property
     def told_by_xact_start(self) -> bool:
@@ -90,6 +96,8 @@ class Blocker:
 
     def describe(self) -> str:
         queued = ", queued ahead of the migration" if self.queued else ""
+        if self.via is not None:
+            queued += f", holding the row pid {self.via} waits for"
         return (
             f"pid {self.pid} (application {self.application_name!r}, "
             f"{self.readable_state}{queued})"
@@ -103,6 +111,8 @@ PREFETCHED = "_pgmigrate_blockers"
 KNOWN = "_pgmigrate_known_blockers"
 #: Attribute of those querysets too: the pid of the migrating backend they block.
 BLOCKED_PID = "_pgmigrate_blocked_pid"
+#: And the lock it waits for, as the watcher saw it (``lockgraph.LockGraph``; None: unknown).
+AWAITED = "_pgmigrate_awaited"
 
 
 @functools.cache
@@ -114,19 +124,26 @@ def _carrying(base: type[Any]) -> type[Any]:
             clone = super()._clone()
             setattr(clone, KNOWN, getattr(self, KNOWN, None))
             setattr(clone, BLOCKED_PID, getattr(self, BLOCKED_PID, None))
+            setattr(clone, AWAITED, getattr(self, AWAITED, None))
             return clone
 
     Carrying.__name__ = Carrying.__qualname__ = base.__name__
     return Carrying
 
 
-def with_blockers(blocked_locks: Any, found: list[Blocker], blocked_pid: int | None = None) -> Any:
-    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), and the
-    pid of the migrating backend they block."""
+def with_blockers(
+    blocked_locks: Any,
+    found: list[Blocker],
+    blocked_pid: int | None = None,
+    awaited: LockGraph | None = None,
+) -> Any:
+    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), the
+    pid of the migrating backend they block and the lock graph of its wait (``awaited``)."""
     blocked_locks.__class__ = _carrying(type(blocked_locks))
     setattr(blocked_locks, PREFETCHED, list(found))
     setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
     setattr(blocked_locks, BLOCKED_PID, blocked_pid)
+    setattr(blocked_locks, AWAITED, awaited)
     return blocked_locks
 
 
@@ -242,37 +259,73 @@ def current_role(using: str) -> str:
 #: tells the transaction apart (``Blocker.told_by_xact_start``), otherwise by its virtual
 #: transaction in ``pg_locks`` (visible to every role; read only then: it copies the whole
 #: lock table while the app waits). Where the migrating backend's pid is given, only those
-#: that still block it (``pg_blocking_pids``, read once before any signal). ``{function}``
-#: is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is signalled only where
-#: ``{allowed}`` holds (NULL for the others).
+#: that still block it (``pg_blocking_pids``, read once before any signal); a session that
+#: blocks it through another one (``Blocker.via``: the holder of a row that a session
+#: queued for it waits for), only while that one still blocks the backend and waits for it.
+#: ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is
+#: signalled only where ``{allowed}`` holds (NULL for the others); ``{session_lock}`` is
+#: ``SESSION_LOCK`` or nothing.
 SIGNAL = """
-WITH transactions AS MATERIALIZED (
+WITH awaited AS MATERIALIZED (
+    SELECT %s::int AS pid, %s::text[] AS tag, %s::text[] AS modes,
+           %s::timestamptz AS waitstart
+), transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
+), locks AS MATERIALIZED (
+    SELECT * FROM pg_locks
 ), blocking AS MATERIALIZED (
-    SELECT pg_blocking_pids(%s::int) AS pids
+    SELECT pg_blocking_pids(pid) AS pids FROM awaited
 )
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
-FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-    AS seen(pid, vxid, backend_start, xact_start)
+FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+    AS seen(pid, vxid, backend_start, xact_start, via)
 CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
-WHERE CASE
-      WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
-      ELSE seen.vxid IS NULL
-           OR EXISTS (SELECT FROM transactions AS t
-                      WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
-           -- a session-level lock of a session outside a transaction (vxid n/0): the
-           -- session still holds a lock under that vxid
-           OR (seen.vxid LIKE '%%/0'
-               AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = seen.pid AND l.granted
-                           AND l.virtualtransaction = seen.vxid))
-      END
+WHERE (CASE
+       WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
+       ELSE seen.vxid IS NULL
+            OR EXISTS (SELECT FROM transactions AS t
+                       WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
+            -- a session-level lock of a session outside a transaction (vxid n/0): the
+            -- session still holds a lock under that vxid
+            OR (seen.vxid LIKE '%%/0'
+                AND EXISTS (SELECT FROM locks AS l WHERE l.pid = seen.pid AND l.granted
+                            AND l.virtualtransaction = seen.vxid))
+       END{session_lock})
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
   -- and it still blocks the migrating backend (given: pg_blocking_pids is strict, NULL
   -- otherwise), which it may no longer do though in the same transaction (a savepoint's
   -- rollback let go of the lock)
-  AND (SELECT b.pids IS NULL OR seen.pid = ANY(b.pids) FROM blocking AS b)
+  AND (SELECT CASE WHEN seen.via IS NULL THEN b.pids IS NULL OR seen.pid = ANY(b.pids)
+                   ELSE b.pids IS NULL OR (seen.via = ANY(b.pids)
+                                           AND seen.pid = ANY(pg_blocking_pids(seen.via)))
+              END
+       FROM blocking AS b)
 """
+#: For ``Terminate``: a session no longer in the transaction seen is still ended for a lock
+#: it holds across its transactions (a session-level lock: ``pg_advisory_lock``, the lock
+#: of ``CREATE INDEX CONCURRENTLY``), which ending the session frees. It is one when the
+#: session, in a later transaction than seen, holds a conflicting lock on the awaited
+#: object while the migrating backend still waits in the request it was seen in: while a
+#: request waits, PostgreSQL queues every conflicting request made after it (unless its
+#: session already holds a lock on the object), so that lock is not one of the later
+#: transaction's. (For ``Cancel``, cancelling a later statement frees no such lock.)
+SESSION_LOCK = """
+       OR (seen.via IS NULL
+           AND EXISTS (SELECT FROM locks AS w, awaited AS aw
+                       WHERE w.pid = aw.pid AND NOT w.granted AND w.waitstart = aw.waitstart
+                         AND {tag_of_w} = aw.tag)
+           AND EXISTS (SELECT FROM locks AS h, awaited AS aw
+                       WHERE h.pid = seen.pid AND h.granted AND h.mode = ANY(aw.modes)
+                         AND {tag_of_h} = aw.tag))"""
+
+#: A lock's tag as ``LockGraph.locktag`` holds it, of the ``pg_locks`` row ``{alias}``.
+TAG = (
+    "ARRAY[{alias}.locktype, {alias}.database::text, {alias}.relation::text, "
+    "{alias}.page::text, {alias}.tuple::text, {alias}.virtualxid, "
+    "{alias}.transactionid::text, {alias}.classid::text, {alias}.objid::text, "
+    "{alias}.objsubid::text]"
+)
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
 #: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
 #: that one refusal does not fail the statement that signals all the others at once.
@@ -284,13 +337,43 @@ ALLOWED = """
 """
 
 
+def signal_sql(function: str, *, allowed: str = ALLOWED, session_lock: bool = False) -> str:
+    """``SIGNAL`` with ``function`` and ``allowed``, and ``SESSION_LOCK`` if ``session_lock``.
+    Its parameters: the migrating backend's pid, the awaited lock's tag, the modes that
+    conflict with it and the backend's ``waitstart`` (see ``LockGraph``), then the arrays of
+    the sessions' pids, virtual transactions, ``backend_start``, ``xact_start`` (where it
+    tells the transaction) and ``via``."""
+    lock = SESSION_LOCK.format(tag_of_w=TAG.format(alias="w"), tag_of_h=TAG.format(alias="h"))
+    return SIGNAL.format(
+        function=function, allowed=allowed, session_lock=lock if session_lock else ""
+    )
+
+
 @functools.cache
 def _signal_statement(function: str, checked: bool) -> Prepared:
     """``SIGNAL`` with ``function``, only where PostgreSQL allows it (``checked``), as a
     prepared statement of the watcher's session."""
-    text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
+    text = signal_sql(
+        function,
+        allowed=ALLOWED if checked else "true",
+        session_lock=function == "pg_terminate_backend",
+    )
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    return Prepared(name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]"))
+    return Prepared(
+        name,
+        text,
+        (
+            "int",
+            "text[]",
+            "text[]",
+            "timestamptz",
+            "int[]",
+            "text[]",
+            "timestamptz[]",
+            "timestamptz[]",
+            "int[]",
+        ),
+    )
 
 
 def _event(
@@ -322,6 +405,9 @@ class _SignalBlockers(BlockingAction):
         super().__init__(**filters)
         self._announced: set[tuple[int, Any]] = set()
         self._failed: set[tuple[int, Any]] = set()
+        #: The pids of the last run that the signal statement left out: gone, no longer the
+        #: session or transaction seen, or no longer blocking (the watcher looks again).
+        self.missed: list[int] = []
 
     def signal(
         self,
@@ -329,21 +415,28 @@ class _SignalBlockers(BlockingAction):
         using: str,
         checked: bool = True,
         blocked_pid: int | None = None,
+        awaited: LockGraph | None = None,
     ) -> dict[int, bool | None]:
         """Send the signal, in one statement, to those of ``found`` that are still the
         sessions (and transactions) the watcher saw and, with ``blocked_pid`` (the
-        migrating backend), that still block it. Returns, by pid, whether each was
-        signalled: None when PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's
-        refusal raises); sessions gone, changed or no longer blocking are left out."""
+        migrating backend), that still block it; with ``awaited`` (the lock graph of its
+        wait), ``Terminate`` also ends those that hold a session-level lock it waits for
+        (``SESSION_LOCK``). Returns, by pid, whether each was signalled: None when
+        PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's refusal raises);
+        sessions gone, changed or no longer blocking are left out."""
         with connections[using].cursor() as cursor:
             _signal_statement(self.function, checked).execute(
                 cursor,
                 [
                     blocked_pid,
+                    list(awaited.locktag) if awaited is not None else None,
+                    awaited.modes if awaited is not None else None,
+                    awaited.waitstart if awaited is not None else None,
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
                     [b.xact_start if b.told_by_xact_start else None for b in found],
+                    [blocker.via for blocker in found],
                 ],
             )
             return dict(cursor.fetchall())
@@ -364,10 +457,14 @@ class _SignalBlockers(BlockingAction):
         found = [blocker for blocker in found if blocker.key not in hopeless]
         reached: dict[int, bool | None] = {}
         blocked_pid = getattr(blocked_locks, BLOCKED_PID, None)
+        awaited = getattr(blocked_locks, AWAITED, None)
+        self.missed = []
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
-                reached = self.signal(*found, using=blocked_locks.db, blocked_pid=blocked_pid)
+                reached = self.signal(
+                    *found, using=blocked_locks.db, blocked_pid=blocked_pid, awaited=awaited
+                )
             batch_failed = False
         except DatabaseError as exc:
             if sqlstate(exc) is None:
@@ -379,7 +476,11 @@ class _SignalBlockers(BlockingAction):
                     # Out of reach: PostgreSQL's own refusal says why.
                     reached.update(
                         self.signal(
-                            blocker, using=blocked_locks.db, checked=False, blocked_pid=blocked_pid
+                            blocker,
+                            using=blocked_locks.db,
+                            checked=False,
+                            blocked_pid=blocked_pid,
+                            awaited=awaited,
                         )
                     )
             except DatabaseError as exc:
@@ -395,6 +496,8 @@ class _SignalBlockers(BlockingAction):
                 _event(cmd, "action_failed", message, blocker, self, error=str(exc), hint=hint)
                 continue
             if not reached.get(blocker.pid):
+                if blocker.pid not in reached:
+                    self.missed.append(blocker.pid)
                 continue  # gone, or no longer the session (transaction) that blocked
             signalled.append(blocker)
             if blocker.key not in self._announced:
