@@ -263,35 +263,29 @@ def current_role(using: str) -> str:
 #: blocks it through another one (``Blocker.via``: the holder of a row that a session
 #: queued for it waits for), only while that one still blocks the backend and waits for it.
 #: ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is
-#: signalled only where ``{allowed}`` holds (NULL for the others); ``{session_lock}`` is
-#: ``SESSION_LOCK`` or nothing.
+#: signalled only where ``{allowed}`` holds (NULL for the others).
 SIGNAL = """
-WITH awaited AS MATERIALIZED (
-    SELECT %s::int AS pid, %s::text[] AS tag, %s::text[] AS modes,
-           %s::timestamptz AS waitstart
-), transactions AS MATERIALIZED (
+WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
-), locks AS MATERIALIZED (
-    SELECT * FROM pg_locks
 ), blocking AS MATERIALIZED (
-    SELECT pg_blocking_pids(pid) AS pids FROM awaited
+    SELECT pg_blocking_pids(%s::int) AS pids
 )
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
 FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
     AS seen(pid, vxid, backend_start, xact_start, via)
 CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
-WHERE (CASE
-       WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
-       ELSE seen.vxid IS NULL
-            OR EXISTS (SELECT FROM transactions AS t
-                       WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
-            -- a session-level lock of a session outside a transaction (vxid n/0): the
-            -- session still holds a lock under that vxid
-            OR (seen.vxid LIKE '%%/0'
-                AND EXISTS (SELECT FROM locks AS l WHERE l.pid = seen.pid AND l.granted
-                            AND l.virtualtransaction = seen.vxid))
-       END{session_lock})
+WHERE CASE
+      WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
+      ELSE seen.vxid IS NULL
+           OR EXISTS (SELECT FROM transactions AS t
+                      WHERE t.pid = seen.pid AND t.virtualxid = seen.vxid)
+           -- a session-level lock of a session outside a transaction (vxid n/0): the
+           -- session still holds a lock under that vxid
+           OR (seen.vxid LIKE '%%/0'
+               AND EXISTS (SELECT FROM pg_locks AS l WHERE l.pid = seen.pid AND l.granted
+                           AND l.virtualtransaction = seen.vxid))
+      END
   AND (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
   -- and it still blocks the migrating backend (given: pg_blocking_pids is strict, NULL
   -- otherwise), which it may no longer do though in the same transaction (a savepoint's
@@ -302,30 +296,55 @@ WHERE (CASE
               END
        FROM blocking AS b)
 """
-#: For ``Terminate``: a session no longer in the transaction seen is still ended for a lock
-#: it holds across its transactions (a session-level lock: ``pg_advisory_lock``, the lock
-#: of ``CREATE INDEX CONCURRENTLY``), which ending the session frees. It is one when the
-#: session, in a later transaction than seen, holds a conflicting lock on the awaited
-#: object while the migrating backend still waits in the request it was seen in: while a
-#: request waits, PostgreSQL queues every conflicting request made after it (unless its
-#: session already holds a lock on the object), so that lock is not one of the later
-#: transaction's. (For ``Cancel``, cancelling a later statement frees no such lock.)
+#: For ``Terminate``, sent only for the sessions ``SIGNAL`` left out (so never while
+#: nothing of this applies): a session no longer in the transaction seen is still ended for
+#: a lock it holds across its transactions (a session-level lock: ``pg_advisory_lock``, the
+#: lock of ``CREATE INDEX CONCURRENTLY``), which ending the session frees. It is one when
+#: the session (the same ``backend_start``, when known), which still blocks the migrating
+#: backend, holds a conflicting lock on the awaited object while the backend still waits in
+#: the request it was seen in (the same ``waitstart``): while a request waits, PostgreSQL
+#: queues every conflicting request made after it behind it (unless its session already
+#: holds a lock on the object), and the session's current transaction began after the
+#: look, so that lock is not one of its current transaction's. (For ``Cancel``, cancelling a
+#: later statement frees no such lock.) Parameters: the backend's pid, the awaited lock's tag
+#: and conflicting modes, the backend's ``waitstart``, then the sessions' pids and
+#: ``backend_start``.
 SESSION_LOCK = """
-       OR (seen.via IS NULL
-           AND EXISTS (SELECT FROM locks AS w, awaited AS aw
-                       WHERE w.pid = aw.pid AND NOT w.granted AND w.waitstart = aw.waitstart
-                         AND {tag_of_w} = aw.tag)
-           AND EXISTS (SELECT FROM locks AS h, awaited AS aw
-                       WHERE h.pid = seen.pid AND h.granted AND h.mode = ANY(aw.modes)
-                         AND {tag_of_h} = aw.tag))"""
-
-#: A lock's tag as ``LockGraph.locktag`` holds it, of the ``pg_locks`` row ``{alias}``.
-TAG = (
-    "ARRAY[{alias}.locktype, {alias}.database::text, {alias}.relation::text, "
-    "{alias}.page::text, {alias}.tuple::text, {alias}.virtualxid, "
-    "{alias}.transactionid::text, {alias}.classid::text, {alias}.objid::text, "
-    "{alias}.objsubid::text]"
+WITH locks AS MATERIALIZED (
+    SELECT pid, granted, mode, waitstart,
+           ARRAY[locktype, database::text, relation::text, page::text, tuple::text,
+                 virtualxid, transactionid::text, classid::text, objid::text,
+                 objsubid::text] AS tag
+    FROM pg_locks
+), awaited AS MATERIALIZED (
+    SELECT %s::int AS pid, %s::text[] AS tag, %s::text[] AS modes,
+           %s::timestamptz AS waitstart,
+           pg_blocking_pids(%s::int) AS blocking
 )
+SELECT seen.pid, CASE WHEN {allowed} THEN pg_terminate_backend(seen.pid) END
+FROM unnest(%s::int[], %s::timestamptz[]) AS seen(pid, backend_start)
+CROSS JOIN awaited AS aw
+CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
+LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
+WHERE (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
+  AND seen.pid = ANY(aw.blocking)
+  AND EXISTS (SELECT FROM locks AS w
+              WHERE w.pid = aw.pid AND NOT w.granted AND w.tag = aw.tag
+                AND w.waitstart = aw.waitstart)
+  AND EXISTS (SELECT FROM locks AS h
+              WHERE h.pid = seen.pid AND h.granted AND h.tag = aw.tag
+                AND h.mode = ANY(aw.modes))
+"""
+
+
+def signal_sql(function: str, *, allowed: str | None = None) -> str:
+    """``SIGNAL`` with ``function`` and ``allowed`` (default: ``ALLOWED``). Its parameters:
+    the migrating backend's pid, then the arrays of the sessions' pids, virtual
+    transactions, ``backend_start``, ``xact_start`` (where it tells the transaction) and
+    ``via``."""
+    return SIGNAL.format(function=function, allowed=ALLOWED if allowed is None else allowed)
+
+
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
 #: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
 #: that one refusal does not fail the statement that signals all the others at once.
@@ -337,42 +356,24 @@ ALLOWED = """
 """
 
 
-def signal_sql(function: str, *, allowed: str = ALLOWED, session_lock: bool = False) -> str:
-    """``SIGNAL`` with ``function`` and ``allowed``, and ``SESSION_LOCK`` if ``session_lock``.
-    Its parameters: the migrating backend's pid, the awaited lock's tag, the modes that
-    conflict with it and the backend's ``waitstart`` (see ``LockGraph``), then the arrays of
-    the sessions' pids, virtual transactions, ``backend_start``, ``xact_start`` (where it
-    tells the transaction) and ``via``."""
-    lock = SESSION_LOCK.format(tag_of_w=TAG.format(alias="w"), tag_of_h=TAG.format(alias="h"))
-    return SIGNAL.format(
-        function=function, allowed=allowed, session_lock=lock if session_lock else ""
-    )
-
-
 @functools.cache
 def _signal_statement(function: str, checked: bool) -> Prepared:
     """``SIGNAL`` with ``function``, only where PostgreSQL allows it (``checked``), as a
     prepared statement of the watcher's session."""
-    text = signal_sql(
-        function,
-        allowed=ALLOWED if checked else "true",
-        session_lock=function == "pg_terminate_backend",
-    )
+    text = signal_sql(function, allowed=ALLOWED if checked else "true")
     name = f"{function}_{'checked' if checked else 'unchecked'}"
     return Prepared(
-        name,
-        text,
-        (
-            "int",
-            "text[]",
-            "text[]",
-            "timestamptz",
-            "int[]",
-            "text[]",
-            "timestamptz[]",
-            "timestamptz[]",
-            "int[]",
-        ),
+        name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int[]")
+    )
+
+
+@functools.cache
+def _session_lock_statement(checked: bool) -> Prepared:
+    """``SESSION_LOCK``, only where PostgreSQL allows it (``checked``), prepared."""
+    text = SESSION_LOCK.format(allowed=ALLOWED if checked else "true")
+    name = f"session_lock_{'checked' if checked else 'unchecked'}"
+    return Prepared(
+        name, text, ("int", "text[]", "text[]", "timestamptz", "int", "int[]", "timestamptz[]")
     )
 
 
@@ -429,9 +430,6 @@ class _SignalBlockers(BlockingAction):
                 cursor,
                 [
                     blocked_pid,
-                    list(awaited.locktag) if awaited is not None else None,
-                    awaited.modes if awaited is not None else None,
-                    awaited.waitstart if awaited is not None else None,
                     [blocker.pid for blocker in found],
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
@@ -439,7 +437,29 @@ class _SignalBlockers(BlockingAction):
                     [blocker.via for blocker in found],
                 ],
             )
-            return dict(cursor.fetchall())
+            reached: dict[int, bool | None] = dict(cursor.fetchall())
+            left_out = [b for b in found if b.pid not in reached and b.via is None]
+            if (
+                left_out
+                and self.function == "pg_terminate_backend"
+                and awaited is not None
+                and awaited.waitstart is not None
+                and blocked_pid is not None
+            ):
+                _session_lock_statement(checked).execute(
+                    cursor,
+                    [
+                        blocked_pid,
+                        list(awaited.locktag),
+                        awaited.modes,
+                        awaited.waitstart,
+                        blocked_pid,
+                        [blocker.pid for blocker in left_out],
+                        [blocker.backend_start for blocker in left_out],
+                    ],
+                )
+                reached.update(cursor.fetchall())
+            return reached
 
     def cannot_help(self, cmd: MigrateCommand, found: list[Blocker]) -> list[Blocker]:
         """Those of ``found`` that the signal cannot free the lock of (reported here)."""
@@ -448,6 +468,8 @@ class _SignalBlockers(BlockingAction):
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
         with connections[using].cursor() as cursor:
             _signal_statement(self.function, True).prepare(cursor)
+            if self.function == "pg_terminate_backend":
+                _session_lock_statement(True).prepare(cursor)
         self.signal(using=using)  # signals nobody, as the urgent path sends it
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:

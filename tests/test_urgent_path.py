@@ -210,9 +210,8 @@ def _signal_plan(blocker: Session, *, xact_start: bool) -> str:
         "SELECT virtualxid FROM pg_locks WHERE pid = %s AND locktype = 'virtualxid'",
         [blocker.pid],
     )[0][0]
-    sql = actions.signal_sql("abs", session_lock=True)
-    params = [None, None, None, None]
-    params += [[blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None], [None]]
+    sql = actions.signal_sql("abs")
+    params = [None, [blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None], [None]]
     plan = query("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
     matched = query(sql, params)
     assert matched == [(blocker.pid, blocker.pid)]  # still the session and transaction seen
@@ -240,7 +239,7 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
     blocker.release()
     blocker.hold("pg_class")  # the same session, another transaction
     sql = actions.signal_sql("abs")
-    params = [None, None, None, None, [blocker.pid], ["0/0"], [row[0]], [row[1]], [None]]
+    params = [None, [blocker.pid], ["0/0"], [row[0]], [row[1]], [None]]
     assert query(sql, params) == []
     blocker.release()
 
@@ -265,7 +264,7 @@ def test_the_signal_spares_a_session_that_let_go_in_the_same_transaction(scenari
             [blocker.pid],
         )[0]
         sql = actions.signal_sql("abs")
-        params = [waiter.pid, None, None, None, [blocker.pid], [None], [row[0]], [row[1]], [None]]
+        params = [waiter.pid, [blocker.pid], [None], [row[0]], [row[1]], [None]]
         assert query(sql, params) == [(blocker.pid, blocker.pid)]  # it blocks: signalled
         blocker.execute("ROLLBACK TO SAVEPOINT held")  # the same transaction goes on
         thread.join(10)
