@@ -791,6 +791,9 @@ class Watcher:
                         sessions.setdefault(holder, row_sessions[holder])
                     holders[holder] = vxid
                     found.via[holder] = pid
+                    # Out of the lock queue, the migration waits for the tuple lock the
+                    # queued session holds until the row's holder is gone.
+                    found.lock_vxids.setdefault(waiters[pid], holder)
                 graph.prepared.extend(
                     p for p in row_graph.prepared if p.gid not in {q.gid for q in graph.prepared}
                 )

@@ -801,3 +801,32 @@ def test_a_session_level_lock_is_ended_in_a_later_transaction_of_its_session(mig
     assert f"terminated 1 session blocking the migration: pid {holder.pid}" in out
     assert not is_alive(holder.pid)
     assert applied() == ["0001_initial", "0002_advisory"]
+
+
+@pytest.mark.scenario("row_update_strong")
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_out_of_the_queue_the_migration_waits_for_the_protected_holder_of_a_row(
+    migrating, sessions
+):
+    """The migration holds a SHARE lock (the app's writes queue behind it) while its
+    ``UPDATE`` waits for a row's tuple lock, held by an app ``UPDATE`` queued for the row
+    behind a protected holder: it steps out of the lock queue and waits there, until the
+    holder is gone (not a moment less: it would run its statement again and again)."""
+    apply_0001(migrating)
+    holder, updater, thread, outcome = _row_queue(sessions, "nightly-rows")
+    run = MigrateThread("tests", "0002", database=migrating)
+    out_of_the_queue(run)
+    wait_until(
+        lambda: "still out of the lock queue after" in run.output.getvalue(),
+        what="the migration waits out of the queue for the row's holder",
+    )
+    assert is_alive(updater.pid) and is_waiting_on_lock(updater.pid)
+    holder.release()
+    out = run.finish()
+    thread.join(SAFETY_LOCK_TIMEOUT)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert not terminated_lines(out)
+    assert query("SELECT name FROM tests_gamma WHERE id = 1") == [("migrated",)]
