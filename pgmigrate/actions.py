@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pglock.models import BlockedPGLockQuerySet
 
     from pgmigrate.command import MigrateCommand
+    from pgmigrate.lockgraph import LockGraph
 
 #: How much of a blocker's query is printed.
 QUERY_PREVIEW_CHARS = 120
@@ -51,6 +52,11 @@ class Blocker:
     xact_start: dt.datetime | None = None
     #: When its current (or, idle, last) query string began (``query_start``).
     query_start: dt.datetime | None = None
+    #: For a session that blocks the migration through another one, that session's pid:
+    #: the migration waits for a row's lock (its tuple lock) held by a session queued for
+    #: the row, which waits for this one, the row's holder. None: it blocks the migration
+    #: itself (``pg_blocking_pids``).
+    via: int | None = None
 
     @property
     def told_by_xact_start(self) -> bool:
@@ -90,6 +96,8 @@ class Blocker:
 
     def describe(self) -> str:
         queued = ", queued ahead of the migration" if self.queued else ""
+        if self.via is not None:
+            queued += f", holding the row pid {self.via} waits for"
         return (
             f"pid {self.pid} (application {self.application_name!r}, "
             f"{self.readable_state}{queued})"
@@ -103,6 +111,8 @@ PREFETCHED = "_pgmigrate_blockers"
 KNOWN = "_pgmigrate_known_blockers"
 #: Attribute of those querysets too: the pid of the migrating backend they block.
 BLOCKED_PID = "_pgmigrate_blocked_pid"
+#: And the lock it waits for, as the watcher saw it (``lockgraph.LockGraph``; None: unknown).
+AWAITED = "_pgmigrate_awaited"
 
 
 @functools.cache
@@ -114,19 +124,26 @@ def _carrying(base: type[Any]) -> type[Any]:
             clone = super()._clone()
             setattr(clone, KNOWN, getattr(self, KNOWN, None))
             setattr(clone, BLOCKED_PID, getattr(self, BLOCKED_PID, None))
+            setattr(clone, AWAITED, getattr(self, AWAITED, None))
             return clone
 
     Carrying.__name__ = Carrying.__qualname__ = base.__name__
     return Carrying
 
 
-def with_blockers(blocked_locks: Any, found: list[Blocker], blocked_pid: int | None = None) -> Any:
-    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), and the
-    pid of the migrating backend they block."""
+def with_blockers(
+    blocked_locks: Any,
+    found: list[Blocker],
+    blocked_pid: int | None = None,
+    awaited: LockGraph | None = None,
+) -> Any:
+    """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), the
+    pid of the migrating backend they block and the lock graph of its wait (``awaited``)."""
     blocked_locks.__class__ = _carrying(type(blocked_locks))
     setattr(blocked_locks, PREFETCHED, list(found))
     setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
     setattr(blocked_locks, BLOCKED_PID, blocked_pid)
+    setattr(blocked_locks, AWAITED, awaited)
     return blocked_locks
 
 
@@ -242,9 +259,11 @@ def current_role(using: str) -> str:
 #: tells the transaction apart (``Blocker.told_by_xact_start``), otherwise by its virtual
 #: transaction in ``pg_locks`` (visible to every role; read only then: it copies the whole
 #: lock table while the app waits). Where the migrating backend's pid is given, only those
-#: that still block it (``pg_blocking_pids``, read once before any signal). ``{function}``
-#: is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is signalled only where
-#: ``{allowed}`` holds (NULL for the others).
+#: that still block it (``pg_blocking_pids``, read once before any signal); a session that
+#: blocks it through another one (``Blocker.via``: the holder of a row that a session
+#: queued for it waits for), only while that one still blocks the backend and waits for it.
+#: ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is
+#: signalled only where ``{allowed}`` holds (NULL for the others).
 SIGNAL = """
 WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
@@ -252,8 +271,8 @@ WITH transactions AS MATERIALIZED (
     SELECT pg_blocking_pids(%s::int) AS pids
 )
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
-FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-    AS seen(pid, vxid, backend_start, xact_start)
+FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+    AS seen(pid, vxid, backend_start, xact_start, via)
 CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
 WHERE CASE
@@ -271,8 +290,61 @@ WHERE CASE
   -- and it still blocks the migrating backend (given: pg_blocking_pids is strict, NULL
   -- otherwise), which it may no longer do though in the same transaction (a savepoint's
   -- rollback let go of the lock)
-  AND (SELECT b.pids IS NULL OR seen.pid = ANY(b.pids) FROM blocking AS b)
+  AND (SELECT CASE WHEN seen.via IS NULL THEN b.pids IS NULL OR seen.pid = ANY(b.pids)
+                   ELSE b.pids IS NULL OR (seen.via = ANY(b.pids)
+                                           AND seen.pid = ANY(pg_blocking_pids(seen.via)))
+              END
+       FROM blocking AS b)
 """
+#: For ``Terminate``, sent only for the sessions ``SIGNAL`` left out (so never while
+#: nothing of this applies): a session no longer in the transaction seen is still ended for
+#: a lock it holds across its transactions (a session-level lock: ``pg_advisory_lock``, the
+#: lock of ``CREATE INDEX CONCURRENTLY``), which ending the session frees. It is one when
+#: the session (the same ``backend_start``, when known), which still blocks the migrating
+#: backend, holds a conflicting lock on the awaited object while the backend still waits in
+#: the request it was seen in (the same ``waitstart``): while a request waits, PostgreSQL
+#: queues every conflicting request made after it behind it (unless its session already
+#: holds a lock on the object), and the session's current transaction began after the
+#: look, so that lock is not one of its current transaction's. (For ``Cancel``, cancelling a
+#: later statement frees no such lock.) Parameters: the backend's pid, the awaited lock's tag
+#: and conflicting modes, the backend's ``waitstart``, then the sessions' pids and
+#: ``backend_start``.
+SESSION_LOCK = """
+WITH locks AS MATERIALIZED (
+    SELECT pid, granted, mode, waitstart,
+           ARRAY[locktype, database::text, relation::text, page::text, tuple::text,
+                 virtualxid, transactionid::text, classid::text, objid::text,
+                 objsubid::text] AS tag
+    FROM pg_locks
+), awaited AS MATERIALIZED (
+    SELECT %s::int AS pid, %s::text[] AS tag, %s::text[] AS modes,
+           %s::timestamptz AS waitstart,
+           pg_blocking_pids(%s::int) AS blocking
+)
+SELECT seen.pid, CASE WHEN {allowed} THEN pg_terminate_backend(seen.pid) END
+FROM unnest(%s::int[], %s::timestamptz[]) AS seen(pid, backend_start)
+CROSS JOIN awaited AS aw
+CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
+LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
+WHERE (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
+  AND seen.pid = ANY(aw.blocking)
+  AND EXISTS (SELECT FROM locks AS w
+              WHERE w.pid = aw.pid AND NOT w.granted AND w.tag = aw.tag
+                AND w.waitstart = aw.waitstart)
+  AND EXISTS (SELECT FROM locks AS h
+              WHERE h.pid = seen.pid AND h.granted AND h.tag = aw.tag
+                AND h.mode = ANY(aw.modes))
+"""
+
+
+def signal_sql(function: str, *, allowed: str | None = None) -> str:
+    """``SIGNAL`` with ``function`` and ``allowed`` (default: ``ALLOWED``). Its parameters:
+    the migrating backend's pid, then the arrays of the sessions' pids, virtual
+    transactions, ``backend_start``, ``xact_start`` (where it tells the transaction) and
+    ``via``."""
+    return SIGNAL.format(function=function, allowed=ALLOWED if allowed is None else allowed)
+
+
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
 #: session; otherwise the privileges of its role or of ``pg_signal_backend`` are needed), so
 #: that one refusal does not fail the statement that signals all the others at once.
@@ -288,9 +360,21 @@ ALLOWED = """
 def _signal_statement(function: str, checked: bool) -> Prepared:
     """``SIGNAL`` with ``function``, only where PostgreSQL allows it (``checked``), as a
     prepared statement of the watcher's session."""
-    text = SIGNAL.format(function=function, allowed=ALLOWED if checked else "true")
+    text = signal_sql(function, allowed=ALLOWED if checked else "true")
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    return Prepared(name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]"))
+    return Prepared(
+        name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int[]")
+    )
+
+
+@functools.cache
+def _session_lock_statement(checked: bool) -> Prepared:
+    """``SESSION_LOCK``, only where PostgreSQL allows it (``checked``), prepared."""
+    text = SESSION_LOCK.format(allowed=ALLOWED if checked else "true")
+    name = f"session_lock_{'checked' if checked else 'unchecked'}"
+    return Prepared(
+        name, text, ("int", "text[]", "text[]", "timestamptz", "int", "int[]", "timestamptz[]")
+    )
 
 
 def _event(
@@ -322,6 +406,9 @@ class _SignalBlockers(BlockingAction):
         super().__init__(**filters)
         self._announced: set[tuple[int, Any]] = set()
         self._failed: set[tuple[int, Any]] = set()
+        #: The pids of the last run that the signal statement left out: gone, no longer the
+        #: session or transaction seen, or no longer blocking (the watcher looks again).
+        self.missed: list[int] = []
 
     def signal(
         self,
@@ -329,12 +416,15 @@ class _SignalBlockers(BlockingAction):
         using: str,
         checked: bool = True,
         blocked_pid: int | None = None,
+        awaited: LockGraph | None = None,
     ) -> dict[int, bool | None]:
         """Send the signal, in one statement, to those of ``found`` that are still the
         sessions (and transactions) the watcher saw and, with ``blocked_pid`` (the
-        migrating backend), that still block it. Returns, by pid, whether each was
-        signalled: None when PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's
-        refusal raises); sessions gone, changed or no longer blocking are left out."""
+        migrating backend), that still block it; with ``awaited`` (the lock graph of its
+        wait), ``Terminate`` also ends those that hold a session-level lock it waits for
+        (``SESSION_LOCK``). Returns, by pid, whether each was signalled: None when
+        PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's refusal raises);
+        sessions gone, changed or no longer blocking are left out."""
         with connections[using].cursor() as cursor:
             _signal_statement(self.function, checked).execute(
                 cursor,
@@ -344,9 +434,32 @@ class _SignalBlockers(BlockingAction):
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
                     [b.xact_start if b.told_by_xact_start else None for b in found],
+                    [blocker.via for blocker in found],
                 ],
             )
-            return dict(cursor.fetchall())
+            reached: dict[int, bool | None] = dict(cursor.fetchall())
+            left_out = [b for b in found if b.pid not in reached and b.via is None]
+            if (
+                left_out
+                and self.function == "pg_terminate_backend"
+                and awaited is not None
+                and awaited.waitstart is not None
+                and blocked_pid is not None
+            ):
+                _session_lock_statement(checked).execute(
+                    cursor,
+                    [
+                        blocked_pid,
+                        list(awaited.locktag),
+                        awaited.modes,
+                        awaited.waitstart,
+                        blocked_pid,
+                        [blocker.pid for blocker in left_out],
+                        [blocker.backend_start for blocker in left_out],
+                    ],
+                )
+                reached.update(cursor.fetchall())
+            return reached
 
     def cannot_help(self, cmd: MigrateCommand, found: list[Blocker]) -> list[Blocker]:
         """Those of ``found`` that the signal cannot free the lock of (reported here)."""
@@ -355,6 +468,8 @@ class _SignalBlockers(BlockingAction):
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
         with connections[using].cursor() as cursor:
             _signal_statement(self.function, True).prepare(cursor)
+            if self.function == "pg_terminate_backend":
+                _session_lock_statement(True).prepare(cursor)
         self.signal(using=using)  # signals nobody, as the urgent path sends it
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
@@ -364,10 +479,14 @@ class _SignalBlockers(BlockingAction):
         found = [blocker for blocker in found if blocker.key not in hopeless]
         reached: dict[int, bool | None] = {}
         blocked_pid = getattr(blocked_locks, BLOCKED_PID, None)
+        awaited = getattr(blocked_locks, AWAITED, None)
+        self.missed = []
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
-                reached = self.signal(*found, using=blocked_locks.db, blocked_pid=blocked_pid)
+                reached = self.signal(
+                    *found, using=blocked_locks.db, blocked_pid=blocked_pid, awaited=awaited
+                )
             batch_failed = False
         except DatabaseError as exc:
             if sqlstate(exc) is None:
@@ -379,7 +498,11 @@ class _SignalBlockers(BlockingAction):
                     # Out of reach: PostgreSQL's own refusal says why.
                     reached.update(
                         self.signal(
-                            blocker, using=blocked_locks.db, checked=False, blocked_pid=blocked_pid
+                            blocker,
+                            using=blocked_locks.db,
+                            checked=False,
+                            blocked_pid=blocked_pid,
+                            awaited=awaited,
                         )
                     )
             except DatabaseError as exc:
@@ -395,6 +518,8 @@ class _SignalBlockers(BlockingAction):
                 _event(cmd, "action_failed", message, blocker, self, error=str(exc), hint=hint)
                 continue
             if not reached.get(blocker.pid):
+                if blocker.pid not in reached:
+                    self.missed.append(blocker.pid)
                 continue  # gone, or no longer the session (transaction) that blocked
             signalled.append(blocker)
             if blocker.key not in self._announced:

@@ -66,6 +66,9 @@ class Aside:
     #: (``Blocker.told_by_xact_start``): while it is unchanged, the transaction (and so its
     #: table locks) is still there, which is cheaper to look at than ``pg_locks``.
     xact_starts: dict[int, Any] = field(default_factory=dict)
+    #: Virtual transactions whose locks count as one of the sessions' (a parallel query's
+    #: workers, for their leader): vxid -> the session's pid.
+    lock_vxids: dict[str, int] = field(default_factory=dict)
     #: Set by the watcher when the wait is over (``gone``: the blockers are gone).
     done: threading.Event = field(default_factory=threading.Event)
     gone: bool = False
@@ -101,7 +104,8 @@ class Aside:
     def vxids(self) -> list[str]:
         """The virtual transactions waited for: the sessions' and the prepared ones'."""
         sessions = [b.virtualtransaction for b in self.sessions if b.virtualtransaction]
-        return sessions + [prepared.virtualtransaction for prepared in self.prepared]
+        prepared = [prepared.virtualtransaction for prepared in self.prepared]
+        return sessions + list(self.lock_vxids) + prepared
 
 
 class StepAside:

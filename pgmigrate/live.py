@@ -54,7 +54,7 @@ LEFT JOIN LATERAL (
            array_agg(s.application_name ORDER BY b.pid),
            array_agg(extract(epoch FROM now() - s.xact_start)::float8 ORDER BY b.pid),
            array_agg(s.backend_type ORDER BY b.pid)
-    FROM unnest(pg_blocking_pids(a.pid)) AS b(pid)
+    FROM (SELECT DISTINCT unnest(pg_blocking_pids(a.pid))) AS b(pid)
     LEFT JOIN LATERAL pg_stat_get_activity(NULLIF(b.pid, 0)) AS s ON s.pid = b.pid
     WHERE a.wait_event_type = 'Lock'
 ) AS w(pids, applications, ages, types) ON true

@@ -90,7 +90,7 @@ CONFLICTS: dict[str, frozenset[str]] = {
 LOCK_GRAPH = """
 WITH locks AS MATERIALIZED (
     SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid,
-           objid, objsubid, virtualtransaction, pid, mode, granted
+           objid, objsubid, virtualtransaction, pid, mode, granted, waitstart
     FROM pg_locks
 ), awaited AS (
     SELECT * FROM locks WHERE pid = %s AND NOT granted
@@ -103,7 +103,8 @@ SELECT l.pid, l.mode, l.granted, l.virtualtransaction, a.mode, a.locktype,
              a.objsubid::text],
        EXISTS (SELECT FROM locks AS h
                WHERE h.pid = a.pid AND h.granted AND h.locktype = 'relation'
-                 AND h.mode = ANY(%s)) AS holds_strong
+                 AND h.mode = ANY(%s)) AS holds_strong,
+       a.waitstart
 FROM awaited AS a
 JOIN locks AS l
     ON (l.locktype, l.database, l.relation, l.page, l.tuple, l.virtualxid, l.transactionid,
@@ -190,6 +191,14 @@ class LockGraph:
     #: Whether the backend holds a relation lock that the app's writes wait for (SHARE or
     #: stronger), taken by an earlier statement of its transaction.
     holds_strong: bool = False
+    #: When the backend began to wait for the lock (``pg_locks.waitstart``; None: not yet
+    #: set). The signal statement checks that it still waits in the same request.
+    waitstart: dt.datetime | None = None
+
+    @property
+    def modes(self) -> list[str]:
+        """The lock modes that conflict with the awaited one."""
+        return sorted(CONFLICTS.get(self.mode, frozenset(CONFLICTS)))
 
     @property
     def blocks_app(self) -> bool:
@@ -216,20 +225,21 @@ STRONG_MODES = sorted(CONFLICTS[APP_MODE])
 
 
 #: The columns of ``LOCK_GRAPH``'s rows.
-COLUMNS = 14
+COLUMNS = 15
 
 
 def from_rows(rows: list[Any]) -> LockGraph | None:
     """The lock graph from the rows of ``LOCK_GRAPH`` (their first ``COLUMNS`` columns)."""
     if not rows:
         return None
-    _, _, _, _, wanted, locktype, relation, *_, locktag, holds_strong = rows[0]
+    _, _, _, _, wanted, locktype, relation, *_, locktag, holds_strong, waitstart = rows[0]
     graph = LockGraph(
         mode=wanted,
         locktype=locktype,
         relation=relation,
         locktag=tuple(locktag),
         holds_strong=holds_strong,
+        waitstart=waitstart,
     )
     seen_prepared: set[str] = set()
     for pid, mode, granted, vxid, _, _, _, gid, owner, database, prepared, age, *_ in rows:

@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 #: ``application_name`` prefix of pgmigrate's own connections.
 APPLICATION_NAME = "pgmigrate"
+#: Why a session that blocks through parallel workers whose leader is hidden stays.
+UNPLACED = "parallel query whose workers' leader PostgreSQL hides (leader_pid)"
 #: Sessions the action ended that still block this long after (s) are stepped aside for.
 ENDING_GRACE = 0.25
 #: The gap between looks at a running, unblocked statement grows up to this many intervals.
@@ -128,6 +130,21 @@ LEFT JOIN LATERAL pg_stat_get_activity(COALESCE(graph.pid, 0)) AS a ON true
 LEFT JOIN pg_database AS d ON d.oid = a.datid
 """
 
+#: The sessions of parallel query leaders whose workers hold or await a lock the migration
+#: needs (``pg_blocking_pids`` names the leader; ``pg_locks`` the workers), with the same
+#: columns as ``GRAPH_AND_SESSIONS``' sessions and each leader's own virtual transaction
+#: (the workers' locks are under theirs). Only read when such workers are in the way.
+LEADERS = f"""
+SELECT a.*,{protection.JUDGING_COLUMNS},
+       quote_ident(current_user) AS migrating_role,
+       (SELECT l.virtualtransaction FROM pg_locks AS l
+        WHERE l.pid = a.pid AND l.locktype = 'virtualxid' AND l.granted
+          AND l.virtualxid = l.virtualtransaction) AS leader_vxid
+FROM unnest(%s::int[]) AS leader(pid)
+CROSS JOIN LATERAL pg_stat_get_activity(leader.pid) AS a
+LEFT JOIN pg_database AS d ON d.oid = a.datid
+"""
+
 #: ``LOOK`` and, in the same statement, ``GRAPH_AND_SESSIONS`` when the backend waits on a
 #: lock: the first look at a statement, where its waits begin, saves the app a round trip.
 #: Otherwise the graph part is not run (a one-time filter of the plan), and the row has NULLs
@@ -150,10 +167,12 @@ GRAPH_AND_SESSIONS_P = Prepared("graph_and_sessions", GRAPH_AND_SESSIONS, ("int"
 CANCEL_OWN_P = Prepared("cancel_own", CANCEL_OWN, ("int", "timestamptz"))
 STILL_BLOCKING_P = Prepared("still_blocking", STILL_BLOCKING, ("text[]", "text[]", "text[]"))
 SAME_TRANSACTIONS_P = Prepared("same_transactions", SAME_TRANSACTIONS, ("int[]", "timestamptz[]"))
+LEADERS_P = Prepared("leaders", LEADERS, ("int[]",))
 PREPARED = (
     LOOK_P,
     LOOK_AND_GRAPH_P,
     GRAPH_AND_SESSIONS_P,
+    LEADERS_P,
     CANCEL_OWN_P,
     STILL_BLOCKING_P,
     SAME_TRANSACTIONS_P,
@@ -161,7 +180,9 @@ PREPARED = (
 )
 
 
-def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: bool) -> Blocker:
+def _blocker(
+    row: dict[str, Any], *, virtualtransaction: str | None, queued: bool, via: int | None = None
+) -> Blocker:
     return Blocker(
         pid=row["pid"],
         backend_start=row["backend_start"],
@@ -175,6 +196,7 @@ def _blocker(row: dict[str, Any], *, virtualtransaction: str | None, queued: boo
         hidden=not row["visible"],
         xact_start=row["xact_start"],
         query_start=row["query_start"],
+        via=via,
     )
 
 
@@ -202,6 +224,24 @@ def _native_timestamps(cursor: Any, *, graph: bool = True) -> None:
 #: The lock graph of the migrating backend (None: it awaits no lock) and the sessions in
 #: it: their ``pg_stat_activity`` columns with the judging ones, by pid.
 _GraphRead = tuple[lockgraph.LockGraph | None, dict[int, dict[str, Any]]]
+
+
+@dataclasses.dataclass
+class _InTheWay:
+    """Who is in the migration's way (``Watcher._in_the_way``)."""
+
+    #: Holders and queued sessions: pid -> the virtual transaction to check it by.
+    holders: dict[int, str]
+    waiters: dict[int, str]
+    #: Holders that block the migration through a session queued for a row: pid -> its pid.
+    via: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: Virtual transactions whose locks count as a session's (a parallel query's workers,
+    #: for their leader): vxid -> the session's pid.
+    lock_vxids: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Sessions that block the migration (``pg_blocking_pids``) through parallel workers
+    #: whose leader PostgreSQL hides from the migrating role: pid -> virtual transaction.
+    #: They stay (pgmigrate cannot tell which workers are theirs).
+    unplaced: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def _graph_read(rows: list[Any], names: list[str]) -> _GraphRead:
@@ -417,7 +457,11 @@ class Watcher:
             prepare_all(
                 cursor,
                 PREPARED,
-                [(STILL_BLOCKING_P, [[], [], []]), (SAME_TRANSACTIONS_P, [[], []])],
+                [
+                    (STILL_BLOCKING_P, [[], [], []]),
+                    (SAME_TRANSACTIONS_P, [[], []]),
+                    (LEADERS_P, [[]]),
+                ],
             )
             # The urgent path's statements as it sends them, one by one.
             LOOK_P.execute(cursor, [own_pid])
@@ -646,15 +690,129 @@ class Watcher:
             .filter(activity_id=self.backend_pid)
         )
 
-    def _graph_and_sessions(self) -> _GraphRead:
-        """The lock graph of the migrating backend, and the ``pg_stat_activity`` columns
-        (with the judging ones of ``GRAPH_AND_SESSIONS``) of each session in it, by pid."""
+    def _graph_and_sessions(self, pid: int | None = None) -> _GraphRead:
+        """The lock graph of the migrating backend (or of session ``pid``), and the
+        ``pg_stat_activity`` columns (with the judging ones of ``GRAPH_AND_SESSIONS``) of
+        each session in it, by pid."""
         with connections[self.using].cursor() as cursor:
             _native_timestamps(cursor)
-            GRAPH_AND_SESSIONS_P.execute(cursor, [self.backend_pid, lockgraph.STRONG_MODES])
+            GRAPH_AND_SESSIONS_P.execute(
+                cursor, [self.backend_pid if pid is None else pid, lockgraph.STRONG_MODES]
+            )
             names = [column.name for column in cursor.description]
             rows = cursor.fetchall()
         return _graph_read(rows, names)
+
+    def _in_the_way(
+        self,
+        graph: lockgraph.LockGraph,
+        sessions: dict[int, dict[str, Any]],
+        pids: frozenset[int],
+    ) -> _InTheWay:
+        """Who is in the migration's way, from the lock graph and ``pids`` (its
+        ``pg_blocking_pids``): holders and queued sessions by pid, with their virtual
+        transactions. ``sessions`` gets the rows of the sessions found beyond the graph.
+
+        - A parallel query's workers hold or await locks under their own pids (and virtual
+          transactions), while ``pg_blocking_pids`` names their leader: the leader, whose
+          query they run, is in the way (``LEADERS``; the workers' virtual transactions are
+          kept for stepping aside, ``lock_vxids``).
+        - A session that holds a row's tuple lock while it waits for the row's holders (an
+          ``UPDATE`` of a row another transaction locked) is only queued for the row, ahead
+          of the migration: the row's holders, which it waits for (its own lock graph, read
+          only then), are in the way through it (``via``).
+        """
+        holders = {pid: vxid for pid, vxid in graph.holders.items() if pid in pids}
+        waiters = {
+            pid: vxid for pid, vxid in graph.waiters.items() if pid in pids and pid not in holders
+        }
+        found = _InTheWay(holders, waiters)
+        workers = {
+            pid: (leader, vxid, pid in graph.holders)
+            for pid, vxid in (*graph.waiters.items(), *graph.holders.items())
+            if pid not in pids
+            and (leader := (sessions.get(pid) or {}).get("leader_pid")) in pids
+            and leader != pid
+        }
+        # Parallel workers whose leader PostgreSQL hides (``leader_pid``, from a role without
+        # pg_read_all_stats): their locks, and the blockers left unexplained by the graph.
+        orphans = [
+            vxid
+            for pid, vxid in graph.holders.items()
+            if pid not in pids
+            and pid not in workers
+            and pid not in self.own_pids
+            and not (sessions.get(pid) or {}).get("visible", True)
+        ]
+        unplaced = (
+            sorted(
+                pid
+                for pid in pids - {0} - self.own_pids
+                if pid not in holders
+                and pid not in waiters
+                and pid not in graph.holders
+                and pid not in graph.waiters
+                and pid not in {leader for leader, _, _ in workers.values()}
+            )
+            if orphans
+            else []
+        )
+        if workers or unplaced:
+            leaders = self._leaders(
+                sorted({leader for leader, _, _ in workers.values()} | set(unplaced))
+            )
+            for pid in unplaced:
+                if pid in leaders:
+                    row, vxid = leaders[pid]
+                    sessions.setdefault(pid, row)
+                    found.unplaced[pid] = vxid
+                    found.lock_vxids.update(dict.fromkeys(orphans, pid))
+            for leader, vxid, held in workers.values():
+                if leader not in leaders:
+                    continue  # gone meanwhile
+                row, leader_vxid = leaders[leader]
+                sessions.setdefault(leader, row)
+                found.lock_vxids[vxid] = leader
+                if held:
+                    waiters.pop(leader, None)
+                    holders.setdefault(leader, leader_vxid)
+                elif leader not in holders:
+                    waiters.setdefault(leader, leader_vxid)
+        if graph.locktype == "tuple":
+            for pid in [pid for pid in holders if pid not in self.own_pids]:
+                row_graph, row_sessions = self._graph_and_sessions(pid)
+                if row_graph is None or not (row_graph.holders or row_graph.prepared):
+                    continue  # it waits for nothing: it holds the tuple lock
+                waiters[pid] = holders.pop(pid)
+                for holder, vxid in row_graph.holders.items():
+                    if holder in self.own_pids or holder in holders or holder in waiters:
+                        continue
+                    if holder in row_sessions:
+                        sessions.setdefault(holder, row_sessions[holder])
+                    holders[holder] = vxid
+                    found.via[holder] = pid
+                    # Out of the lock queue, the migration waits for the tuple lock the
+                    # queued session holds until the row's holder is gone.
+                    found.lock_vxids.setdefault(waiters[pid], holder)
+                graph.prepared.extend(
+                    p for p in row_graph.prepared if p.gid not in {q.gid for q in graph.prepared}
+                )
+        return found
+
+    def _leaders(self, pids: list[int]) -> dict[int, tuple[dict[str, Any], str]]:
+        """The session rows of the parallel query leaders ``pids`` (``LEADERS``), each with
+        its virtual transaction, by pid (those no longer in a transaction are left out)."""
+        with connections[self.using].cursor() as cursor:
+            _native_timestamps(cursor)
+            LEADERS_P.execute(cursor, [pids])
+            names = [column.name for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        leaders = {}
+        for row in rows:
+            vxid = row.pop("leader_vxid")
+            if vxid is not None:
+                leaders[row["pid"]] = (row, vxid)
+        return leaders
 
     def _act(
         self,
@@ -681,24 +839,32 @@ class Watcher:
                 return True  # the backend no longer waits
             # Whether the messages about blockers left alone can say it steps aside.
             self._stepping = self.step_aside.ready and graph.blocks_app
-            holders = {pid: vxid for pid, vxid in graph.holders.items() if pid in pids}
-            waiters = {
-                pid: vxid
-                for pid, vxid in graph.waiters.items()
-                if pid in pids and pid not in holders
-            }
+            found = self._in_the_way(graph, sessions, pids)
+            holders, waiters = found.holders, found.waiters
             endable: list[Blocker] = []
             queued: list[Blocker] = []
             staying: list[str] = []  # what stays in the migration's way, for messages
             #: The sessions that stay, with why (``pgmigrate.aside``).
             left: dict[Blocker, str] = {}
-            rows = [sessions[pid] for pid in sorted({*holders, *waiters}) if pid in sessions]
+            rows = [
+                sessions[pid]
+                for pid in sorted({*holders, *waiters, *found.unplaced})
+                if pid in sessions
+            ]
             for row in rows:
                 pid = row["pid"]
+                if pid in found.unplaced:
+                    blocker = _blocker(row, virtualtransaction=found.unplaced[pid], queued=False)
+                    staying.append(f"pid {pid} (parallel query, leader hidden)")
+                    left[blocker] = UNPLACED
+                    if acting:
+                        self._leave(row, blocker, UNPLACED, self._unplaced_message)
+                    continue
                 blocker = _blocker(
                     row,
                     virtualtransaction=holders.get(pid) or waiters.get(pid),
                     queued=pid not in holders,
+                    via=found.via.get(pid),
                 )
                 kind, verdict = protection.standing(row, self.protected)
                 if kind is Standing.AUTOVACUUM:
@@ -734,7 +900,7 @@ class Watcher:
                     self._show_prepared(None, graph)
             if self.action is None:  # every blocker stays, the queued ones too
                 left.update(dict.fromkeys([*endable, *queued], "no blocking action"))
-                return self._step_aside(graph, left, rows, statement)
+                return self._step_aside(graph, left, statement, found.lock_vxids)
             # A queued session is ended only when nothing else is in the way: ended along
             # with holders, it would not make the wait shorter than they do (once they are
             # gone, it gets its lock ahead of the migration and is ended then if it keeps
@@ -742,17 +908,19 @@ class Watcher:
             targets = endable or ([] if staying else queued)
             for blocker in queued:
                 if blocker not in targets:
+                    self.left_alone[blocker.pid] = "queued ahead of the migration"
                     self._show_queued(blocker, staying)
             if type(self.action) is actions.Show and not self.action.filters:
                 # Show reads nothing live, only the blockers read above: out of the queue
                 # first, then tell (the app does not wait for the printing).
                 for blocker in [*targets, *queued]:
                     left.setdefault(blocker, "left alone by Show")
-                done = self._step_aside(graph, left, rows, statement)
+                done = self._step_aside(graph, left, statement, found.lock_vxids)
                 if targets and not distrust:
                     blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
                     self.action(
-                        self.command, with_blockers(blocked_locks, targets, self.backend_pid)
+                        self.command,
+                        with_blockers(blocked_locks, targets, self.backend_pid, graph),
                     )
                 return done
             acted: list[int] = []
@@ -760,7 +928,8 @@ class Watcher:
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
                 try:
                     acted = self.action(
-                        self.command, with_blockers(blocked_locks, targets, self.backend_pid)
+                        self.command,
+                        with_blockers(blocked_locks, targets, self.backend_pid, graph),
                     )
                 except Exception as exc:  # a custom action's bug: its targets stay
                     if isinstance(exc, Error) and sqlstate(exc) is None:
@@ -776,10 +945,16 @@ class Watcher:
                 if ends
                 else f"left alone by {type(self.action).__name__}"
             )
+            # Those the signal statement left out (gone, no longer the session or transaction
+            # seen, or no longer blocking) are not waited for: the next look reads the graph
+            # again and acts on what blocks then, even if the pids are the same.
+            ran = bool(targets) and not distrust
+            missed = set(getattr(self.action, "missed", ())) if ran else set()
             for blocker in [*targets, *([] if ends else queued)]:
-                if blocker.pid not in ended:
+                if blocker.pid not in ended and blocker.pid not in missed:
                     left.setdefault(blocker, why)
-            return self._step_aside(graph, left, rows, statement)
+            done = self._step_aside(graph, left, statement, found.lock_vxids)
+            return done and not missed
 
     # Stepping out of the lock queue ---------------------------------------------------
 
@@ -787,18 +962,19 @@ class Watcher:
         self,
         graph: lockgraph.LockGraph,
         left: dict[Blocker, str],
-        rows: list[dict[str, Any]],
         statement: _Statement,
+        lock_vxids: dict[str, int] | None = None,
     ) -> bool:
         """Step out of the lock queue for the sessions ``left`` (with why each stays) and the
         prepared transactions, unless none stays or the migration should keep its place a
-        little longer (then False: act again at the next look)."""
+        little longer (then False: act again at the next look). ``lock_vxids``: virtual
+        transactions whose locks count as a session's (``_InTheWay``)."""
         self.left_alone.update({blocker.pid: why for blocker, why in left.items()})
         if not (left or graph.prepared):
             return True
         if self._keeps_its_place(left, statement):
             return False
-        aside = self._leave_queue(graph, left, statement)
+        aside = self._leave_queue(graph, left, statement, lock_vxids or {})
         if aside is not None:
             self._say_aside(aside)
         return True
@@ -838,7 +1014,11 @@ class Watcher:
         )
 
     def _leave_queue(
-        self, graph: lockgraph.LockGraph, left: dict[Blocker, str], statement: _Statement
+        self,
+        graph: lockgraph.LockGraph,
+        left: dict[Blocker, str],
+        statement: _Statement,
+        lock_vxids: dict[str, int],
     ) -> Aside | None:
         """Cancel the migration's waiting statement so that it leaves the lock queue, when
         the sessions ``left`` (with why each is not ended) or prepared transactions block it
@@ -859,6 +1039,11 @@ class Watcher:
             statement_timeout=statement.statement_timeout,
             sessions=list(left),
             reasons={blocker.pid: reason for blocker, reason in left.items()},
+            lock_vxids={
+                vxid: pid
+                for vxid, pid in lock_vxids.items()
+                if pid in {blocker.pid for blocker in left}
+            },
         )
         if not self.step_aside.request(aside):
             return None  # not in a unit that can run again (or stepping aside is off)
@@ -973,6 +1158,8 @@ class Watcher:
         """Whether every blocker in ``previous`` (virtual transactions) is a session still in
         the transaction seen (never for prepared transactions or hidden ``xact_start``)."""
         pids = {b.virtualtransaction: b.pid for b in aside.sessions}
+        # (a parallel worker's vxid maps to no pid here: its leader's transaction may go on
+        # after the worker let go of its locks, so pg_locks is read)
         seen = [pids.get(vxid) for vxid in previous]
         starts = [aside.xact_starts.get(pid) for pid in seen if pid is not None]
         if not starts or len(starts) < len(seen) or None in starts:
@@ -983,7 +1170,12 @@ class Watcher:
     def _remind(self, aside: Aside, still: set[Any], now: float) -> None:
         """Say again whom the migration waits for, out of the lock queue."""
         waited = now - aside.stepped
-        sessions = [blocker for blocker in aside.sessions if blocker.virtualtransaction in still]
+        holding = {aside.lock_vxids[vxid] for vxid in still if vxid in aside.lock_vxids}
+        sessions = [
+            blocker
+            for blocker in aside.sessions
+            if blocker.virtualtransaction in still or blocker.pid in holding
+        ]
         prepared = [p for p in aside.prepared if p.virtualtransaction in still]
         current = dataclasses.replace(  # those still there, as they are now
             aside,
@@ -1073,6 +1265,16 @@ class Watcher:
             f"hides from the migrating role {role} for the sessions of other roles (it is "
             "neither a superuser nor a member of pg_read_all_stats). It is left alone and "
             f"{self._outcome()}.\n"
+            f"    to let pgmigrate see them: GRANT pg_read_all_stats TO {role}; (as a superuser)\n"
+            f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
+
+    def _unplaced_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        role = _quoted(row["migrating_role"])
+        return (
+            f"pgmigrate: {self._who(blocker)} blocks the migration through the workers of a "
+            "parallel query, but PostgreSQL hides which session leads them (leader_pid) from "
+            f"the migrating role {role}: it is left alone and {self._outcome()}.\n"
             f"    to let pgmigrate see them: GRANT pg_read_all_stats TO {role}; (as a superuser)\n"
             f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
         )

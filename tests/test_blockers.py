@@ -604,3 +604,229 @@ def test_lock_graph_of_a_row_lock_and_of_a_prepared_transaction(app_roles, sessi
     assert graph is not None and graph.target == "AccessExclusiveLock on tests_beta"
     assert [prepared.gid for prepared in graph.prepared] == [f"{GID_PREFIX}-two-modes"]
     assert graph.holders == {}
+
+
+# Sessions in the way through others: parallel workers, row queues, session-level locks ----
+
+
+#: A function that reads ``tests_beta`` (ACCESS SHARE) and takes 10 ms a row, safe to run in
+#: a parallel query's workers.
+PARALLEL_READ = """
+CREATE FUNCTION tests_parallel_read(i int) RETURNS bool LANGUAGE plpgsql PARALLEL SAFE AS $$
+BEGIN
+    PERFORM count(*) FROM tests_beta;
+    PERFORM pg_sleep(0.01);
+    RETURN true;
+END $$
+"""
+
+
+def _workers_hold_beta(leader: int) -> list[tuple[int, str]]:
+    """The parallel workers of ``leader`` holding a lock on ``tests_beta``, with their vxids."""
+    return query(
+        "SELECT l.pid, l.virtualtransaction FROM pg_locks AS l"
+        " JOIN pg_stat_activity AS a ON a.pid = l.pid"
+        " WHERE l.relation = 'tests_beta'::regclass AND l.granted AND a.leader_pid = %s",
+        [leader],
+    )
+
+
+@pytest.fixture
+def parallel_reader(migrating, sessions) -> Iterator[Session]:
+    """Once tests 0001 is applied by ``migrating``, a session of the app's role running a
+    parallel query whose workers alone (the leader does not take part) hold ACCESS SHARE on
+    ``tests_beta`` for a minute; yields it."""
+    apply_0001(migrating)
+    query("CREATE TABLE tests_parallel (id int)")
+    query("INSERT INTO tests_parallel SELECT g FROM generate_series(1, 12000) AS g")
+    query("ANALYZE tests_parallel")
+    query(f"GRANT SELECT ON tests_parallel TO {APP}")
+    query(PARALLEL_READ)
+    reader = Session(user=APP, application_name="report")
+    sessions.append(reader)
+    for setting in (
+        "max_parallel_workers_per_gather = 2",
+        "parallel_setup_cost = 0",
+        "parallel_tuple_cost = 0",
+        "min_parallel_table_scan_size = 0",
+        "parallel_leader_participation = off",
+    ):
+        reader.execute(f"SET {setting}")
+    thread, _ = run_in_thread(
+        lambda: reader.execute("SELECT count(*) FROM tests_parallel WHERE tests_parallel_read(id)")
+    )
+    try:
+        wait_until(lambda: _workers_hold_beta(reader.pid), what="the workers hold tests_beta")
+        assert "tests_beta" not in locked_tables(reader.pid)  # the leader holds nothing
+        yield reader
+    finally:
+        query("SELECT pg_cancel_backend(%s)", [reader.pid])
+        thread.join(SAFETY_LOCK_TIMEOUT)
+        query("DROP FUNCTION IF EXISTS tests_parallel_read(int) CASCADE")
+
+
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_the_leader_of_parallel_workers_holding_the_lock_is_ended(migrating, parallel_reader):
+    """``pg_blocking_pids`` names a parallel query's leader, ``pg_locks`` its workers, which
+    alone hold the lock: the leader is the blocker. Where PostgreSQL shows the migrating
+    role which session leads them (``leader_pid``), it is ended; where it hides it, the
+    leader is left alone and the migration steps out of the lock queue."""
+    reader = parallel_reader
+    if migrating == "default":
+        out = migrate("tests", "0002", database=migrating)
+        assert f"terminated 1 session blocking the migration: pid {reader.pid}" in out
+        wait_until(lambda: not is_alive(reader.pid), what="the leader is gone")
+    else:
+        run = MigrateThread("tests", "0002", database=migrating)
+        out_of_the_queue(run)
+        assert is_alive(reader.pid)
+        query("SELECT pg_cancel_backend(%s)", [reader.pid])  # the test ends its query
+        out = run.finish()
+        assert (
+            f"session pid {reader.pid} (user '{APP}', application 'report') blocks the "
+            "migration through the workers of a parallel query, but PostgreSQL hides" in out
+        )
+        assert not terminated_lines(out)
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["report"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_a_protected_leader_of_parallel_workers_is_waited_for_out_of_the_queue(
+    migrating, parallel_reader
+):
+    """Out of the lock queue, the migration waits until the workers let go of their locks
+    (they hold them under virtual transactions of their own), not a moment less."""
+    reader = parallel_reader
+    run = MigrateThread("tests", "0002", database=migrating)
+    out_of_the_queue(run)
+    wait_until(
+        lambda: "still out of the lock queue after" in run.output.getvalue(),
+        what="the migration waits out of the queue for the workers",
+    )
+    assert is_alive(reader.pid) and _workers_hold_beta(reader.pid)
+    assert applied() == ["0001_initial"]
+    query("SELECT pg_cancel_backend(%s)", [reader.pid])  # the test ends its query
+    out = run.finish()
+    assert is_alive(reader.pid)
+    assert not terminated_lines(out)
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+def _row_queue(sessions: list, holder_name: str) -> tuple[Session, Session, Any, dict]:
+    """A session of the app's role (``holder_name``) that holds row 1 of ``tests_gamma``
+    (``FOR UPDATE``, idle in transaction) and an app ``UPDATE`` of the row queued for it:
+    it holds the row's tuple lock while it waits. Returns both, the updater's thread and its
+    outcome."""
+    query("INSERT INTO tests_gamma (id, name) VALUES (1, 'row')")
+    holder = Session(user=APP, application_name=holder_name)
+    updater = Session(user=APP, application_name="web")
+    sessions += [holder, updater]
+    holder.connection.set_autocommit(False)
+    holder.execute("SELECT * FROM tests_gamma WHERE id = 1 FOR UPDATE")
+    thread, outcome = run_in_thread(
+        lambda: updater.execute("UPDATE tests_gamma SET name = 'web' WHERE id = 1")
+    )
+    wait_until(lambda: is_waiting_on_lock(updater.pid), what="the app's UPDATE waits")
+    return holder, updater, thread, outcome
+
+
+@pytest.mark.scenario("row_update")
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_a_session_queued_for_a_row_is_not_ended_behind_a_protected_holder(migrating, sessions):
+    """The migration's ``UPDATE`` waits for the row's tuple lock, held by an app ``UPDATE``
+    that waits for the row's holder: the app's ``UPDATE`` is only queued ahead of the
+    migration. Behind a protected holder, ending it would be in vain: it is left alone."""
+    apply_0001(migrating)
+    holder, updater, thread, outcome = _row_queue(sessions, "nightly-rows")
+    run = MigrateThread("tests", "0002", database=migrating)
+    wait_until(
+        lambda: "waits in the lock queue ahead of the migration" in run.output.getvalue(),
+        what="the queued UPDATE was shown",
+    )
+    assert is_alive(updater.pid) and is_waiting_on_lock(updater.pid)
+    holder.release()  # the app's UPDATE goes first, then the migration's
+    out = run.finish()
+    thread.join(SAFETY_LOCK_TIMEOUT)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert is_alive(holder.pid) and is_alive(updater.pid)
+    assert not terminated_lines(out)
+    assert (
+        f"session pid {updater.pid} (user '{APP}', application 'web') waits in the lock queue "
+        f"ahead of the migration but holds no lock it needs; it is left alone: pid "
+        f"{holder.pid} (protected) stay(s) in the migration's way" in out
+    )
+    assert query("SELECT name FROM tests_gamma WHERE id = 1") == [("migrated",)]
+
+
+@pytest.mark.scenario("row_update")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_the_holder_of_a_row_is_ended_and_the_session_queued_for_it_spared(migrating, sessions):
+    """Behind a holder of the row that may be ended, ending the holder suffices: the app's
+    ``UPDATE`` queued for the row goes through, then the migration's."""
+    apply_0001(migrating)
+    holder, updater, thread, outcome = _row_queue(sessions, "forgotten")
+    out = migrate("tests", "0002", database=migrating)
+    thread.join(SAFETY_LOCK_TIMEOUT)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert not is_alive(holder.pid) and is_alive(updater.pid)
+    (line,) = terminated_lines(out)
+    assert f"pid {holder.pid} (application 'forgotten', " in line
+    assert line.endswith(f"holding the row pid {updater.pid} waits for)")
+    assert query("SELECT name FROM tests_gamma WHERE id = 1") == [("migrated",)]
+
+
+@pytest.mark.scenario("advisory")
+def test_a_session_level_lock_is_ended_in_a_later_transaction_of_its_session(migrating, sessions):
+    """A session holds a session-level advisory lock that the migration waits for; between
+    the look and the signal it moves on to another transaction (a job worker running short
+    statements). The lock is the session's, not the transaction's: it is still ended."""
+    apply_0001(migrating)
+    holder = Session(user=APP, application_name="job-worker")
+    sessions.append(holder)
+    holder.execute("SELECT pg_advisory_lock(4242)")
+    holder.connection.set_autocommit(False)
+    holder.execute("SELECT 1")  # seen in this transaction
+
+    def next_transaction() -> None:
+        holder.connection.rollback()
+        holder.execute("SELECT 2")  # another transaction of the session, still holding it
+
+    out = _migrate_held_at_the_door(migrating, next_transaction)
+    assert f"terminated 1 session blocking the migration: pid {holder.pid}" in out
+    assert not is_alive(holder.pid)
+    assert applied() == ["0001_initial", "0002_advisory"]
+
+
+@pytest.mark.scenario("row_update_strong")
+@override_settings(
+    PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
+    PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+)
+def test_out_of_the_queue_the_migration_waits_for_the_protected_holder_of_a_row(
+    migrating, sessions
+):
+    """The migration holds a SHARE lock (the app's writes queue behind it) while its
+    ``UPDATE`` waits for a row's tuple lock, held by an app ``UPDATE`` queued for the row
+    behind a protected holder: it steps out of the lock queue and waits there, until the
+    holder is gone (not a moment less: it would run its statement again and again)."""
+    apply_0001(migrating)
+    holder, updater, thread, outcome = _row_queue(sessions, "nightly-rows")
+    run = MigrateThread("tests", "0002", database=migrating)
+    out_of_the_queue(run)
+    wait_until(
+        lambda: "still out of the lock queue after" in run.output.getvalue(),
+        what="the migration waits out of the queue for the row's holder",
+    )
+    assert is_alive(updater.pid) and is_waiting_on_lock(updater.pid)
+    holder.release()
+    out = run.finish()
+    thread.join(SAFETY_LOCK_TIMEOUT)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert not terminated_lines(out)
+    assert query("SELECT name FROM tests_gamma WHERE id = 1") == [("migrated",)]

@@ -210,8 +210,8 @@ def _signal_plan(blocker: Session, *, xact_start: bool) -> str:
         "SELECT virtualxid FROM pg_locks WHERE pid = %s AND locktype = 'virtualxid'",
         [blocker.pid],
     )[0][0]
-    sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
-    params = [None, [blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None]]
+    sql = actions.signal_sql("abs")
+    params = [None, [blocker.pid], [vxid], [row[0]], [row[1] if xact_start else None], [None]]
     plan = query("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
     matched = query(sql, params)
     assert matched == [(blocker.pid, blocker.pid)]  # still the session and transaction seen
@@ -238,8 +238,9 @@ def test_the_signal_tells_a_visible_transaction_by_its_start_without_pg_locks(se
     )[0]
     blocker.release()
     blocker.hold("pg_class")  # the same session, another transaction
-    sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
-    assert query(sql, [None, [blocker.pid], ["0/0"], [row[0]], [row[1]]]) == []
+    sql = actions.signal_sql("abs")
+    params = [None, [blocker.pid], ["0/0"], [row[0]], [row[1]], [None]]
+    assert query(sql, params) == []
     blocker.release()
 
 
@@ -262,8 +263,8 @@ def test_the_signal_spares_a_session_that_let_go_in_the_same_transaction(scenari
             "SELECT backend_start, xact_start FROM pg_stat_activity WHERE pid = %s",
             [blocker.pid],
         )[0]
-        sql = actions.SIGNAL.format(function="abs", allowed=actions.ALLOWED)
-        params = [waiter.pid, [blocker.pid], [None], [row[0]], [row[1]]]
+        sql = actions.signal_sql("abs")
+        params = [waiter.pid, [blocker.pid], [None], [row[0]], [row[1]], [None]]
         assert query(sql, params) == [(blocker.pid, blocker.pid)]  # it blocks: signalled
         blocker.execute("ROLLBACK TO SAVEPOINT held")  # the same transaction goes on
         thread.join(10)
