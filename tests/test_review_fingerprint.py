@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Iterator
 
+import django
 import pytest
 from django.core.management.base import CommandError
 from django.db import migrations, models
@@ -99,7 +100,8 @@ def test_fingerprint_covers_what_decides_the_schema():
     base = _fingerprint(_field())
     assert base != _fingerprint(_field(null=True))
     assert base != _fingerprint(_field(db_column="other"))
-    assert base != _fingerprint(_field(db_default="a"))
+    if django.VERSION >= (5, 0):  # db_default is Django 5.0's
+        assert base != _fingerprint(_field(db_default="a"))
     assert base != _fingerprint(
         migrations.AddField("Alpha", "flag", models.CharField(max_length=20))
     )
