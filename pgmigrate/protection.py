@@ -56,6 +56,32 @@ VISIBLE_TO_ALL = frozenset(
     }
 )
 
+#: The columns of ``pg_stat_activity`` that stay the same for a session's whole life (set
+#: when it connects). The others may change from one transaction (or statement) to the next:
+#: ``query``, ``state``, ``application_name`` (``SET application_name``)...
+SESSION_COLUMNS = frozenset(
+    {
+        "datid",
+        "datname",
+        "pid",
+        "usesysid",
+        "usename",
+        "client_addr",
+        "client_hostname",
+        "client_port",
+        "backend_start",
+        "backend_type",
+    }
+)
+
+
+def judged_per_session(rules: Rules) -> bool:
+    """Whether ``rules`` judge only what stays the same for a session's whole life
+    (``SESSION_COLUMNS``): then a verdict read in one of its transactions holds in the
+    next ones too (what ends a session for a lock it holds across its transactions needs)."""
+    return all(column in SESSION_COLUMNS for column in rules)
+
+
 #: Always protected, whatever the settings say.
 ALWAYS_PROTECTED: Mapping[str, Sequence[str]] = {
     "backend_type": (

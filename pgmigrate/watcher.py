@@ -608,6 +608,19 @@ class Watcher:
             warning=True,
         )
 
+    def _later(self, graph: lockgraph.LockGraph) -> lockgraph.LockGraph | None:
+        """The lock graph handed to the action, with which ``Terminate`` may end a session
+        in a later transaction than the one judged, for a lock it holds across them
+        (``actions.SESSION_LOCK``): only while that judgement holds in any transaction of
+        the session, i.e. the protection rules and the action's filters read only what
+        stays the same for the whole session (a rule on ``query`` protects one statement
+        and not the next); None otherwise (such a session is judged again, in its current
+        transaction, at the next look)."""
+        filters = getattr(self.action, "filters", None)
+        if filters or not protection.judged_per_session(self.protected):
+            return None
+        return graph
+
     def _migration(self) -> str | None:
         events = getattr(self.command, "events", None)
         return events.current if events is not None else None
@@ -929,7 +942,9 @@ class Watcher:
                 try:
                     acted = self.action(
                         self.command,
-                        with_blockers(blocked_locks, targets, self.backend_pid, graph),
+                        with_blockers(
+                            blocked_locks, targets, self.backend_pid, self._later(graph)
+                        ),
                     )
                 except Exception as exc:  # a custom action's bug: its targets stay
                     if isinstance(exc, Error) and sqlstate(exc) is None:

@@ -803,6 +803,55 @@ def test_a_session_level_lock_is_ended_in_a_later_transaction_of_its_session(mig
     assert applied() == ["0001_initial", "0002_advisory"]
 
 
+@pytest.mark.scenario("advisory")
+@override_settings(PGMIGRATE_PROTECTED={"query": ["*nightly-export*"]})
+def test_a_session_level_lock_is_not_ended_in_a_transaction_its_protection_was_not_read_in(
+    migrating, sessions
+):
+    """As above, but a protection rule reads what changes from one transaction to the next
+    (``query``): the session's later transaction runs a protected statement. Judged in the
+    transaction seen, it is not ended in another one (found by an adversarial review: a job
+    worker was terminated while its protected statement ran)."""
+    if migrating == roles.ALIASES["least-privilege"]:
+        pytest.skip("query is hidden from it: the session is undecidable from the first look")
+    apply_0001(migrating)
+    holder = Session(user=APP, application_name="job-worker")
+    sessions.append(holder)
+    holder.execute("SELECT pg_advisory_lock(4242)")
+    holder.connection.set_autocommit(False)
+    holder.execute("SELECT 1 /* poll */")  # seen in this transaction, not protected
+    door = actions.GatedAtTheDoor
+    door.entered.clear()
+    door.gate.clear()
+    with override_settings(
+        PGMIGRATE_BLOCKING_ACTION="tests.actions.GatedAtTheDoor",
+        PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT,
+    ):
+        run = MigrateThread("tests", "0002", database=migrating)
+        try:
+            wait_until(door.entered.is_set, what="the action is about to terminate")
+            holder.connection.rollback()
+            holder.execute("SELECT 2 /* nightly-export */")  # a protected statement's turn
+        finally:
+            door.gate.set()
+        wait_until(
+            lambda: (
+                f"pid {holder.pid}" in run.output.getvalue()
+                and (
+                    "protected" in run.output.getvalue() or "undecidable" in run.output.getvalue()
+                )
+            ),
+            what="the holder is left alone, judged in its current transaction",
+        )
+        assert is_alive(holder.pid)
+        holder.connection.rollback()
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        out = run.finish()
+    assert not terminated_lines(out)
+    assert is_alive(holder.pid)
+    assert applied() == ["0001_initial", "0002_advisory"]
+
+
 @pytest.mark.scenario("row_update_strong")
 @override_settings(
     PGMIGRATE_PROTECTED={"application_name": ["nightly-*"]},
