@@ -107,7 +107,14 @@ class LockRetry:
 
     def _run(self, func: Callable[[], T]) -> T:
         with self.aside.unit():
-            result = func()
+            try:
+                result = func()
+            except Exception as exc:
+                if is_lock_timeout(exc):
+                    # It failed on its own, its transaction rolled back: a step-aside asked
+                    # for meanwhile is stale, and must not stop the next attempt's commit.
+                    self.aside.settle()
+                raise
         self.aside.settle()
         return result
 

@@ -10,7 +10,9 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from pgmigrate.aside import Aside, StepAside
-from pgmigrate.errors import SteppedAside
+from pgmigrate.errors import LockWaitTimeout, SteppedAside
+from pgmigrate.events import RunEvents
+from pgmigrate.retry import LockRetry
 from tests.helpers import (
     MigrateThread,
     Session,
@@ -141,3 +143,33 @@ def test_a_commit_waits_for_the_watcher_to_say_whether_it_cancelled(decision):
     else:
         assert isinstance(outcome[0], SteppedAside)
         assert step_aside.claim(outcome[0]) is aside
+
+
+def test_a_step_aside_asked_for_in_an_attempt_that_hit_the_lock_timeout_is_dropped():
+    """The lock timeout fires as the watcher sends its cancel: the attempt fails on its own
+    and is retried; the step-aside asked for meanwhile must not stop the next attempt's
+    commit (it would wait for stale blockers, past a deadline already spent)."""
+    step_aside, aside = _requested()
+    retry = LockRetry(
+        retries=1,
+        base_delay=0.0,
+        max_delay=0.0,
+        events=RunEvents(None, database="default", backend_pid=None, log_queries=False),
+        notice=lambda *args, **kwargs: None,
+        sleep=lambda seconds: None,
+        aside=step_aside,
+        lock_timeout=1.0,  # a stale step-aside's deadline is long past: fails, not hangs
+    )
+    attempts: list[int] = []
+
+    def unit() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            assert step_aside.request(aside)
+            step_aside.sent(aside)
+            raise LockWaitTimeout("lock timeout")  # PostgreSQL's lock_not_available
+        step_aside.check(committing=True)  # the second attempt commits
+        return "committed"
+
+    assert retry.call(unit, what="a unit") == "committed"
+    assert attempts == [1, 2]
