@@ -14,6 +14,7 @@ import enum
 import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,16 +196,48 @@ def _statement(node: dict[str, Any]) -> Statement:
 _CANCEL_CONDITIONS = frozenset({"query_canceled", "57014"})
 
 
-def _do_block(body: dict[str, Any]) -> tuple[bool, bool]:
-    """Whether a ``DO`` block may commit or roll back (``COMMIT``, ``ROLLBACK``, or a
-    ``CALL`` or ``DO`` of its own, which may), and whether it traps a cancel, read with
-    PL/pgSQL's parser. A block in another language, or one the parser rejects, may do both."""
+def do_block(body: dict[str, Any]) -> tuple[str, str | None]:
+    """The language and the body of a ``DO`` statement's parse node (``DoStmt``; plpgsql
+    is the default language, PostgreSQL docs "DO"); the body None if not found."""
     options = {
         option.get("DefElem", {}).get("defname"): option.get("DefElem", {}).get("arg", {})
         for option in body.get("args", [])
     }
     language = options.get("language", {}).get("String", {}).get("sval", "plpgsql")
-    source = options.get("as", {}).get("String", {}).get("sval")
+    return language, options.get("as", {}).get("String", {}).get("sval")
+
+
+def parse_plpgsql_block(source: str) -> Any:
+    """The parse tree (JSON form) of the PL/pgSQL block ``source``, the body of a ``DO``,
+    read with PL/pgSQL's parser (``pglast.parse_plpgsql``).
+
+    Raises:
+        pglast.parser.ParseError, ValueError: When the parser rejects it.
+    """
+    import pglast  # imported when needed, as parse_tree does
+
+    tag = "$pgmigrate$"
+    while tag in source:  # a dollar quote the body does not hold
+        tag = f"{tag[:-1]}_$"
+    return pglast.parse_plpgsql(f"DO {tag}{source}{tag}")
+
+
+def walk(tree: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``(key, value)`` of every dict in a parse tree in JSON form, at any depth."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield key, value
+            yield from walk(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from walk(item)
+
+
+def _do_block(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a ``DO`` block may commit or roll back (``COMMIT``, ``ROLLBACK``, or a
+    ``CALL`` or ``DO`` of its own, which may), and whether it traps a cancel, read with
+    PL/pgSQL's parser. A block in another language, or one the parser rejects, may do both."""
+    language, source = do_block(body)
     if language != "plpgsql" or source is None:
         return True, True
     return _plpgsql_block(source)
@@ -212,34 +245,19 @@ def _do_block(body: dict[str, Any]) -> tuple[bool, bool]:
 
 @functools.lru_cache(maxsize=256)
 def _plpgsql_block(source: str) -> tuple[bool, bool]:
-    import pglast  # imported when needed, as parse_tree does
     from pglast import parser
 
-    tag = "$pgmigrate$"
-    while tag in source:  # a dollar quote the body does not hold
-        tag = f"{tag[:-1]}_$"
     try:
-        tree = pglast.parse_plpgsql(f"DO {tag}{source}{tag}")
+        tree = parse_plpgsql_block(source)
     except (parser.ParseError, ValueError):
         return True, True
     controls_transactions = traps_cancel = False
-    for key, value in _nodes(tree):
+    for key, value in walk(tree):
         if key in ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback", "PLpgSQL_stmt_call"):
             controls_transactions = True
         elif key == "PLpgSQL_condition" and value.get("condname") in _CANCEL_CONDITIONS:
             traps_cancel = True
     return controls_transactions, traps_cancel
-
-
-def _nodes(tree: Any) -> Any:
-    """Every ``(key, value)`` of a parse tree in JSON form, at any depth."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield key, value
-            yield from _nodes(value)
-    elif isinstance(tree, list):
-        for item in tree:
-            yield from _nodes(item)
 
 
 def _needs_no_transaction(name: str, body: dict[str, Any]) -> bool:

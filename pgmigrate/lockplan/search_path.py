@@ -14,10 +14,9 @@ definition) restores it when it returns.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from typing import Any
 
-from pgmigrate.sql import parse_tree
+from pgmigrate.sql import do_block, parse_plpgsql_block, parse_tree, walk
 
 Node = dict[str, Any]
 
@@ -50,7 +49,7 @@ def _statement(node: Node) -> str | None:
         return "it calls a procedure"
     if name == "DiscardStmt":
         return "it runs DISCARD ALL" if body.get("target") == "DISCARD_ALL" else None
-    return next((reason for key, value in _walk(node) if (reason := _sql_node(key, value))), None)
+    return next((reason for key, value in walk(node) if (reason := _sql_node(key, value))), None)
 
 
 def changes_variable(body: Node) -> bool:
@@ -65,17 +64,6 @@ def set_words(body: Node) -> str:
         return "RESET ALL"
     verb = "RESET" if kind == "VAR_RESET" else "SET"
     return f"{verb} {body.get('name', '')}"
-
-
-def _walk(tree: Any) -> Iterator[tuple[str, Any]]:
-    """Every ``(key, value)`` of every dict in a parse tree, at any depth."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield key, value
-            yield from _walk(value)
-    elif isinstance(tree, list):
-        for item in tree:
-            yield from _walk(item)
 
 
 def _sql_node(key: str, value: Any) -> str | None:
@@ -96,14 +84,9 @@ def _sql_node(key: str, value: Any) -> str | None:
 
 def _do(body: Node) -> str | None:
     """A ``DO`` block: its PL/pgSQL read (docs: "DO"; plpgsql is the default language)."""
-    options = {
-        option.get("DefElem", {}).get("defname"): option.get("DefElem", {}).get("arg", {})
-        for option in body.get("args", [])
-    }
-    language = options.get("language", {"String": {"sval": "plpgsql"}}).get("String", {})
-    source = options.get("as", {}).get("String", {}).get("sval")
-    if language.get("sval") != "plpgsql":
-        return f"its language {language.get('sval')} cannot be read"
+    language, source = do_block(body)
+    if language != "plpgsql":
+        return f"its language {language} cannot be read"
     if source is None:
         return "its body cannot be found in the parse tree"
     return _plpgsql(source)
@@ -115,17 +98,13 @@ def _plpgsql(source: str) -> str | None:
     variables' defaults and cursors' queries included) that does, dynamic SQL whose text is
     not a constant (``EXECUTE``, ``FOR ... IN EXECUTE``, ``OPEN ... FOR EXECUTE``), a
     nested ``DO``, ``COMMIT`` or ``ROLLBACK`` (a ``SET LOCAL`` before it ends or is undone)."""
-    import pglast  # imported when needed, as pgmigrate.sql does
     from pglast import parser
 
-    tag = "$pgmigrate$"
-    while tag in source:  # a dollar quote the body does not hold
-        tag = f"{tag[:-1]}_$"
     try:
-        tree = pglast.parse_plpgsql(f"DO {tag}{source}{tag}")
+        tree = parse_plpgsql_block(source)
     except (parser.ParseError, ValueError) as error:
         return f"PL/pgSQL's parser rejects its body ({error})"
-    for key, value in _walk(tree):
+    for key, value in walk(tree):
         reason = None
         if key == "PLpgSQL_expr":
             reason = _expression(value)
