@@ -60,6 +60,18 @@ def migrating(request, app_roles) -> str:
     return roles.ALIASES[request.param]
 
 
+def _waiting_out_of_the_queue(migrating: str, what: str) -> MigrateThread:
+    """tests 0002 applied on ``migrating``, once it has waited out of the lock queue long
+    enough to say so again (``what``: for whom, in the wait's description)."""
+    run = MigrateThread("tests", "0002", database=migrating)
+    out_of_the_queue(run)
+    wait_until(
+        lambda: "still out of the lock queue after" in run.output.getvalue(),
+        what=f"the migration waits out of the queue {what}",
+    )
+    return run
+
+
 def out_of_the_queue(run: MigrateThread) -> None:
     """Wait until ``run`` waits out of the lock queue (``pgmigrate.aside``)."""
     wait_until(
@@ -709,12 +721,7 @@ def test_a_protected_leader_of_parallel_workers_is_waited_for_out_of_the_queue(
     """Out of the lock queue, the migration waits until the workers let go of their locks
     (they hold them under virtual transactions of their own), not a moment less."""
     reader = parallel_reader
-    run = MigrateThread("tests", "0002", database=migrating)
-    out_of_the_queue(run)
-    wait_until(
-        lambda: "still out of the lock queue after" in run.output.getvalue(),
-        what="the migration waits out of the queue for the workers",
-    )
+    run = _waiting_out_of_the_queue(migrating, "for the workers")
     assert is_alive(reader.pid) and _workers_hold_beta(reader.pid)
     assert applied() == ["0001_initial"]
     query("SELECT pg_cancel_backend(%s)", [reader.pid])  # the test ends its query
@@ -863,12 +870,7 @@ def test_out_of_the_queue_the_migration_waits_for_the_protected_holder_of_a_row(
     holder is gone (not a moment less: it would run its statement again and again)."""
     apply_0001(migrating)
     holder, updater, thread, outcome = _row_queue(sessions, "nightly-rows")
-    run = MigrateThread("tests", "0002", database=migrating)
-    out_of_the_queue(run)
-    wait_until(
-        lambda: "still out of the lock queue after" in run.output.getvalue(),
-        what="the migration waits out of the queue for the row's holder",
-    )
+    run = _waiting_out_of_the_queue(migrating, "for the row's holder")
     assert is_alive(updater.pid) and is_waiting_on_lock(updater.pid)
     holder.release()
     out = run.finish()

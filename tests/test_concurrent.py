@@ -1,6 +1,9 @@
 """Migrations with ``atomic = False``: ``RunSQL`` statement by statement, and ``CONCURRENTLY``
 index statements that are run again safely after a lock timeout or a crash."""
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 from django.core.management.base import CommandError
 from django.db import IntegrityError, OperationalError
@@ -277,15 +280,16 @@ def test_dropping_a_leftover_index_is_spared_the_statement_timeout(scenario, ses
 # Crashes during CONCURRENTLY statements ---------------------------------------------------
 
 
-@pytest.mark.scenario("concurrent")
-def test_index_built_before_a_crash_counts_as_done(scenario, sessions):
-    """kill -9 after CREATE INDEX CONCURRENTLY built the index but before its progress was
-    counted: the index is valid, the progress row still says the statement is in flight. The
-    next migrate counts the index as done (no "already exists", no rebuild)."""
-    migrate("tests", "0002")
+@contextlib.contextmanager
+def _index_built_not_counted(
+    sessions: list, *args: str, scenario: str = "concurrent"
+) -> Iterator[tuple[ManageProcess, int, Session]]:
+    """``manage.py migrate *args`` in a child whose CREATE INDEX CONCURRENTLY of
+    alpha_name_idx has built the index and waits to count it (a session holds
+    pgmigrate_progress). Yields the child, its backend pid and that session."""
     holder = hold_snapshot(sessions)
     with ManageProcess(
-        "migrate", "tests", "0003", PGMIGRATE_TEST_SCENARIO="concurrent", PGMIGRATE_TEST_ACTION=""
+        "migrate", *args, PGMIGRATE_TEST_SCENARIO=scenario, PGMIGRATE_TEST_ACTION=""
     ) as child:
         backend_pid = child.backend_pid
         wait_until(
@@ -302,6 +306,20 @@ def test_index_built_before_a_crash_counts_as_done(scenario, sessions):
             lambda: waits_on(backend_pid, "pgmigrate_progress"),
             what="migrate waits to count the built index",
         )
+        yield child, backend_pid, progress_holder
+
+
+@pytest.mark.scenario("concurrent")
+def test_index_built_before_a_crash_counts_as_done(scenario, sessions):
+    """kill -9 after CREATE INDEX CONCURRENTLY built the index but before its progress was
+    counted: the index is valid, the progress row still says the statement is in flight. The
+    next migrate counts the index as done (no "already exists", no rebuild)."""
+    migrate("tests", "0002")
+    with _index_built_not_counted(sessions, "tests", "0003") as (
+        child,
+        backend_pid,
+        progress_holder,
+    ):
         built = index_state("alpha_name_idx")
         assert built is not None and built[1] is True
         child.kill_and_wait_for_backend(backend_pid)
@@ -385,23 +403,11 @@ def test_report_says_the_index_was_built_when_its_count_failed(scenario, session
     count is written: the report says the index was built (not only what was recorded), and
     the next migrate counts it as done."""
     migrate("tests", "0002")
-    holder = hold_snapshot(sessions)
-    with ManageProcess(
-        "migrate", "tests", "0003", PGMIGRATE_TEST_SCENARIO="concurrent", PGMIGRATE_TEST_ACTION=""
-    ) as child:
-        backend_pid = child.backend_pid
-        wait_until(
-            lambda: waits_for_old_snapshot(backend_pid, "alpha_name_idx"),
-            what="CREATE INDEX CONCURRENTLY waits for the old snapshot",
-        )
-        progress_holder = Session(application_name="progress-holder")
-        sessions.append(progress_holder)
-        progress_holder.hold("pgmigrate_progress", "SHARE")
-        holder.release()
-        wait_until(
-            lambda: waits_on(backend_pid, "pgmigrate_progress"),
-            what="migrate waits to count the built index",
-        )
+    with _index_built_not_counted(sessions, "tests", "0003") as (
+        child,
+        backend_pid,
+        progress_holder,
+    ):
         built = index_state("alpha_name_idx")
         assert built is not None and built[1] is True
         query("SELECT pg_terminate_backend(%s)", [backend_pid])
@@ -487,23 +493,11 @@ def test_migrating_back_from_a_build_that_finished_before_a_crash(scenario, sess
     runs), then unapplies all of it: its reverse undoes exactly what it did."""
     migrate("tests", "0001")
     query("INSERT INTO tests_alpha (name) VALUES ('kept+')")
-    holder = hold_snapshot(sessions)
-    with ManageProcess(
-        "migrate", "tests", PGMIGRATE_TEST_SCENARIO="concurrent_undo", PGMIGRATE_TEST_ACTION=""
-    ) as child:
-        backend_pid = child.backend_pid
-        wait_until(
-            lambda: waits_for_old_snapshot(backend_pid, "alpha_name_idx"),
-            what="CREATE INDEX CONCURRENTLY waits for the old snapshot",
-        )
-        progress_holder = Session(application_name="progress-holder")
-        sessions.append(progress_holder)
-        progress_holder.hold("pgmigrate_progress", "SHARE")
-        holder.release()
-        wait_until(
-            lambda: waits_on(backend_pid, "pgmigrate_progress"),
-            what="migrate waits to count the built index",
-        )
+    with _index_built_not_counted(sessions, "tests", scenario="concurrent_undo") as (
+        child,
+        backend_pid,
+        progress_holder,
+    ):
         child.kill_and_wait_for_backend(backend_pid)
     progress_holder.release()
     assert index_state("alpha_name_idx")[1] is True
