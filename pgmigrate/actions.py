@@ -113,6 +113,11 @@ KNOWN = "_pgmigrate_known_blockers"
 BLOCKED_PID = "_pgmigrate_blocked_pid"
 #: And the lock it waits for, as the watcher saw it (``lockgraph.LockGraph``; None: unknown).
 AWAITED = "_pgmigrate_awaited"
+#: Attribute of the queryset the watcher hands over only (not of those made from it): the
+#: ``query_start`` of the migrating backend's waiting statement, which ``Terminate`` cancels
+#: in the statement that ends the blockers, before it signals them (``CANCEL_FIRST``); None:
+#: it does not.
+CANCEL_FIRST = "_pgmigrate_cancel_first"
 
 
 @functools.cache
@@ -136,14 +141,17 @@ def with_blockers(
     found: list[Blocker],
     blocked_pid: int | None = None,
     awaited: LockGraph | None = None,
+    cancel_first: Any = None,
 ) -> Any:
     """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), the
-    pid of the migrating backend they block and the lock graph of its wait (``awaited``)."""
+    pid of the migrating backend they block, the lock graph of its wait (``awaited``) and
+    the ``query_start`` of its statement to cancel first (``CANCEL_FIRST``)."""
     blocked_locks.__class__ = _carrying(type(blocked_locks))
     setattr(blocked_locks, PREFETCHED, list(found))
     setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
     setattr(blocked_locks, BLOCKED_PID, blocked_pid)
     setattr(blocked_locks, AWAITED, awaited)
+    setattr(blocked_locks, CANCEL_FIRST, cancel_first)
     return blocked_locks
 
 
@@ -264,18 +272,20 @@ def current_role(using: str) -> str:
 #: queued for it waits for), only while that one still blocks the backend and waits for it.
 #: ``{function}`` is ``pg_terminate_backend`` or ``pg_cancel_backend``; a session is
 #: signalled only where ``{allowed}`` holds (NULL for the others).
-SIGNAL = """
+_SIGNAL_CTES = """
 WITH transactions AS MATERIALIZED (
     SELECT pid, virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted
 ), blocking AS MATERIALIZED (
     SELECT pg_blocking_pids(%s::int) AS pids
-)
+)"""
+#: ``{gate}``: a condition put first (empty in ``SIGNAL``).
+_SIGNALLED = """
 SELECT seen.pid, CASE WHEN {allowed} THEN {function}(seen.pid) END
 FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
     AS seen(pid, vxid, backend_start, xact_start, via)
 CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
 LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
-WHERE CASE
+WHERE {gate}CASE
       WHEN seen.xact_start IS NOT NULL THEN a.xact_start IS NOT DISTINCT FROM seen.xact_start
       ELSE seen.vxid IS NULL
            OR EXISTS (SELECT FROM transactions AS t
@@ -296,6 +306,32 @@ WHERE CASE
               END
        FROM blocking AS b)
 """
+SIGNAL = _SIGNAL_CTES + _SIGNALLED.replace("{gate}", "")
+#: ``SIGNAL`` that first cancels the migrating backend's statement, while it still waits on
+#: a lock in the statement seen (its ``query_start``) and one of the sessions seen (or one
+#: it blocks the backend through) still blocks it: the statement leaves the lock queue, so
+#: the app's queries stop waiting behind it while the blockers exit, and its retry unit
+#: waits for them to be gone out of the queue and runs it again (``pgmigrate.aside``).
+#: ``own`` reads ``blocking`` and is read before any signal (they are lateral to it). One
+#: row for the cancel (``sent``: NULL when not sent) joined to each session signalled (a
+#: NULL pid: none). Parameters: the backend's pid; again, with that ``query_start`` and the
+#: arrays of pids and of ``via``; then ``SIGNAL``'s arrays.
+SIGNAL_CANCELLING_FIRST = (
+    _SIGNAL_CTES
+    + """, own AS MATERIALIZED (
+    SELECT bool_or(pg_cancel_backend(a.pid)) AS sent
+    FROM blocking AS b
+    CROSS JOIN pg_stat_get_activity(%s::int) AS a
+    WHERE a.wait_event_type = 'Lock' AND a.state = 'active' AND a.query_start = %s
+      AND b.pids && (%s::int[] || %s::int[])
+)
+SELECT o.sent, signalled.*
+FROM own AS o
+LEFT JOIN LATERAL ("""
+    + _SIGNALLED.replace("{gate}", "o.sent IS NOT DISTINCT FROM o.sent -- lateral to own\n  AND ")
+    + """) AS signalled ON true
+"""
+)
 #: For ``Terminate``, sent only for the sessions ``SIGNAL`` left out (so never while
 #: nothing of this applies): a session no longer in the transaction seen is still ended for
 #: a lock it holds across its transactions (a session-level lock: ``pg_advisory_lock``, the
@@ -337,12 +373,15 @@ WHERE (seen.backend_start IS NULL OR a.backend_start = seen.backend_start)
 """
 
 
-def signal_sql(function: str, *, allowed: str | None = None) -> str:
-    """``SIGNAL`` with ``function`` and ``allowed`` (default: ``ALLOWED``). Its parameters:
-    the migrating backend's pid, then the arrays of the sessions' pids, virtual
-    transactions, ``backend_start``, ``xact_start`` (where it tells the transaction) and
-    ``via``."""
-    return SIGNAL.format(function=function, allowed=ALLOWED if allowed is None else allowed)
+def signal_sql(
+    function: str, *, allowed: str | None = None, cancelling_first: bool = False
+) -> str:
+    """``SIGNAL`` (``SIGNAL_CANCELLING_FIRST``) with ``function`` and ``allowed`` (default:
+    ``ALLOWED``). Its parameters: the migrating backend's pid, then the arrays of the
+    sessions' pids, virtual transactions, ``backend_start``, ``xact_start`` (where it tells
+    the transaction) and ``via``."""
+    text = SIGNAL_CANCELLING_FIRST if cancelling_first else SIGNAL
+    return text.format(function=function, allowed=ALLOWED if allowed is None else allowed)
 
 
 #: PostgreSQL's rule for signalling a session (only a superuser may signal a superuser's
@@ -357,13 +396,18 @@ ALLOWED = """
 
 
 @functools.cache
-def _signal_statement(function: str, checked: bool) -> Prepared:
-    """``SIGNAL`` with ``function``, only where PostgreSQL allows it (``checked``), as a
-    prepared statement of the watcher's session."""
-    text = signal_sql(function, allowed=ALLOWED if checked else "true")
+def _signal_statement(function: str, checked: bool, cancelling_first: bool = False) -> Prepared:
+    """``SIGNAL`` (``SIGNAL_CANCELLING_FIRST``) with ``function``, only where PostgreSQL
+    allows it (``checked``), as a prepared statement of the watcher's session."""
+    text = signal_sql(
+        function, allowed=ALLOWED if checked else "true", cancelling_first=cancelling_first
+    )
     name = f"{function}_{'checked' if checked else 'unchecked'}"
+    first = ("int", "timestamptz", "int[]", "int[]") if cancelling_first else ()
     return Prepared(
-        name, text, ("int", "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int[]")
+        name + ("_cancelling_first" if cancelling_first else ""),
+        text,
+        ("int", *first, "int[]", "text[]", "timestamptz[]", "timestamptz[]", "int[]"),
     )
 
 
@@ -409,6 +453,9 @@ class _SignalBlockers(BlockingAction):
         #: The pids of the last run that the signal statement left out: gone, no longer the
         #: session or transaction seen, or no longer blocking (the watcher looks again).
         self.missed: list[int] = []
+        #: Whether the last run cancelled the migrating backend's statement first
+        #: (``CANCEL_FIRST``); None if it may have (the statement failed).
+        self.cancelled_first: bool | None = False
 
     def signal(
         self,
@@ -417,27 +464,40 @@ class _SignalBlockers(BlockingAction):
         checked: bool = True,
         blocked_pid: int | None = None,
         awaited: LockGraph | None = None,
+        cancel_first: Any = None,
     ) -> dict[int, bool | None]:
         """Send the signal, in one statement, to those of ``found`` that are still the
         sessions (and transactions) the watcher saw and, with ``blocked_pid`` (the
         migrating backend), that still block it; with ``awaited`` (the lock graph of its
         wait), ``Terminate`` also ends those that hold a session-level lock it waits for
-        (``SESSION_LOCK``). Returns, by pid, whether each was signalled: None when
-        PostgreSQL would refuse (``checked``; unchecked, PostgreSQL's refusal raises);
-        sessions gone, changed or no longer blocking are left out."""
+        (``SESSION_LOCK``); with ``cancel_first`` (the ``query_start`` of the backend's
+        waiting statement), the same statement first cancels that statement
+        (``SIGNAL_CANCELLING_FIRST``; whether it did: ``cancelled_first``). Returns, by pid,
+        whether each was signalled: None when PostgreSQL would refuse (``checked``;
+        unchecked, PostgreSQL's refusal raises); sessions gone, changed or no longer
+        blocking are left out."""
+        pids = [blocker.pid for blocker in found]
+        via = [blocker.via for blocker in found]
+        first = cancel_first is not None
         with connections[using].cursor() as cursor:
-            _signal_statement(self.function, checked).execute(
+            self.cancelled_first = None if first else False
+            _signal_statement(self.function, checked, first).execute(
                 cursor,
                 [
                     blocked_pid,
-                    [blocker.pid for blocker in found],
+                    *([blocked_pid, cancel_first, pids, via] if first else []),
+                    pids,
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
                     [b.xact_start if b.told_by_xact_start else None for b in found],
-                    [blocker.via for blocker in found],
+                    via,
                 ],
             )
-            reached: dict[int, bool | None] = dict(cursor.fetchall())
+            rows = cursor.fetchall()
+            if first:
+                self.cancelled_first = bool(rows and rows[0][0])
+                rows = [row[1:] for row in rows if row[1] is not None]
+            reached: dict[int, bool | None] = dict(rows)
             left_out = [b for b in found if b.pid not in reached and b.via is None]
             if (
                 left_out
@@ -470,7 +530,10 @@ class _SignalBlockers(BlockingAction):
             _signal_statement(self.function, True).prepare(cursor)
             if self.function == "pg_terminate_backend":
                 _session_lock_statement(True).prepare(cursor)
+                _signal_statement(self.function, True, True).prepare(cursor)
         self.signal(using=using)  # signals nobody, as the urgent path sends it
+        if self.function == "pg_terminate_backend":
+            self.signal(using=using, cancel_first=dt.datetime.now(dt.timezone.utc))
 
     def worker(self, cmd: MigrateCommand, blocked_locks: BlockedPGLockQuerySet) -> list[int]:
         signalled: list[Blocker] = []
@@ -481,11 +544,16 @@ class _SignalBlockers(BlockingAction):
         blocked_pid = getattr(blocked_locks, BLOCKED_PID, None)
         awaited = getattr(blocked_locks, AWAITED, None)
         self.missed = []
+        self.cancelled_first = False
         try:
             # One statement for all: blockers exit together, the app resumes sooner.
             if found:
                 reached = self.signal(
-                    *found, using=blocked_locks.db, blocked_pid=blocked_pid, awaited=awaited
+                    *found,
+                    using=blocked_locks.db,
+                    blocked_pid=blocked_pid,
+                    awaited=awaited,
+                    cancel_first=getattr(blocked_locks, CANCEL_FIRST, None),
                 )
             batch_failed = False
         except DatabaseError as exc:

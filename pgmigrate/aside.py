@@ -121,6 +121,8 @@ class StepAside:
         #: ``pgmigrate.run`` (operations exempt from it run with None).
         self.statement_timeout: float | None = None
         self._units = 0
+        #: ``time.monotonic()`` when the outermost retry unit running began (its attempt).
+        self.unit_began = 0.0
         self._suspended = 0
         self._pending: Aside | None = None
         #: The pending step-aside's cancel was sent (``sent``); until the watcher says
@@ -141,6 +143,8 @@ class StepAside:
     @contextlib.contextmanager
     def unit(self) -> Iterator[None]:
         """A retry unit runs (``LockRetry.call``)."""
+        if not self._units:
+            self.unit_began = time.monotonic()
         self._units += 1
         try:
             yield

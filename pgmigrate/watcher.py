@@ -51,8 +51,19 @@ T = TypeVar("T")
 APPLICATION_NAME = "pgmigrate"
 #: Why a session that blocks through parallel workers whose leader is hidden stays.
 UNPLACED = "parallel query whose workers' leader PostgreSQL hides (leader_pid)"
+#: Why the migration waits for a session it stepped aside for while the action ends it.
+ENDING = "being ended"
 #: Sessions the action ended that still block this long after (s) are stepped aside for.
 ENDING_GRACE = 0.25
+#: When ``Terminate`` ends at least this many sessions at once, the statement that ends them
+#: first cancels the migration's waiting statement (``actions.SIGNAL_CANCELLING_FIRST``):
+#: the app's queries stop queueing behind it while the sessions exit, which takes a
+#: backend each and, on a server with few cores, longer than noticing the wait did. (One
+#: session exits within about a millisecond: the migration keeps its place then.)
+CROWD = 4
+#: ... only when the retry unit has run at most this long (s) before the waiting statement:
+#: stepping aside runs that work again.
+CROWD_REDO_AT_MOST = 0.1
 #: The gap between looks at a running, unblocked statement grows up to this many intervals.
 RUNNING_GAP_INTERVALS = 12
 #: While a wait persists after acting, the gap grows up to this many intervals.
@@ -937,13 +948,19 @@ class Watcher:
                     )
                 return done
             acted: list[int] = []
+            crowd: Aside | None = None
             if targets and not distrust:  # while the backend waits: it may read pg_locks
                 blocked_locks = self.blocked_locks(blocker.pid for blocker in targets)
+                crowd = self._aside_while_ending(graph, targets, staying, statement, found)
                 try:
                     acted = self.action(
                         self.command,
                         with_blockers(
-                            blocked_locks, targets, self.backend_pid, self._later(graph)
+                            blocked_locks,
+                            targets,
+                            self.backend_pid,
+                            self._later(graph),
+                            statement.query_start if crowd is not None else None,
                         ),
                     )
                 except Exception as exc:  # a custom action's bug: its targets stay
@@ -951,6 +968,8 @@ class Watcher:
                         raise  # the watcher's connection broke: it reconnects, acts again
                     self._report_error("error while running the action", exc)
                     acted = []
+                finally:
+                    crowd = self._cancelled_first(crowd)
             # The others stay: those the action does not end (all, unless it ends the
             # sessions it returns), and the queued sessions it was not run on.
             ends = self.action.ends_blockers
@@ -968,8 +987,52 @@ class Watcher:
             for blocker in [*targets, *([] if ends else queued)]:
                 if blocker.pid not in ended and blocker.pid not in missed:
                     left.setdefault(blocker, why)
+            if crowd is not None:  # out of the queue already, with those that stay too
+                self.left_alone.update({blocker.pid: why for blocker, why in left.items()})
+                crowd.reasons.update({blocker.pid: why for blocker, why in left.items()})
+                self._say_aside(crowd, ending=len(ended))
+                return not missed
             done = self._step_aside(graph, left, statement, found.lock_vxids)
             return done and not missed
+
+    def _aside_while_ending(
+        self,
+        graph: lockgraph.LockGraph,
+        targets: list[Blocker],
+        staying: list[str],
+        statement: _Statement,
+        found: _InTheWay,
+    ) -> Aside | None:
+        """The step-aside asked for (``StepAside.request``) when the action is to end a
+        crowd of sessions (``CROWD``) and nothing else stays in the way: the statement that
+        ends them cancels the migration's waiting statement first, if the retry unit may
+        run again and has little to redo (``CROWD_REDO_AT_MOST``); None otherwise."""
+        if (
+            type(self.action) is not actions.Terminate
+            or self.action.filters
+            or len(targets) < CROWD
+            or staying
+            or graph.prepared
+            or not graph.blocks_app
+            or statement.query_start is None
+            or self._statement is not statement
+            or statement.started - self.step_aside.unit_began > CROWD_REDO_AT_MOST
+        ):
+            return None
+        aside = self._new_aside(graph, dict.fromkeys(targets, ENDING), statement, found.lock_vxids)
+        return aside if self.step_aside.request(aside) else None
+
+    def _cancelled_first(self, aside: Aside | None) -> Aside | None:
+        """Settle the step-aside of ``_aside_while_ending`` once the action ran: ``aside``
+        if the signal statement cancelled the waiting statement (or may have: it failed),
+        None if it did not."""
+        if aside is None:
+            return None
+        if getattr(self.action, "cancelled_first", None) is False:
+            self.step_aside.withdraw(aside)
+            return None
+        self.step_aside.sent(aside)
+        return aside
 
     # Stepping out of the lock queue ---------------------------------------------------
 
@@ -1043,7 +1106,30 @@ class Watcher:
             return None
         if statement.query_start is None or self._statement is not statement:
             return None
-        aside = Aside(
+        aside = self._new_aside(graph, left, statement, lock_vxids)
+        if not self.step_aside.request(aside):
+            return None  # not in a unit that can run again (or stepping aside is off)
+        try:
+            cancelled = self._cancel_own(statement)
+        except BaseException:
+            self.step_aside.sent(aside)  # it may have been: the unit runs again, safely
+            raise
+        if not cancelled:  # it got its lock meanwhile
+            self.step_aside.withdraw(aside)
+            return None
+        self.step_aside.sent(aside)
+        return aside
+
+    @staticmethod
+    def _new_aside(
+        graph: lockgraph.LockGraph,
+        left: dict[Blocker, str],
+        statement: _Statement,
+        lock_vxids: dict[str, int],
+    ) -> Aside:
+        """The ``Aside`` for the sessions ``left`` (with why each stays in the way) and the
+        prepared transactions of ``graph``."""
+        return Aside(
             locktag=graph.locktag,
             modes=sorted(lockgraph.CONFLICTS.get(graph.mode, frozenset(lockgraph.CONFLICTS))),
             target=graph.target,
@@ -1060,31 +1146,27 @@ class Watcher:
                 if pid in {blocker.pid for blocker in left}
             },
         )
-        if not self.step_aside.request(aside):
-            return None  # not in a unit that can run again (or stepping aside is off)
-        try:
-            cancelled = self._cancel_own(statement)
-        except BaseException:
-            self.step_aside.sent(aside)  # it may have been: the unit runs again, safely
-            raise
-        if not cancelled:  # it got its lock meanwhile
-            self.step_aside.withdraw(aside)
-            return None
-        self.step_aside.sent(aside)
-        return aside
 
-    def _say_aside(self, aside: Aside) -> None:
+    def _say_aside(self, aside: Aside, *, ending: int = 0) -> None:
         """Say whom the migration stepped out of the lock queue for (once per set of
-        blockers; the event every time)."""
+        blockers; the event every time); ``ending``: how many of them the action is ending
+        (``_aside_while_ending``), which are not named again."""
         aside.xact_starts = {
             blocker.pid: blocker.xact_start
             for blocker in aside.sessions
             if blocker.told_by_xact_start
         }
+        staying = dataclasses.replace(
+            aside, sessions=[b for b in aside.sessions if aside.reasons.get(b.pid) != ENDING]
+        )
+        text = f"pgmigrate: stepped out of the lock queue for {printable(aside.target)}"
+        if ending:
+            text += f" while the {ending} session{'s' if ending > 1 else ''} ended exit"
+        if staying.sessions or staying.prepared:
+            text += f": {staying.describe()} will not be ended"
         text = (
-            f"pgmigrate: stepped out of the lock queue for {printable(aside.target)}: "
-            f"{aside.describe()} will not be ended. The app's queries no longer queue behind "
-            "the migration, which runs the statement again once they are gone"
+            text + ". The app's queries no longer queue behind the migration, which runs the "
+            "statement again once they are gone"
             + (
                 f" (or gives up at the lock timeout, {self.lock_timeout:g} s)."
                 if self.lock_timeout is not None
@@ -1096,7 +1178,7 @@ class Watcher:
         )
         if said != self._aside_said:
             self._aside_said = said
-            self.command.notice(text, warning=True)
+            self.command.notice(text, warning=bool(staying.sessions or staying.prepared))
         self._event("stepped_aside", text, **_aside_fields(aside))
 
     def _cancel_own(self, statement: _Statement) -> bool:
