@@ -33,6 +33,14 @@ SAFETY_LOCK_TIMEOUT = 30
 STEPPED = "stepped out of the lock queue"
 
 
+@pytest.fixture(autouse=True)
+def _slow_machine(request, monkeypatch):
+    """A loaded machine may take longer than ``CROWD_REDO_AT_MOST`` from a unit's start to
+    its ALTER: only the test of that limit keeps it."""
+    if "redo" not in request.node.name:
+        monkeypatch.setattr(watcher, "CROWD_REDO_AT_MOST", 60.0)
+
+
 def crowd(sessions: list, count: int = watcher.CROWD, table: str = "tests_beta") -> list:
     """``count`` sessions idle in a transaction that read ``table``."""
     held = [Session(application_name=f"worker-{n}").hold(table) for n in range(count)]
