@@ -308,22 +308,29 @@ WHERE {gate}CASE
 """
 SIGNAL = _SIGNAL_CTES + _SIGNALLED.replace("{gate}", "")
 #: ``SIGNAL`` that first cancels the migrating backend's statement, while it still waits on
-#: a lock in the statement seen (its ``query_start``) and one of the sessions seen (or one
-#: it blocks the backend through) still blocks it: the statement leaves the lock queue, so
+#: a lock in the statement seen (its ``query_start``), one of the sessions seen (or one it
+#: blocks the backend through) still blocks it and PostgreSQL lets the migrating role
+#: signal each of them (``{allowed}``; else the blockers that stay are stepped aside for as
+#: usual, after the action, and named): the statement leaves the lock queue, so
 #: the app's queries stop waiting behind it while the blockers exit, and its retry unit
 #: waits for them to be gone out of the queue and runs it again (``pgmigrate.aside``).
 #: ``own`` reads ``blocking`` and is read before any signal (they are lateral to it). One
 #: row for the cancel (``sent``: NULL when not sent) joined to each session signalled (a
-#: NULL pid: none). Parameters: the backend's pid; again, with that ``query_start`` and the
-#: arrays of pids and of ``via``; then ``SIGNAL``'s arrays.
+#: NULL pid: none). Parameters: the backend's pid; again, with that ``query_start``, the
+#: arrays of pids and of ``via`` and the pids again; then ``SIGNAL``'s arrays.
 SIGNAL_CANCELLING_FIRST = (
     _SIGNAL_CTES
     + """, own AS MATERIALIZED (
-    SELECT bool_or(pg_cancel_backend(a.pid)) AS sent
+    SELECT bool_or(pg_cancel_backend(m.pid)) AS sent
     FROM blocking AS b
-    CROSS JOIN pg_stat_get_activity(%s::int) AS a
-    WHERE a.wait_event_type = 'Lock' AND a.state = 'active' AND a.query_start = %s
+    -- (of NULL, every backend; of 0, none)
+    CROSS JOIN pg_stat_get_activity(COALESCE(%s::int, 0)) AS m
+    WHERE m.wait_event_type = 'Lock' AND m.state = 'active' AND m.query_start = %s
       AND b.pids && (%s::int[] || %s::int[])
+      AND NOT EXISTS (SELECT FROM unnest(%s::int[]) AS seen(pid)
+                      CROSS JOIN LATERAL pg_stat_get_activity(seen.pid) AS a
+                      LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
+                      WHERE NOT COALESCE({allowed}, false))
 )
 SELECT o.sent, signalled.*
 FROM own AS o
@@ -403,7 +410,7 @@ def _signal_statement(function: str, checked: bool, cancelling_first: bool = Fal
         function, allowed=ALLOWED if checked else "true", cancelling_first=cancelling_first
     )
     name = f"{function}_{'checked' if checked else 'unchecked'}"
-    first = ("int", "timestamptz", "int[]", "int[]") if cancelling_first else ()
+    first = ("int", "timestamptz", "int[]", "int[]", "int[]") if cancelling_first else ()
     return Prepared(
         name + ("_cancelling_first" if cancelling_first else ""),
         text,
@@ -480,12 +487,13 @@ class _SignalBlockers(BlockingAction):
         via = [blocker.via for blocker in found]
         first = cancel_first is not None
         with connections[using].cursor() as cursor:
-            self.cancelled_first = None if first else False
+            if first:
+                self.cancelled_first = None  # until it returns
             _signal_statement(self.function, checked, first).execute(
                 cursor,
                 [
                     blocked_pid,
-                    *([blocked_pid, cancel_first, pids, via] if first else []),
+                    *([blocked_pid, cancel_first, pids, via, pids] if first else []),
                     pids,
                     [blocker.virtualtransaction for blocker in found],
                     [blocker.backend_start for blocker in found],
@@ -560,6 +568,10 @@ class _SignalBlockers(BlockingAction):
             if sqlstate(exc) is None:
                 raise  # the watcher's connection broke: it reconnects and acts again
             batch_failed = True  # one of them is out of reach: go one by one to say which
+        if self.cancelled_first is not False:
+            # The backend may no longer wait (the batch cancelled its statement): the batch's
+            # check that they block it is the last (their session and transaction still are).
+            blocked_pid = awaited = None
         for blocker in found:
             try:
                 if batch_failed or (blocker.pid in reached and reached[blocker.pid] is None):

@@ -27,6 +27,8 @@ the app's queries back anyway.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +76,31 @@ class Aside:
     gone: bool = False
     #: Set by the migrating thread when it stopped waiting (lock timeout, interrupt).
     abandoned: bool = False
+    #: What the watcher's last look found still in the way (virtual transactions; None:
+    #: not looked yet).
+    still: set[Any] | None = None
+
+    def left_over(self, waited: float = 0.0) -> Aside:
+        """This step-aside with only what the last look found still in the way (all of it
+        before any look), the prepared transactions' ages ``waited`` seconds older."""
+        if self.still is None:
+            return self
+        still = self.still
+        holding = {self.lock_vxids[vxid] for vxid in still if vxid in self.lock_vxids}
+        sessions = [
+            blocker
+            for blocker in self.sessions
+            if blocker.virtualtransaction in still or blocker.pid in holding
+        ]
+        later = dt.timedelta(seconds=waited)
+        prepared = [
+            dataclasses.replace(p, age=p.age + later) if p.age else p
+            for p in self.prepared
+            if p.virtualtransaction in still
+        ]
+        return dataclasses.replace(
+            self, pids=[blocker.pid for blocker in sessions], sessions=sessions, prepared=prepared
+        )
 
     def describe(self, ages: dict[int, str] | None = None) -> str:
         """Whom the migration waits for: ``pid 12 (application 'x', idle in transaction,
@@ -123,6 +150,9 @@ class StepAside:
         self._units = 0
         #: ``time.monotonic()`` when the outermost retry unit running began (its attempt).
         self.unit_began = 0.0
+        #: Whether what the running unit did so far went only through SQL on the migrating
+        #: connection (kept by ``pgmigrate.run``): running it again repeats nothing else.
+        self.sql_only = False
         self._suspended = 0
         self._pending: Aside | None = None
         #: The pending step-aside's cancel was sent (``sent``); until the watcher says
@@ -144,7 +174,7 @@ class StepAside:
     def unit(self) -> Iterator[None]:
         """A retry unit runs (``LockRetry.call``)."""
         if not self._units:
-            self.unit_began = time.monotonic()
+            self.unit_began, self.sql_only = time.monotonic(), False
         self._units += 1
         try:
             yield

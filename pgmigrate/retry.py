@@ -142,6 +142,7 @@ class LockRetry:
         earliest = min((d for d in (deadline, statement_deadline) if d is not None), default=None)
         gone = self.aside.wait(aside, earliest, self.checkpoint)
         waited = round(time.monotonic() - aside.stepped, 6)
+        current = aside.left_over(waited)  # for people: what was still in the way
         if not gone and statement_deadline is not None and earliest == statement_deadline:
             self.events.emit(
                 "stepped_back",
@@ -151,7 +152,7 @@ class LockRetry:
             )
             raise StatementTimeoutAside(
                 f"canceling statement due to statement timeout ({aside.statement_timeout:g} s, "
-                f"out of the lock queue, waiting for {aside.describe()})"
+                f"out of the lock queue, waiting for {current.describe()})"
             ) from exc
         if gone:
             message = (
@@ -161,7 +162,7 @@ class LockRetry:
         else:
             message = (
                 f"pgmigrate: {name} waited out of the lock queue until the lock timeout "
-                f"({self.lock_timeout:g} s) for {aside.describe()}"
+                f"({self.lock_timeout:g} s) for {current.describe()}"
             )
         self.events.emit(
             "stepped_back", message, waited=waited, outcome="gone" if gone else "lock_timeout"
@@ -172,7 +173,7 @@ class LockRetry:
             return spent
         raise LockWaitTimeout(
             f"waited {spent:.3f} s for {aside.target} (out of the lock queue, for "
-            f"{aside.describe()}): lock timeout"
+            f"{current.describe()}): lock timeout"
         ) from exc
 
     def call(self, func: Callable[[], T], *, what: str | Callable[[], str]) -> T:

@@ -617,11 +617,13 @@ class Run:
         at = self._at
         if at is None or at.step is not step:
             at = self._at = _Position(step, step_mode)
-            self._acts_elsewhere |= not acts_only_through_sql(step, self.using)
             if resumed is not None:
                 at.skip = at.committed = resumed.statements
                 at.inflight = resumed.inflight
                 at.saved_digest = resumed.statements_digest
+        # (each time: an attempt run again keeps the position its step failed at)
+        self._acts_elsewhere |= not acts_only_through_sql(step, self.using)
+        self.retry.aside.sql_only = not self._acts_elsewhere
         yield at
 
     def _execute(self, execute: Callable[..., Any], sql_text: Any, params: Any = ()) -> Any:

@@ -61,8 +61,11 @@ ENDING_GRACE = 0.25
 #: backend each and, on a server with few cores, longer than noticing the wait did. (One
 #: session exits within about a millisecond: the migration keeps its place then.)
 CROWD = 4
-#: ... only when the retry unit has run at most this long (s) before the waiting statement:
-#: stepping aside runs that work again.
+#: ... only when the retry unit had run at most this long (s) when its statement began to
+#: wait (stepping aside runs that work again), only through SQL (``StepAside.sql_only``:
+#: nothing else is repeated), and once per migration and awaited lock (new sessions of a
+#: busy app that block the migration when it comes back are ended in the queue, not made
+#: a new crowd to step aside for, and so on).
 CROWD_REDO_AT_MOST = 0.1
 #: The gap between looks at a running, unblocked statement grows up to this many intervals.
 RUNNING_GAP_INTERVALS = 12
@@ -378,6 +381,8 @@ class Watcher:
         self.step_aside = step_aside or StepAside(enabled=False)
         self.step_aside.waiter = self.wait_aside
         self._aside: Aside | None = None
+        #: (migration, awaited lock) once stepped aside for a crowd (``CROWD_REDO_AT_MOST``).
+        self._crowds: set[tuple[str | None, str]] = set()
         self._aside_said: frozenset[Any] | None = None
         self._stepping = False
         #: How long the last transaction lasted of each session stepped aside for (s).
@@ -1007,6 +1012,8 @@ class Watcher:
         crowd of sessions (``CROWD``) and nothing else stays in the way: the statement that
         ends them cancels the migration's waiting statement first, if the retry unit may
         run again and has little to redo (``CROWD_REDO_AT_MOST``); None otherwise."""
+        once = (statement.migration, graph.target)
+        wait_began = statement.wait_began or time.monotonic()
         if (
             type(self.action) is not actions.Terminate
             or self.action.filters
@@ -1016,11 +1023,16 @@ class Watcher:
             or not graph.blocks_app
             or statement.query_start is None
             or self._statement is not statement
-            or statement.started - self.step_aside.unit_began > CROWD_REDO_AT_MOST
+            or once in self._crowds
+            or not self.step_aside.sql_only
+            or wait_began - self.step_aside.unit_began > CROWD_REDO_AT_MOST
         ):
             return None
         aside = self._new_aside(graph, dict.fromkeys(targets, ENDING), statement, found.lock_vxids)
-        return aside if self.step_aside.request(aside) else None
+        if not self.step_aside.request(aside):
+            return None
+        self._crowds.add(once)
+        return aside
 
     def _cancelled_first(self, aside: Aside | None) -> Aside | None:
         """Settle the step-aside of ``_aside_while_ending`` once the action ran: ``aside``
@@ -1211,13 +1223,15 @@ class Watcher:
                     still, full_at = None, time.monotonic() + FULL_LOOK_EVERY
                 look = functools.partial(self._still_blocking, aside, still)
                 still = self._safely(look, "looking")
+                if still is not None:
+                    aside.still = still
                 if not still:  # gone (or the look failed: running again finds out)
                     aside.gone = True
                     self._note_durations(aside)
                     return
                 now = time.monotonic()
                 if now >= remind_at:
-                    self._remind(aside, still, now)
+                    self._remind(aside, now)
                     remind_gap = min(remind_gap * 2, REMINDER_MAX)
                     remind_at = now + remind_gap
                 self._stop.wait(max(0.0, min(gap, remind_at - now)))
@@ -1264,28 +1278,13 @@ class Watcher:
         SAME_TRANSACTIONS_P.execute(cursor, [seen, starts])
         return cursor.fetchone()[0] == len(seen)
 
-    def _remind(self, aside: Aside, still: set[Any], now: float) -> None:
+    def _remind(self, aside: Aside, now: float) -> None:
         """Say again whom the migration waits for, out of the lock queue."""
         waited = now - aside.stepped
-        holding = {aside.lock_vxids[vxid] for vxid in still if vxid in aside.lock_vxids}
-        sessions = [
-            blocker
-            for blocker in aside.sessions
-            if blocker.virtualtransaction in still or blocker.pid in holding
-        ]
-        prepared = [p for p in aside.prepared if p.virtualtransaction in still]
-        current = dataclasses.replace(  # those still there, as they are now
-            aside,
-            pids=[blocker.pid for blocker in sessions],
-            sessions=sessions,
-            prepared=[
-                dataclasses.replace(p, age=p.age + dt.timedelta(seconds=waited)) if p.age else p
-                for p in prepared
-            ],
-        )
+        current = aside.left_over(waited)  # those still there, as they are now
         ages = {
             blocker.pid: actions.elapsed(blocker.transaction_age + dt.timedelta(seconds=waited))
-            for blocker in sessions
+            for blocker in current.sessions
             if blocker.transaction_age is not None
         }
         text = (

@@ -3,6 +3,7 @@ cancels the migration's waiting statement, which leaves the lock queue while the
 runs again once they are gone (``actions.SIGNAL_CANCELLING_FIRST``)."""
 
 import datetime as dt
+import importlib
 import logging
 import threading
 
@@ -11,7 +12,7 @@ from django.db import DatabaseError
 from django.test import override_settings
 
 import pgmigrate
-from pgmigrate import actions, watcher
+from pgmigrate import actions, signals, watcher
 from pgmigrate.errors import QUERY_CANCELED, sqlstate
 from tests.helpers import (
     MigrateThread,
@@ -25,8 +26,10 @@ from tests.helpers import (
     wait_until,
 )
 from tests.test_observability import events_of
+from tests.test_privileges import APP, MIGRATOR
+from tests.test_privileges import roles as roles  # a fixture
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
 
 #: A safety net so that a broken watcher fails a test instead of hanging it.
 SAFETY_LOCK_TIMEOUT = 30
@@ -151,6 +154,94 @@ def test_a_crowd_with_a_protected_session_keeps_its_place_until_the_others_are_g
     line = next(line for line in out.splitlines() if STEPPED in line)
     assert f"pid {protected.pid} (application 'nightly-export'" in line
     assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+@pytest.mark.scenario("crowd")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_statement_that_waits_after_long_work_keeps_its_place_redo(scenario, sessions):
+    """One statement (a multi-statement string) works 0.3 s, then its ALTER waits: what
+    counts is the unit's time until the wait began, not until the statement began."""
+    migrate("tests", "0002", verbosity=0)
+    held = crowd(sessions)
+
+    out = migrate("tests", "0003")
+
+    assert not any(is_alive(session.pid) for session in held)
+    assert STEPPED not in out and "again" not in out
+    assert "later" in columns("tests_beta")
+
+
+@pytest.mark.scenario("crowd")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_unit_that_ran_the_migrations_code_keeps_its_place(scenario, sessions):
+    """Running it again would repeat what the code did outside the database."""
+    python_then_alter = importlib.import_module("tests.scenarios.crowd.0004_python_then_alter")
+    migrate("tests", "0003", verbosity=0)
+    python_then_alter.CALLS.clear()
+    held = crowd(sessions)
+
+    out = migrate("tests", "0004")
+
+    assert not any(is_alive(session.pid) for session in held)
+    assert STEPPED not in out
+    assert python_then_alter.CALLS == ["called"]
+    assert "noted" in columns("tests_beta")
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_new_crowd_after_stepping_aside_is_ended_in_the_queue(scenario, sessions):
+    """A busy app: while the migration is out of the queue, new sessions read the table.
+    They are ended in the queue when it comes back, not stepped aside for again (and so
+    on, ending ever more of the app's sessions)."""
+    migrate("tests", "0001", verbosity=0)
+    first = crowd(sessions)
+    second: list[Session] = []
+
+    def while_out_of_the_queue(sender, **fields):
+        if not second:
+            second.extend(crowd(sessions))
+
+    signals.stepped_aside.connect(while_out_of_the_queue)
+    try:
+        out = migrate("tests", "0002")
+    finally:
+        signals.stepped_aside.disconnect(while_out_of_the_queue)
+
+    assert len(second) == watcher.CROWD
+    assert not any(is_alive(session.pid) for session in first + second)
+    assert out.count(f"pgmigrate: {STEPPED}") == 1
+    assert out.count(f"terminated {watcher.CROWD} sessions blocking the migration") == 2
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_crowd_with_a_session_the_role_may_not_end_is_named(roles, sessions):
+    """The migrating role may not end a superuser's session: the signal statement does not
+    cancel first; the others are ended and the migration steps aside for that one, named
+    with why, after the refusal is reported."""
+    query(f"GRANT pg_signal_backend TO {MIGRATOR}")
+    MigrateThread("tests", "0001", database="migrator").finish()
+    held = [
+        Session(user=APP, application_name=f"app-{n}").hold("tests_beta")
+        for n in range(watcher.CROWD - 1)
+    ]
+    admin = Session(application_name="admin").hold("tests_beta")
+    sessions += [*held, admin]
+
+    run = MigrateThread("tests", "0002", database="migrator")
+    wait_until(lambda: STEPPED in run.output.getvalue(), what="migrate stepped aside")
+    assert not any(is_alive(session.pid) for session in held)
+    admin.release()
+    out = run.finish()
+
+    assert "while the" not in out
+    assert "could not run pg_terminate_backend" in out
+    line = next(line for line in out.splitlines() if STEPPED in line)
+    assert f"pid {admin.pid} (application 'admin'" in line
+    assert "not ended by the blocking action) will not be ended" in line
+    assert applied("migrator") == ["0001_initial", "0002_add_fields"]
 
 
 # The signal statement itself ------------------------------------------------------------

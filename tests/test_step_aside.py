@@ -1,6 +1,7 @@
 """Stepping out of the lock queue (``pgmigrate.aside``): while the sessions blocking the
 migration are ones pgmigrate does not end, the app's queries never queue behind it."""
 
+import logging
 import threading
 
 import pytest
@@ -323,3 +324,26 @@ def test_long_transactions_back_to_back_do_not_stall_the_app(scenario, sessions)
     out = run.output.getvalue()
     assert "began another transaction that blocks the migration as soon as" in out
     assert stepped(run) >= 1
+
+
+@pytest.mark.scenario("basic")
+@override_settings(
+    PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_LOCK_TIMEOUT=1.0, PGMIGRATE_LOCK_RETRIES=0
+)
+def test_at_the_lock_timeout_only_the_sessions_still_in_the_way_are_named(
+    scenario, sessions, caplog
+):
+    """Of two sessions stepped aside for, one ended meanwhile: the timeout names the other."""
+    caplog.set_level(logging.INFO, logger="pgmigrate")
+    migrate("tests", "0001", verbosity=0)
+    gone = protected_session(sessions, "tests_beta")
+    staying = protected_session(sessions, "tests_beta")
+    run = MigrateThread("tests", "0002")
+    wait_until(lambda: stepped(run) > 0, what="migrate stepped aside")
+    gone.release()
+    with pytest.raises(CommandError):
+        run.finish()
+
+    timeout = next(r for r in caplog.records if getattr(r, "outcome", None) == "lock_timeout")
+    assert f"pid {staying.pid} " in timeout.getMessage()
+    assert f"pid {gone.pid} " not in timeout.getMessage()
