@@ -44,6 +44,7 @@ class Blockers:
         self._selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._thread = threading.Thread(target=self._watch, name="bench-blockers")
+        self.opened_at = 0.0
 
     def __enter__(self) -> Blockers:
         try:
@@ -59,6 +60,7 @@ class Blockers:
                 self._selector.register(sock, selectors.EVENT_READ, pid)
             self._selector.register(self._wakeup_r, selectors.EVENT_READ, None)
             self._thread.start()
+            self.opened_at = time.monotonic()
         except BaseException:
             self.close()
             raise
@@ -66,6 +68,10 @@ class Blockers:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def wait_stale(self, seconds: float) -> None:
+        """Wait until each session has been in its transaction ``seconds``."""
+        time.sleep(max(0.0, self.opened_at + seconds - time.monotonic()))
 
     @property
     def pids(self) -> list[int]:

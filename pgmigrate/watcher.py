@@ -114,6 +114,11 @@ ASIDE_GAP_SLOW = 0.1
 #: A session whose transaction stepped aside for lasted at most this long (s) is let end its
 #: next one with the migration in the queue (``Watcher._keeps_its_place``).
 BUSY_TRANSACTION = 1.0
+#: A crowd (``CROWD``) is stepped aside for only when each of its transactions has been open
+#: longer than this (s): stale sessions. A crowd of a busy app's short transactions says
+#: that more of them would begin while the migration is out of the queue, each to be ended
+#: when it comes back.
+CROWD_STALE_AFTER = BUSY_TRANSACTION
 #: Whether those sessions are still in the transaction seen (cheap: no ``pg_locks``).
 SAME_TRANSACTIONS = """
 SELECT count(*) FROM unnest(%s::int[], %s::timestamptz[]) AS seen(pid, xact_start)
@@ -275,6 +280,13 @@ def _psycopg_timestamptz_loader() -> Any:
 
     oid = psycopg.adapters.types["timestamptz"].oid
     return psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+
+
+def _stale(blocker: Blocker) -> bool:
+    """Whether ``blocker``'s transaction has been open longer than ``CROWD_STALE_AFTER``
+    (False if its age is hidden)."""
+    age = blocker.transaction_age
+    return age is not None and age.total_seconds() > CROWD_STALE_AFTER
 
 
 def _session_key(blocker: Blocker) -> tuple[int, Any]:
@@ -1024,6 +1036,7 @@ class Watcher:
             or statement.query_start is None
             or self._statement is not statement
             or once in self._crowds
+            or not all(_stale(blocker) for blocker in targets)
             or not self.step_aside.sql_only
             or wait_began - self.step_aside.unit_began > CROWD_REDO_AT_MOST
         ):

@@ -37,11 +37,26 @@ STEPPED = "stepped out of the lock queue"
 
 
 @pytest.fixture(autouse=True)
-def _slow_machine(request, monkeypatch):
+def _limits(request, monkeypatch):
     """A loaded machine may take longer than ``CROWD_REDO_AT_MOST`` from a unit's start to
-    its ALTER: only the test of that limit keeps it."""
+    its ALTER: only the test of that limit keeps it. Only the tests of stale crowds wait for
+    their sessions to get stale (``CROWD_STALE_AFTER``)."""
     if "redo" not in request.node.name:
         monkeypatch.setattr(watcher, "CROWD_REDO_AT_MOST", 60.0)
+    if "stale" not in request.node.name:
+        monkeypatch.setattr(watcher, "CROWD_STALE_AFTER", 0.0)
+
+
+def stale(held: list) -> None:
+    """Wait until each session of ``held`` has been in its transaction ``CROWD_STALE_AFTER``."""
+    wait_until(
+        lambda: query(
+            "SELECT bool_and(now() - xact_start > %s * interval '1 s') FROM pg_stat_activity"
+            " WHERE pid = ANY(%s)",
+            [watcher.CROWD_STALE_AFTER, [session.pid for session in held]],
+        )[0][0],
+        what="the crowd's transactions are stale",
+    )
 
 
 def crowd(sessions: list, count: int = watcher.CROWD, table: str = "tests_beta") -> list:
@@ -53,10 +68,11 @@ def crowd(sessions: list, count: int = watcher.CROWD, table: str = "tests_beta")
 
 @pytest.mark.scenario("basic")
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
-def test_a_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog):
+def test_a_stale_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog):
     caplog.set_level(logging.INFO, logger="pgmigrate")
     migrate("tests", "0001", verbosity=0)
     held = crowd(sessions)
+    stale(held)
 
     out = migrate("tests", "0002")
 
@@ -79,6 +95,21 @@ def test_a_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog):
         session.pid: watcher.ENDING for session in held
     }
     assert "stepped out of the lock queue 1 time(s)" in out
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_crowd_of_young_transactions_is_ended_in_the_queue_not_stale(scenario, sessions):
+    """Transactions open for less than ``CROWD_STALE_AFTER``: a busy app's, more of which
+    would begin while the migration is out of the queue."""
+    migrate("tests", "0001", verbosity=0)
+    held = crowd(sessions)
+
+    out = migrate("tests", "0002")
+
+    assert not any(is_alive(session.pid) for session in held)
+    assert STEPPED not in out and "again" not in out
+    assert applied() == ["0001_initial", "0002_add_fields"]
 
 
 @pytest.mark.scenario("basic")

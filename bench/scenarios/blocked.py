@@ -25,6 +25,10 @@ PGMIGRATE_PATIENCE = 30.0
 #: The app timeline kept for the plot (``bench.plot``) spans from this long before the ALTER
 #: waits to this long after ``migrate`` exits (seconds).
 TIMELINE_MARGIN = 0.5
+#: In "crowd", the blockers have been in their transactions this long (s) when migrate
+#: starts: stale sessions (leaked, forgotten), not a busy app's short transactions, which
+#: pgmigrate ends with the migration in the queue (``watcher.CROWD_STALE_AFTER``).
+CROWD_STALE = 1.0
 
 WALL = Metric("wall_ms", "migrate wall time (ms)", 0)
 #: What the app went through (``measured_app``).
@@ -74,8 +78,9 @@ def run_crowd(url: str, options: Options) -> ScenarioResult:
     result = ScenarioResult(
         name="crowd",
         title=(
-            f"crowd: as blocked, with {count} sessions idle in transaction on the table and "
-            f"{options.crowd_idle} idle connections, {options.crowd_runs} runs each"
+            f"crowd: as blocked, with {count} sessions idle in transaction on the table (for "
+            f"{CROWD_STALE:g} s when migrate starts) and {options.crowd_idle} idle connections, "
+            f"{options.crowd_runs} runs each"
         ),
         metrics=METRICS,
         targets=[
@@ -112,7 +117,14 @@ def _run(
         for number in range(1, runs + 1):
             for implementation in ("pgmigrate", "plain"):
                 keep = timeline and number == 1
-                measured = measure(url, options, implementation, blockers=blockers, timeline=keep)
+                measured = measure(
+                    url,
+                    options,
+                    implementation,
+                    blockers=blockers,
+                    timeline=keep,
+                    stale=CROWD_STALE if blockers > 1 else 0.0,
+                )
                 keep_timeline(result, implementation, measured)
                 result.runs.append({"group": implementation, "run": number, **measured})
                 print(
@@ -145,13 +157,15 @@ def measure(
     env: dict[str, str] | None = None,
     patience: float | None = None,
     timeline: bool = False,
+    stale: float = 0.0,
 ) -> dict:
     """One run: blockers, app traffic, ``migrate benchapp 0002``; what it cost the app.
 
     The bench ends the blockers ``patience`` seconds after the ALTER first waits (by default
     the baseline wait for plain Django, and a long safety net for pgmigrate). With
     ``timeline``, the result has a "timeline" too (see ``app_timeline``); the app then runs
-    ``TIMELINE_MARGIN`` seconds longer after ``migrate`` exits."""
+    ``TIMELINE_MARGIN`` seconds longer after ``migrate`` exits. ``migrate`` starts once the
+    blockers have been in their transactions ``stale`` seconds."""
     benchapp.reset_to_0001(url)
     if patience is None:
         patience = options.baseline_wait if implementation == "plain" else PGMIGRATE_PATIENCE
@@ -160,6 +174,7 @@ def measure(
     )
     # Blockers close before the app stops: stuck app queries then finish, whatever happened.
     with traffic as app, Blockers(url, benchapp.TABLE, blockers) as held:
+        held.wait_stale(stale)
         if timeline:  # steady traffic for the timeline's start, before migrate's own start
             time.sleep(TIMELINE_MARGIN)
         run = MigrateRun(implementation, ["benchapp", "0002_row_note"], url, env or {})

@@ -158,7 +158,10 @@ def _measure(url: str, options: Options, blockers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pgmigrate-bench-trace-") as directory:
         trace_file = Path(directory) / "trace.json"
         env = {"BENCH_DB_ROLE": watcher_cost.ROLE, "BENCH_TRACE_FILE": str(trace_file)}
-        measured = blocked.measure(url, options, "pgmigrate", blockers=blockers, env=env)
+        stale = blocked.CROWD_STALE if blockers > 1 else 0.0
+        measured = blocked.measure(
+            url, options, "pgmigrate", blockers=blockers, env=env, stale=stale
+        )
         trace = json.loads(trace_file.read_text())
     kinds = watcher_cost.watcher_statements(url)
     light, graph = kinds["light"], kinds["lock_graph"]
