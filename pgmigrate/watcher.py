@@ -39,6 +39,7 @@ from pgmigrate.errors import sqlstate
 from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.protection import Standing
 from pgmigrate.text import printable
+from pgmigrate.wakeup import Latch, Wakeup
 
 if TYPE_CHECKING:
     from pgmigrate.actions import BlockingAction
@@ -381,8 +382,8 @@ class Watcher:
         #: runs is then no evidence of a pooler (the driver may still be sending it).
         self.direct = False
         self._statement: _Statement | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._wake = Wakeup()
+        self._stop = Latch()
         self._ready = threading.Event()
         self._reported_errors: set[str] = set()
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
@@ -508,7 +509,6 @@ class Watcher:
             self._ready.set()
             while not self._stop.is_set():
                 self._wake.wait()
-                self._wake.clear()
                 aside, self._aside = self._aside, None
                 if aside is not None:
                     self._wait_aside(aside)
