@@ -82,34 +82,33 @@ class Aside:
 
     def left_over(self, waited: float = 0.0) -> Aside:
         """This step-aside with only what the last look found still in the way (all of it
-        before any look), the prepared transactions' ages ``waited`` seconds older."""
-        if self.still is None:
-            return self
+        before any look), their transactions ``waited`` seconds older (since it stepped
+        aside)."""
         still = self.still
-        holding = {self.lock_vxids[vxid] for vxid in still if vxid in self.lock_vxids}
-        sessions = [
-            blocker
-            for blocker in self.sessions
-            if blocker.virtualtransaction in still or blocker.pid in holding
-        ]
+        holding = {self.lock_vxids[vxid] for vxid in still or () if vxid in self.lock_vxids}
         later = dt.timedelta(seconds=waited)
+        sessions = [
+            dataclasses.replace(blocker, transaction_age=blocker.transaction_age + later)
+            if blocker.transaction_age is not None
+            else blocker
+            for blocker in self.sessions
+            if still is None or blocker.virtualtransaction in still or blocker.pid in holding
+        ]
         prepared = [
             dataclasses.replace(p, age=p.age + later) if p.age else p
             for p in self.prepared
-            if p.virtualtransaction in still
+            if still is None or p.virtualtransaction in still
         ]
         return dataclasses.replace(
             self, pids=[blocker.pid for blocker in sessions], sessions=sessions, prepared=prepared
         )
 
-    def describe(self, ages: dict[int, str] | None = None) -> str:
+    def describe(self) -> str:
         """Whom the migration waits for: ``pid 12 (application 'x', idle in transaction,
         transaction open 0:00:02.0, protected: ...)``, prepared transactions by gid."""
         parts = []
         for blocker in self.sessions:
-            age = (ages or {}).get(blocker.pid)
-            if age is None and blocker.transaction_age is not None:
-                age = elapsed(blocker.transaction_age)
+            age = None if blocker.transaction_age is None else elapsed(blocker.transaction_age)
             details = [f"application {blocker.application_name!r}", blocker.readable_state]
             if blocker.hidden:
                 details[-1] = "state hidden"
@@ -151,7 +150,9 @@ class StepAside:
         #: ``time.monotonic()`` when the outermost retry unit running began (its attempt).
         self.unit_began = 0.0
         #: Whether what the running unit did so far went only through SQL on the migrating
-        #: connection (kept by ``pgmigrate.run``): running it again repeats nothing else.
+        #: connection: running it again repeats nothing else. Kept by ``pgmigrate.run`` as
+        #: each step begins (a unit may begin within a step: a statement of an ``atomic =
+        #: False`` migration); False until then.
         self.sql_only = False
         self._suspended = 0
         self._pending: Aside | None = None
@@ -174,7 +175,7 @@ class StepAside:
     def unit(self) -> Iterator[None]:
         """A retry unit runs (``LockRetry.call``)."""
         if not self._units:
-            self.unit_began, self.sql_only = time.monotonic(), False
+            self.unit_began = time.monotonic()
         self._units += 1
         try:
             yield

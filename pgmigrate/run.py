@@ -525,6 +525,7 @@ class Run:
         """``PGMIGRATE_ATOMIC``: the whole migration in the schema editor's transaction (as
         Django), with the deferred SQL run inside it so that Django records the migration in
         the same transaction."""
+        self._acts_elsewhere = False  # (each attempt: its unit is this migration)
         with self._editing(schema_editor):
             for position in range(len(steps)):
                 step = steps[position]

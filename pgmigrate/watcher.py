@@ -1295,14 +1295,9 @@ class Watcher:
         """Say again whom the migration waits for, out of the lock queue."""
         waited = now - aside.stepped
         current = aside.left_over(waited)  # those still there, as they are now
-        ages = {
-            blocker.pid: actions.elapsed(blocker.transaction_age + dt.timedelta(seconds=waited))
-            for blocker in current.sessions
-            if blocker.transaction_age is not None
-        }
         text = (
             f"pgmigrate: still out of the lock queue after {waited:.1f} s "
-            f"({printable(aside.target)}), waiting for {current.describe(ages)}"
+            f"({printable(aside.target)}), waiting for {current.describe()}"
         )
         self.command.notice(text, warning=True)
         self._event("waiting_aside", text, waited=round(waited, 3), **_aside_fields(current))

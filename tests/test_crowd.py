@@ -219,6 +219,41 @@ def test_a_unit_that_ran_the_migrations_code_keeps_its_place(scenario, sessions)
     assert "noted" in columns("tests_beta")
 
 
+@pytest.mark.scenario("crowd")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
+def test_a_statement_outside_a_transaction_steps_aside_alone(scenario, sessions):
+    """An ``atomic = False`` migration's ``RunSQL`` statement is a retry unit of its own,
+    which begins within the step."""
+    migrate("tests", "0005", verbosity=0)
+    held = crowd(sessions)
+
+    out = migrate("tests", "0006")
+
+    assert not any(is_alive(session.pid) for session in held)
+    assert f"{STEPPED} for AccessExclusiveLock on tests_beta while the" in out
+    assert "running statement 1 of operation 1 of tests.0006_outside again" in out
+    assert "outside" in columns("tests_beta")
+
+
+@pytest.mark.scenario("crowd")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT, PGMIGRATE_ATOMIC=True)
+def test_in_one_transaction_per_migration_earlier_code_does_not_count(scenario, sessions):
+    """With ``PGMIGRATE_ATOMIC``, a migration is the unit: a ``RunPython`` of an earlier
+    migration of the same run is not run again."""
+    python_then_alter = importlib.import_module("tests.scenarios.crowd.0004_python_then_alter")
+    migrate("tests", "0003", verbosity=0)
+    python_then_alter.CALLS.clear()
+    held = crowd(sessions, table="tests_alpha")
+
+    out = migrate("tests", "0005")
+
+    assert not any(is_alive(session.pid) for session in held)
+    assert f"{STEPPED} for AccessExclusiveLock on tests_alpha while the" in out
+    assert "running migration tests.0005_alpha again" in out
+    assert python_then_alter.CALLS == ["called"]
+    assert "crowded" in columns("tests_alpha")
+
+
 @pytest.mark.scenario("basic")
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
 def test_a_new_crowd_after_stepping_aside_is_ended_in_the_queue(scenario, sessions):

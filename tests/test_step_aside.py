@@ -333,7 +333,9 @@ def test_long_transactions_back_to_back_do_not_stall_the_app(scenario, sessions)
 def test_at_the_lock_timeout_only_the_sessions_still_in_the_way_are_named(
     scenario, sessions, caplog
 ):
-    """Of two sessions stepped aside for, one ended meanwhile: the timeout names the other."""
+    """Of two sessions stepped aside for, one ended meanwhile: the timeout names the other,
+    with its transaction's age then (over the lock timeout), not when the migration stepped
+    aside."""
     caplog.set_level(logging.INFO, logger="pgmigrate")
     migrate("tests", "0001", verbosity=0)
     gone = protected_session(sessions, "tests_beta")
@@ -347,3 +349,4 @@ def test_at_the_lock_timeout_only_the_sessions_still_in_the_way_are_named(
     timeout = next(r for r in caplog.records if getattr(r, "outcome", None) == "lock_timeout")
     assert f"pid {staying.pid} " in timeout.getMessage()
     assert f"pid {gone.pid} " not in timeout.getMessage()
+    assert "transaction open 0:00:01." in timeout.getMessage()
