@@ -47,6 +47,15 @@ def _limits(request, monkeypatch):
         monkeypatch.setattr(watcher, "CROWD_STALE_AFTER", 0.0)
 
 
+def gone(ended: list) -> None:
+    """Wait until the sessions ``ended`` are gone: a backend lets go of its locks (and so of
+    the migration) before it leaves ``pg_stat_activity``."""
+    wait_until(
+        lambda: not any(is_alive(session.pid) for session in ended),
+        what="the ended sessions are gone",
+    )
+
+
 def stale(held: list) -> None:
     """Wait until each session of ``held`` has been in its transaction ``CROWD_STALE_AFTER``."""
     wait_until(
@@ -76,7 +85,7 @@ def test_a_stale_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog
 
     out = migrate("tests", "0002")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert out.count(f"terminated {watcher.CROWD} sessions blocking the migration") == 1
     assert (
         f"pgmigrate: {STEPPED} for AccessExclusiveLock on tests_beta while the "
@@ -107,7 +116,7 @@ def test_a_crowd_of_young_transactions_is_ended_in_the_queue_not_stale(scenario,
 
     out = migrate("tests", "0002")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert STEPPED not in out and "again" not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -120,7 +129,7 @@ def test_fewer_blockers_than_a_crowd_keep_the_migrations_place(scenario, session
 
     out = migrate("tests", "0002")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert STEPPED not in out and "again" not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -140,7 +149,7 @@ def test_an_action_with_filters_keeps_the_migrations_place(scenario, sessions):
 
     out = migrate("tests", "0002")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert STEPPED not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -155,7 +164,7 @@ def test_a_unit_with_work_to_redo_keeps_its_place(scenario, sessions):
 
     out = migrate("tests", "0002")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert f"terminated {watcher.CROWD} sessions" in out
     assert STEPPED not in out and "again" not in out
     assert "late" in columns("tests_beta")
@@ -180,7 +189,7 @@ def test_a_crowd_with_a_protected_session_keeps_its_place_until_the_others_are_g
     protected.release()
     out = run.finish()
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert "while the" not in out
     line = next(line for line in out.splitlines() if STEPPED in line)
     assert f"pid {protected.pid} (application 'nightly-export'" in line
@@ -197,7 +206,7 @@ def test_a_statement_that_waits_after_long_work_keeps_its_place_redo(scenario, s
 
     out = migrate("tests", "0003")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert STEPPED not in out and "again" not in out
     assert "later" in columns("tests_beta")
 
@@ -213,7 +222,7 @@ def test_a_unit_that_ran_the_migrations_code_keeps_its_place(scenario, sessions)
 
     out = migrate("tests", "0004")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert STEPPED not in out
     assert python_then_alter.CALLS == ["called"]
     assert "noted" in columns("tests_beta")
@@ -229,7 +238,7 @@ def test_a_statement_outside_a_transaction_steps_aside_alone(scenario, sessions)
 
     out = migrate("tests", "0006")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert f"{STEPPED} for AccessExclusiveLock on tests_beta while the" in out
     assert "running statement 1 of operation 1 of tests.0006_outside again" in out
     assert "outside" in columns("tests_beta")
@@ -247,7 +256,7 @@ def test_in_one_transaction_per_migration_earlier_code_does_not_count(scenario, 
 
     out = migrate("tests", "0005")
 
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     assert f"{STEPPED} for AccessExclusiveLock on tests_alpha while the" in out
     assert "running migration tests.0005_alpha again" in out
     assert python_then_alter.CALLS == ["called"]
@@ -275,7 +284,7 @@ def test_a_new_crowd_after_stepping_aside_is_ended_in_the_queue(scenario, sessio
         signals.stepped_aside.disconnect(while_out_of_the_queue)
 
     assert len(second) == watcher.CROWD
-    assert not any(is_alive(session.pid) for session in first + second)
+    gone(first + second)
     assert out.count(f"pgmigrate: {STEPPED}") == 1
     assert out.count(f"terminated {watcher.CROWD} sessions blocking the migration") == 2
     assert applied() == ["0001_initial", "0002_add_fields"]
@@ -298,7 +307,7 @@ def test_a_crowd_with_a_session_the_role_may_not_end_is_named(roles, sessions):
 
     run = MigrateThread("tests", "0002", database="migrator")
     wait_until(lambda: STEPPED in run.output.getvalue(), what="migrate stepped aside")
-    assert not any(is_alive(session.pid) for session in held)
+    gone(held)
     admin.release()
     out = run.finish()
 
