@@ -1020,10 +1020,13 @@ class Watcher:
         statement: _Statement,
         found: _InTheWay,
     ) -> Aside | None:
-        """The step-aside asked for (``StepAside.request``) when the action is to end a
-        crowd of sessions (``CROWD``) and nothing else stays in the way: the statement that
-        ends them cancels the migration's waiting statement first, if the retry unit may
-        run again and has little to redo (``CROWD_REDO_AT_MOST``); None otherwise."""
+        """The step-aside asked for (``StepAside.request``) when ``Terminate`` (without
+        filters) is to end a crowd of stale sessions (``CROWD``, ``CROWD_STALE_AFTER``) and
+        nothing else stays in the way: the statement that ends them then cancels the
+        migration's waiting statement first. Only if the retry unit may run again, went
+        only through SQL and has little to redo (``CROWD_REDO_AT_MOST``), and only for the
+        first crowd on this lock in this migration (the slot is taken even if the signal
+        statement does not cancel after all); None otherwise."""
         once = (statement.migration, graph.target)
         wait_began = statement.wait_began or time.monotonic()
         if (
