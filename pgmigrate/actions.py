@@ -12,7 +12,7 @@ from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from pgmigrate.errors import sqlstate
-from pgmigrate.prepared import Prepared
+from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.text import printable
 
 if TYPE_CHECKING:
@@ -534,11 +534,14 @@ class _SignalBlockers(BlockingAction):
         return []
 
     def warm_up(self, blocked_locks: BlockedPGLockQuerySet, using: str) -> None:
+        statements = [_signal_statement(self.function, True)]
+        if self.function == "pg_terminate_backend":
+            statements += [
+                _session_lock_statement(True),
+                _signal_statement(self.function, True, True),
+            ]
         with connections[using].cursor() as cursor:
-            _signal_statement(self.function, True).prepare(cursor)
-            if self.function == "pg_terminate_backend":
-                _session_lock_statement(True).prepare(cursor)
-                _signal_statement(self.function, True, True).prepare(cursor)
+            prepare_all(cursor, statements, [])  # one round trip
         self.signal(using=using)  # signals nobody, as the urgent path sends it
         if self.function == "pg_terminate_backend":
             self.signal(using=using, cancel_first=dt.datetime.now(dt.timezone.utc))

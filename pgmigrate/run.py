@@ -112,6 +112,9 @@ class _Position:
 
     step: Step
     mode: Mode
+    #: Everything the step does goes through SQL on the migrating connection
+    #: (``acts_only_through_sql``).
+    through_sql: bool = True
     #: Statements of the step that an earlier run committed (skipped now).
     skip: int = 0
     #: Digest of a statement an earlier run started outside a transaction.
@@ -617,13 +620,13 @@ class Run:
     ) -> Iterator[_Position]:
         at = self._at
         if at is None or at.step is not step:
-            at = self._at = _Position(step, step_mode)
+            at = self._at = _Position(step, step_mode, acts_only_through_sql(step, self.using))
             if resumed is not None:
                 at.skip = at.committed = resumed.statements
                 at.inflight = resumed.inflight
                 at.saved_digest = resumed.statements_digest
         # (each time: an attempt run again keeps the position its step failed at)
-        self._acts_elsewhere |= not acts_only_through_sql(step, self.using)
+        self._acts_elsewhere |= not at.through_sql
         self.retry.aside.sql_only = not self._acts_elsewhere
         yield at
 

@@ -47,6 +47,23 @@ def _limits(request, monkeypatch):
         monkeypatch.setattr(watcher, "CROWD_STALE_AFTER", 0.0)
 
 
+def past_a_crowd(
+    sessions: list,
+    applied_first: str,
+    target: str,
+    *,
+    count: int = watcher.CROWD,
+    table: str = "tests_beta",
+) -> str:
+    """Migrate to ``applied_first``, have a crowd of ``count`` sessions hold ``table``,
+    migrate to ``target``, wait until the crowd is gone, and return migrate's output."""
+    migrate("tests", applied_first, verbosity=0)
+    held = crowd(sessions, count, table)
+    out = migrate("tests", target)
+    gone(held)
+    return out
+
+
 def gone(ended: list) -> None:
     """Wait until the sessions ``ended`` are gone: a backend lets go of its locks (and so of
     the migration) before it leaves ``pg_stat_activity``."""
@@ -86,6 +103,7 @@ def test_a_stale_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog
     out = migrate("tests", "0002")
 
     gone(held)
+
     assert out.count(f"terminated {watcher.CROWD} sessions blocking the migration") == 1
     assert (
         f"pgmigrate: {STEPPED} for AccessExclusiveLock on tests_beta while the "
@@ -111,12 +129,8 @@ def test_a_stale_crowd_is_ended_out_of_the_lock_queue(scenario, sessions, caplog
 def test_a_crowd_of_young_transactions_is_ended_in_the_queue_not_stale(scenario, sessions):
     """Transactions open for less than ``CROWD_STALE_AFTER``: a busy app's, more of which
     would begin while the migration is out of the queue."""
-    migrate("tests", "0001", verbosity=0)
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0001", "0002")
 
-    out = migrate("tests", "0002")
-
-    gone(held)
     assert STEPPED not in out and "again" not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -124,12 +138,8 @@ def test_a_crowd_of_young_transactions_is_ended_in_the_queue_not_stale(scenario,
 @pytest.mark.scenario("basic")
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=SAFETY_LOCK_TIMEOUT)
 def test_fewer_blockers_than_a_crowd_keep_the_migrations_place(scenario, sessions):
-    migrate("tests", "0001", verbosity=0)
-    held = crowd(sessions, watcher.CROWD - 1)
+    out = past_a_crowd(sessions, "0001", "0002", count=watcher.CROWD - 1)
 
-    out = migrate("tests", "0002")
-
-    gone(held)
     assert STEPPED not in out and "again" not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -144,12 +154,8 @@ def test_fewer_blockers_than_a_crowd_keep_the_migrations_place(scenario, session
 def test_an_action_with_filters_keeps_the_migrations_place(scenario, sessions):
     """The filters are read through django-pglock when the action runs: the watcher does not
     know beforehand whom it ends."""
-    migrate("tests", "0001", verbosity=0)
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0001", "0002")
 
-    out = migrate("tests", "0002")
-
-    gone(held)
     assert STEPPED not in out
     assert applied() == ["0001_initial", "0002_add_fields"]
 
@@ -159,12 +165,8 @@ def test_an_action_with_filters_keeps_the_migrations_place(scenario, sessions):
 def test_a_unit_with_work_to_redo_keeps_its_place(scenario, sessions):
     """The operation's ALTER waits after its first statement ran 0.3 s
     (``CROWD_REDO_AT_MOST``): stepping aside would run that again."""
-    migrate("tests", "0001", verbosity=0)
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0001", "0002")
 
-    out = migrate("tests", "0002")
-
-    gone(held)
     assert f"terminated {watcher.CROWD} sessions" in out
     assert STEPPED not in out and "again" not in out
     assert "late" in columns("tests_beta")
@@ -201,12 +203,8 @@ def test_a_crowd_with_a_protected_session_keeps_its_place_until_the_others_are_g
 def test_a_statement_that_waits_after_long_work_keeps_its_place_redo(scenario, sessions):
     """One statement (a multi-statement string) works 0.3 s, then its ALTER waits: what
     counts is the unit's time until the wait began, not until the statement began."""
-    migrate("tests", "0002", verbosity=0)
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0002", "0003")
 
-    out = migrate("tests", "0003")
-
-    gone(held)
     assert STEPPED not in out and "again" not in out
     assert "later" in columns("tests_beta")
 
@@ -216,13 +214,9 @@ def test_a_statement_that_waits_after_long_work_keeps_its_place_redo(scenario, s
 def test_a_unit_that_ran_the_migrations_code_keeps_its_place(scenario, sessions):
     """Running it again would repeat what the code did outside the database."""
     python_then_alter = importlib.import_module("tests.scenarios.crowd.0004_python_then_alter")
-    migrate("tests", "0003", verbosity=0)
     python_then_alter.CALLS.clear()
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0003", "0004")
 
-    out = migrate("tests", "0004")
-
-    gone(held)
     assert STEPPED not in out
     assert python_then_alter.CALLS == ["called"]
     assert "noted" in columns("tests_beta")
@@ -233,12 +227,8 @@ def test_a_unit_that_ran_the_migrations_code_keeps_its_place(scenario, sessions)
 def test_a_statement_outside_a_transaction_steps_aside_alone(scenario, sessions):
     """An ``atomic = False`` migration's ``RunSQL`` statement is a retry unit of its own,
     which begins within the step."""
-    migrate("tests", "0005", verbosity=0)
-    held = crowd(sessions)
+    out = past_a_crowd(sessions, "0005", "0006")
 
-    out = migrate("tests", "0006")
-
-    gone(held)
     assert f"{STEPPED} for AccessExclusiveLock on tests_beta while the" in out
     assert "running statement 1 of operation 1 of tests.0006_outside again" in out
     assert "outside" in columns("tests_beta")
@@ -250,13 +240,9 @@ def test_in_one_transaction_per_migration_earlier_code_does_not_count(scenario, 
     """With ``PGMIGRATE_ATOMIC``, a migration is the unit: a ``RunPython`` of an earlier
     migration of the same run is not run again."""
     python_then_alter = importlib.import_module("tests.scenarios.crowd.0004_python_then_alter")
-    migrate("tests", "0003", verbosity=0)
     python_then_alter.CALLS.clear()
-    held = crowd(sessions, table="tests_alpha")
+    out = past_a_crowd(sessions, "0003", "0005", table="tests_alpha")
 
-    out = migrate("tests", "0005")
-
-    gone(held)
     assert f"{STEPPED} for AccessExclusiveLock on tests_alpha while the" in out
     assert "running migration tests.0005_alpha again" in out
     assert python_then_alter.CALLS == ["called"]
