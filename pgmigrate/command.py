@@ -199,6 +199,19 @@ class MigrateCommand(DjangoMigrateCommand):
         run.from_command_line = getattr(self, "_called_from_command_line", False)
         self._watcher: Watcher | None = None
         try:
+            # The watcher connects and prepares its queries while Django loads and plans the
+            # migrations (``_start`` attaches it to the migrating backend); the migration's
+            # connection first, as before (a role allowed one more connection migrates).
+            connections[using].ensure_connection()
+            self._watcher = Watcher(
+                self,
+                using=using,
+                action=run_options.action,
+                interval=run_options.interval,
+                protected=run_options.protected,
+                step_aside=run.retry.aside,
+            )
+            self._watcher.start()
             with contextlib.ExitStack() as stack:
                 # Django's handle checks its arguments, loads the graph and prints the plan
                 # first; pgmigrate's set-up waits until the executor has something to do.
@@ -252,21 +265,11 @@ class MigrateCommand(DjangoMigrateCommand):
         self._live = LiveLine(
             self.stdout, lock=self._output_lock, verbosity=self.verbosity, notice=self.notice
         )
-        self._watcher = watcher = Watcher(
-            self,
-            using=using,
-            backend_pid=backend_pid,
-            action=run_options.action,
-            interval=run_options.interval,
-            protected=run_options.protected,
-            lock_timeout=run_options.lock_timeout,
-            step_aside=run.retry.aside,
-            live_line=self._live,
-        )
+        watcher = self._watcher
+        assert watcher is not None  # started by handle
+        watcher.live_line = self._live
         watcher.direct = pooling.talks_directly(using, backend_pid)
-        # It connects and prepares its queries while the rest is set up and Django renders
-        # the project state (``Run.watcher_ready``).
-        watcher.start()
+        watcher.attach(backend_pid)
         stack.callback(watcher.stop)
         stack.enter_context(
             interrupts.interruptible(

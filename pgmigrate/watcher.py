@@ -358,7 +358,7 @@ class Watcher:
         command: MigrateCommand,
         *,
         using: str,
-        backend_pid: int,
+        backend_pid: int | None = None,
         action: BlockingAction | None,
         interval: float,
         protected: protection.Rules | None = None,
@@ -368,13 +368,14 @@ class Watcher:
     ) -> None:
         self.command = command
         self.using = using
-        self.backend_pid = backend_pid
+        #: The migrating backend (``attach``; 0 until then).
+        self.backend_pid = 0
         self.action = copy.deepcopy(action)
         self.interval = interval
         self.protected = protected or {}
         self.lock_timeout = lock_timeout
         #: pids never to act on: the migrating backend and the watcher's own connection.
-        self.own_pids: set[int] = {backend_pid}
+        self.own_pids: set[int] = set()
         #: Set when pgmigrate concluded that it cannot watch this connection (a proxy).
         self.disabled = False
         #: The migrating connection talks to ``backend_pid`` directly (no pooler in
@@ -386,6 +387,10 @@ class Watcher:
         self._stop = Latch()
         self._ready = threading.Event()
         self._reported_errors: set[str] = set()
+        #: Errors met before ``attach`` (started early, the run may apply nothing), said
+        #: once attached; None once attached.
+        self._held: list[str] | None = []
+        self._held_lock = threading.Lock()
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
         self._shown: set[Any] = set()
         self._connected_before = False
@@ -409,6 +414,8 @@ class Watcher:
         self._thread = threading.Thread(
             target=self._run, name=f"pgmigrate-watcher-{using}", daemon=True
         )
+        if backend_pid is not None:
+            self.attach(backend_pid)
 
     @staticmethod
     def _watcher_settings(settings_dict: dict[str, Any]) -> dict[str, Any]:
@@ -423,7 +430,20 @@ class Watcher:
     # Called from the migrating thread -------------------------------------------------
 
     def start(self) -> None:
+        """Start the thread: it connects and prepares its queries (``wait_ready``). It may
+        start before the migrating backend is known (``attach``), to do that while Django
+        loads and plans the migrations."""
         self._thread.start()
+
+    def attach(self, backend_pid: int) -> None:
+        """Watch ``backend_pid`` (before the first statement that ``execute_wrapper`` marks),
+        and say the errors met so far."""
+        self.backend_pid = backend_pid
+        self.own_pids.add(backend_pid)
+        with self._held_lock:
+            held, self._held = self._held, None
+        for message in held or ():
+            self.command.notice(message, warning=True)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the watcher has connected and prepared its queries (or given up on
@@ -492,12 +512,14 @@ class Watcher:
                     (LEADERS_P, [[]]),
                 ],
             )
+            if self._stop.is_set():  # started early, and the run applies nothing
+                return
             # The urgent path's statements as it sends them, one by one.
             LOOK_P.execute(cursor, [own_pid])
             LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
-        if self.action is not None:
+        if self.action is not None and not self._stop.is_set():
             # Actions get the queryset with the blockers attached (``with_blockers``).
             self.action.warm_up(with_blockers(self.blocked_locks([]), []), self.using)
 
@@ -1467,6 +1489,11 @@ class Watcher:
 
     def _report_error(self, what: str, exc: BaseException) -> None:
         message = f"pgmigrate: {what}: {type(exc).__name__}: {printable(str(exc).strip())}"
-        if message not in self._reported_errors:
-            self._reported_errors.add(message)
-            self.command.notice(message, warning=True)
+        if message in self._reported_errors:
+            return
+        self._reported_errors.add(message)
+        with self._held_lock:
+            if self._held is not None:  # not attached yet: said if the run goes on
+                self._held.append(message)
+                return
+        self.command.notice(message, warning=True)

@@ -1,12 +1,16 @@
 """A migrating role without superuser rights, as on managed PostgreSQL."""
 
 from collections.abc import Iterator
+from io import StringIO
 
 import pytest
 from django.core import checks
+from django.core.management import call_command
+from django.db import connections
 from django.test import override_settings
 
 from tests.helpers import (
+    WATCHER_ERROR,
     MigrateThread,
     Session,
     applied,
@@ -115,3 +119,31 @@ def test_privilege_warning(roles):
     query(f"GRANT pg_signal_backend TO {MIGRATOR}")
     assert not [m for m in checks.run_checks(databases=["migrator"]) if m.id == "pgmigrate.W003"]
     assert not [m for m in checks.run_checks(databases=["default"]) if m.id == "pgmigrate.W003"]
+
+
+def _migrate_as_migrator(*args: str) -> str:
+    out = StringIO()
+    try:
+        call_command("migrate", *args, database="migrator", stdout=out, stderr=out, no_color=True)
+    finally:
+        connections["migrator"].close()
+    return out.getvalue()
+
+
+def test_a_role_with_room_for_one_more_connection_migrates(roles):
+    """The watcher connects while Django plans the migrations, but only after the migration's
+    own connection: a role that may open one more connection migrates (unwatched, as it says),
+    and a run with nothing to apply says nothing of the watcher."""
+    MigrateThread("tests", "0001", database="migrator").finish()
+    connections["migrator"].close()
+    query(f"ALTER ROLE {MIGRATOR} CONNECTION LIMIT 1")
+    try:
+        out = _migrate_as_migrator("tests", "0001")
+        assert "No migrations to apply" in out
+        assert WATCHER_ERROR not in out, out
+        out = _migrate_as_migrator("tests", "0002")
+        assert "pgmigrate: error while connecting" in out, out
+        assert "too many connections for role" in out, out
+        assert applied("migrator") == ["0001_initial", "0002_add_fields"]
+    finally:
+        query(f"ALTER ROLE {MIGRATOR} CONNECTION LIMIT -1")
