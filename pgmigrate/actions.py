@@ -118,6 +118,9 @@ AWAITED = "_pgmigrate_awaited"
 #: in the statement that ends the blockers, before it signals them (``CANCEL_FIRST``); None:
 #: it does not.
 CANCEL_FIRST = "_pgmigrate_cancel_first"
+#: Attribute of that queryset too: the pids of the blockers already signalled with the
+#: action's signal (``Terminate``'s, by the watcher's first look: ``watcher.FIRST_END``).
+SIGNALLED = "_pgmigrate_signalled"
 
 
 @functools.cache
@@ -142,16 +145,20 @@ def with_blockers(
     blocked_pid: int | None = None,
     awaited: LockGraph | None = None,
     cancel_first: Any = None,
+    *,
+    signalled: frozenset[int] = frozenset(),
 ) -> Any:
     """Attach the blockers the watcher read to ``blocked_locks`` (see ``blockers``), the
-    pid of the migrating backend they block, the lock graph of its wait (``awaited``) and
-    the ``query_start`` of its statement to cancel first (``CANCEL_FIRST``)."""
+    pid of the migrating backend they block, the lock graph of its wait (``awaited``), the
+    ``query_start`` of its statement to cancel first (``CANCEL_FIRST``) and the blockers
+    already signalled (``SIGNALLED``)."""
     blocked_locks.__class__ = _carrying(type(blocked_locks))
     setattr(blocked_locks, PREFETCHED, list(found))
     setattr(blocked_locks, KNOWN, {blocker.pid: blocker for blocker in found})
     setattr(blocked_locks, BLOCKED_PID, blocked_pid)
     setattr(blocked_locks, AWAITED, awaited)
     setattr(blocked_locks, CANCEL_FIRST, cancel_first)
+    setattr(blocked_locks, SIGNALLED, signalled)
     return blocked_locks
 
 
@@ -556,11 +563,15 @@ class _SignalBlockers(BlockingAction):
         awaited = getattr(blocked_locks, AWAITED, None)
         self.missed = []
         self.cancelled_first = False
+        # Those signalled already (``SIGNALLED``: by the watcher's first look, ``Terminate``).
+        already: frozenset[int] = getattr(blocked_locks, SIGNALLED, frozenset())
         try:
+            reached = {blocker.pid: True for blocker in found if blocker.pid in already}
+            rest = [blocker for blocker in found if blocker.pid not in already]
             # One statement for all: blockers exit together, the app resumes sooner.
-            if found:
-                reached = self.signal(
-                    *found,
+            if rest:
+                reached |= self.signal(
+                    *rest,
                     using=blocked_locks.db,
                     blocked_pid=blocked_pid,
                     awaited=awaited,
@@ -577,7 +588,8 @@ class _SignalBlockers(BlockingAction):
             blocked_pid = awaited = None
         for blocker in found:
             try:
-                if batch_failed or (blocker.pid in reached and reached[blocker.pid] is None):
+                out_of_reach = blocker.pid in reached and reached[blocker.pid] is None
+                if blocker.pid not in already and (batch_failed or out_of_reach):
                     # Out of reach: PostgreSQL's own refusal says why.
                     reached.update(
                         self.signal(

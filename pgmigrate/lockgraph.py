@@ -194,6 +194,9 @@ class LockGraph:
     #: When the backend began to wait for the lock (``pg_locks.waitstart``; None: not yet
     #: set). The signal statement checks that it still waits in the same request.
     waitstart: dt.datetime | None = None
+    #: The sessions that the statement which read the graph ended right after reading it
+    #: (the watcher's first look at a statement, ``watcher.FIRST_END``).
+    ended: frozenset[int] = frozenset()
 
     @property
     def modes(self) -> list[str]:

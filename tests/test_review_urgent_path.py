@@ -22,7 +22,12 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "othe
 
 
 # A long interval: the first look comes 0.2 s after the ALTER starts, when it waits for sure.
-@override_settings(PGMIGRATE_BLOCKING_ACTION_INTERVAL=1.0)
+# A protection rule (matching nobody): the watcher judges in Python, after the event (without
+# one, the first look's statement ends the blocker while it blocks, ``watcher.FIRST_END``).
+@override_settings(
+    PGMIGRATE_BLOCKING_ACTION_INTERVAL=1.0,
+    PGMIGRATE_PROTECTED={"application_name": ["nobody"]},
+)
 def test_a_blocker_that_let_go_while_the_blocked_event_was_sent_is_not_ended(scenario, sessions):
     """The graph the first look read along is not acted on once a receiver of ``blocked``
     (or a log handler) took long: meanwhile the blocker rolled back to a savepoint, freeing

@@ -10,7 +10,9 @@ the ``migrate`` child. From the ALTER's ``waitstart`` to the last blocker's sock
   lock graph    that check's end -> the terminate statement starts (lock-graph queries and
                 the Python around them; the first look at a statement reads the lock graph
                 along, which then counts in "checks")
-  terminate     the first terminate statement starts -> the last one returned
+  terminate     the first terminate statement starts -> the last one returned (where the
+                first look's statement ended the blockers, ``watcher.FIRST_END``, that
+                statement: "lock graph" is then 0)
   exit          terminate returned -> the last blocker's socket closed (backend exit)
 
 ("n": how many light checks, lock-graph queries, terminate statements.)
@@ -54,6 +56,8 @@ def _kind(sql: str) -> str:
     text = sql.lower()
     if "_backend(" in text or "execute pgmigrate_pg_terminate_backend" in text:
         return "terminate"
+    if "execute pgmigrate_look_and_graph(" in text:
+        return "first_look"  # a light check that may end the blockers (FIRST_END)
     return watcher_cost.classify(sql) or "other"
 
 
@@ -69,17 +73,23 @@ def phases(trace: list[list[Any]], measured: dict[str, Any]) -> dict[str, float 
         if thread.startswith(WATCHER_THREAD) and start >= alter[1]
     ]
     signals = _first_run_of(watcher, "terminate")
+    if not signals:  # the first look's statement ended them
+        signals = [s for s in watcher if s[2] == "first_look"][:1]
     if not signals:
         return {}
     before = [s for s in watcher if s[0] < signals[0][0]]
     first_graph = next((s for s in before if s[2] == "lock_graph"), None)
     checks = [
-        s for s in before if s[2] == "light" and (first_graph is None or s[1] <= first_graph[0])
+        s
+        for s in before
+        if s[2] in ("light", "first_look") and (first_graph is None or s[1] <= first_graph[0])
     ]
     if checks:
         seen = checks[-1][1]
     elif first_graph is not None:
         seen = first_graph[0]
+    elif signals[0][2] == "first_look":
+        seen = signals[0][0]  # it saw the wait and ended them
     else:
         return {}
     return {
