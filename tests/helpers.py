@@ -305,6 +305,10 @@ class WatcherStatements:
         """How many times the prepared statement ``name`` was executed."""
         return sum(sql.startswith(f"EXECUTE {name}(") for sql in self.statements)
 
+    def beyond_warm_up(self, name: str) -> int:
+        """``executed(name)`` but for the once per watcher connection of its warm-up."""
+        return self.executed(name) - self.statements.count("SELECT pg_backend_pid()")
+
     @contextlib.contextmanager
     def recording(self) -> Iterator[WatcherStatements]:
         connection_created.connect(self.attach)

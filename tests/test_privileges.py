@@ -13,12 +13,14 @@ from tests.helpers import (
     WATCHER_ERROR,
     MigrateThread,
     Session,
+    WatcherStatements,
     applied,
     is_alive,
     is_waiting_on_lock,
     query,
     wait_until,
 )
+from tests.test_first_end import SIGNAL
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
 
@@ -90,6 +92,16 @@ def test_permission_error_is_reported_once_with_the_remedy(roles, sessions):
 
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
 def test_other_blockers_are_still_ended(roles, sessions):
+    """One blocker out of reach: the first look's statement ends none of them
+    (``watcher.FIRST_END``); the watcher ends the others and says why that one stays."""
+    recorder = WatcherStatements()
+    with recorder.recording():
+        _other_blockers_are_still_ended(sessions)
+    # Ended by the watcher's signal statement (beyond its warm-up), not by the look.
+    assert recorder.beyond_warm_up(SIGNAL) >= 1, recorder.statements
+
+
+def _other_blockers_are_still_ended(sessions: list) -> None:
     query(f"GRANT pg_signal_backend TO {MIGRATOR}")
     MigrateThread("tests", "0001", database="migrator").finish()
     app_session = Session(user=APP, application_name="app").hold("tests_beta")
