@@ -80,6 +80,8 @@ WAITING_GAP_INTERVALS = 100
 #: action may not. The sessions that the first look's statement ended itself, ``FIRST_END``,
 #: it ended while they blocked: they are told from that read, however old.)
 READ_ALONG_FRESH = 0.005
+#: SQLSTATE ``insufficient_privilege``.
+INSUFFICIENT_PRIVILEGE = "42501"
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
 #: How long ``wait_ready()`` waits for the watcher to connect and prepare, at most (s).
@@ -175,16 +177,20 @@ _GRAPH_NAMES = (
 )
 #: Ends, in the statement of the first look, the sessions that block the migrating backend
 #: when ``Terminate`` (without filters, no ``PGMIGRATE_PROTECTED`` rules) would end each of
-#: them for sure: fewer than ``CROWD``, each a client backend of this database that the
+#: them for sure: fewer than ``CROWD`` (parallel workers repeat their leader's pid in
+#: ``pg_blocking_pids``: counted once), each a client backend of this database that the
 #: migrating role sees whole and may signal, not replicating, holding a lock on the table
-#: whose ACCESS EXCLUSIVE lock the backend awaits (every lock conflicts with it). Otherwise
-#: (one of them is anything else: protected, queued, a prepared transaction, out of reach)
-#: it ends none, and the watcher decides in Python, as for the later looks. It saves the
-#: app the round trip to the watcher and back and the Python between: the blockers exit
-#: about a millisecond sooner. It runs after the graph and the sessions are read whole
-#: (``found``), so the watcher reports them as seen; the session rows come from the
-#: statement's one snapshot of ``pg_stat_activity``. Parameters: ``CROWD``, then whether to
-#: end any (``Watcher._ends_at_first_look``).
+#: whose ACCESS EXCLUSIVE lock the backend awaits (every lock conflicts with it), while the
+#: backend runs a statement (``RUNNING_STATES``: with ``track_activities`` off its state is
+#: ``disabled``, and the watcher acts on nothing). Otherwise (one of them is anything else:
+#: protected, queued, a prepared transaction, out of reach) it ends none, and the watcher
+#: decides in Python, as for the later looks. It saves the app the round trip to the watcher
+#: and back and the Python between: the blockers exit about a millisecond sooner. It runs
+#: after the graph and the sessions are read whole (``found``), from the statement's one
+#: snapshot of ``pg_stat_activity``, so that the watcher reports them as seen, and after
+#: each of their rows converts to the client's encoding (which fails the statement, before
+#: any signal, where the sessions' texts do not: a ``SQL_ASCII`` database). Parameter:
+#: ``CROWD``.
 FIRST_END = """
 first_end AS MATERIALIZED (
     SELECT b.pid, pg_terminate_backend(b.pid) AS ended
@@ -208,24 +214,26 @@ first_end AS MATERIALIZED (
                                  AND f.awaited_locktype = 'relation'),
                    false)) AS go
         FROM look
-        CROSS JOIN unnest(look.blocking) AS b(pid)
+        CROSS JOIN LATERAL (SELECT DISTINCT u.pid FROM unnest(look.blocking) AS u(pid)) AS b
         LEFT JOIN LATERAL pg_stat_get_activity(b.pid) AS a ON true
         LEFT JOIN pg_roles AS r ON r.oid = a.usesysid
-        -- (the graph read whole first)
-        WHERE %s::bool AND look.look_wait_event_type = 'Lock'
-          AND (SELECT count(*) FROM found) > 0
+        WHERE look.look_wait_event_type = 'Lock' AND look.look_state IN ({running})
+          -- the graph read whole first, each row as the client will get it
+          AND (SELECT count(*) FROM found AS f
+               WHERE convert_to(f::text, pg_client_encoding()) IS NOT NULL) > 0
     ) AS d
     CROSS JOIN unnest(d.pids) AS b(pid)
     WHERE d.go
 )"""
-#: ``LOOK`` and, in the same statement, ``GRAPH_AND_SESSIONS`` when the backend waits on a
-#: lock: the first look at a statement, where its waits begin, saves the app a round trip,
-#: and ends the blockers at once where that is sure (``FIRST_END``; which it ended: the
-#: column after the look's). Otherwise the graph part is not run (a one-time filter of the
-#: plan), and the row has NULLs after the look's columns. Its plan is much bigger than
-#: ``LOOK``'s (more to start and end at each run), so the later looks at a long statement
-#: use ``LOOK``.
-LOOK_AND_GRAPH = f"""
+#: A ``first_end`` that ends nobody: ``LOOK_AND_GRAPH`` runs no ``pg_terminate_backend`` (which
+#: a role may lack the privilege to run: PostgreSQL checks it whether or not it is called).
+NO_END = "first_end AS (SELECT NULL::int AS pid, false AS ended WHERE false)"
+
+
+def _look_and_graph(first_end: str) -> str:
+    """``LOOK`` and, in the same statement, ``GRAPH_AND_SESSIONS`` when the backend waits on
+    a lock, then ``first_end``: which sessions it ended, in the column after the look's."""
+    return f"""
 WITH look AS MATERIALIZED (
     SELECT * FROM ({LOOK}) AS look(look_wait_event_type, look_state, look_query_start, blocking)
 ), found AS MATERIALIZED (
@@ -233,20 +241,33 @@ WITH look AS MATERIALIZED (
     FROM look
     CROSS JOIN LATERAL ({GRAPH_AND_SESSIONS}
         WHERE look.look_wait_event_type = 'Lock') AS graph({_GRAPH_NAMES})
-), {FIRST_END.format(allowed=actions.ALLOWED)}
+), {first_end}
 SELECT look.*, (SELECT array_agg(e.pid) FROM first_end AS e WHERE e.ended) AS ended, found.*
 FROM look
 LEFT JOIN found ON true
 """
+
+
+#: The first look at a statement, where its waits begin: ``LOOK`` with the lock graph and
+#: the blockers' sessions read along when the backend waits (saving the app a round trip);
+#: otherwise the graph part is not run (a one-time filter of the plan) and the row has NULLs
+#: after the look's columns. Its plan is much bigger than ``LOOK``'s (more to start and end
+#: at each run), so the later looks at a long statement use ``LOOK``.
+LOOK_AND_GRAPH = _look_and_graph(NO_END)
+#: ``LOOK_AND_GRAPH`` that also ends the blockers where that is sure (``FIRST_END``).
+LOOK_AND_END = _look_and_graph(
+    FIRST_END.format(
+        allowed=actions.ALLOWED, running=", ".join(f"'{state}'" for state in RUNNING_STATES)
+    )
+)
 #: The look's columns, and the sessions ``FIRST_END`` ended, before the graph's in
 #: ``LOOK_AND_GRAPH``.
 LOOK_COLUMNS = 5
 
 #: The watcher's queries, prepared in the watcher's session (``pgmigrate.prepared``).
 LOOK_P = Prepared("look", LOOK, ("int",))
-LOOK_AND_GRAPH_P = Prepared(
-    "look_and_graph", LOOK_AND_GRAPH, ("int", "int", "text[]", "int", "bool")
-)
+LOOK_AND_GRAPH_P = Prepared("look_and_graph", LOOK_AND_GRAPH, ("int", "int", "text[]"))
+LOOK_AND_END_P = Prepared("look_and_end", LOOK_AND_END, ("int", "int", "text[]", "int"))
 GRAPH_AND_SESSIONS_P = Prepared("graph_and_sessions", GRAPH_AND_SESSIONS, ("int", "text[]"))
 CANCEL_OWN_P = Prepared("cancel_own", CANCEL_OWN, ("int", "timestamptz"))
 STILL_BLOCKING_P = Prepared("still_blocking", STILL_BLOCKING, ("text[]", "text[]", "text[]"))
@@ -255,6 +276,7 @@ LEADERS_P = Prepared("leaders", LEADERS, ("int[]",))
 PREPARED = (
     LOOK_P,
     LOOK_AND_GRAPH_P,
+    LOOK_AND_END_P,
     GRAPH_AND_SESSIONS_P,
     LEADERS_P,
     CANCEL_OWN_P,
@@ -451,6 +473,12 @@ class Watcher:
         self._stop = Latch()
         self._ready = threading.Event()
         self._reported_errors: set[str] = set()
+        #: Whether the first look may end the blockers itself (``FIRST_END``): with
+        #: ``Terminate`` as it is (not a subclass, no filters) and no ``PGMIGRATE_PROTECTED``
+        #: rules (judged in Python only), where the role may run ``pg_terminate_backend``.
+        self._may_end_at_look = (
+            type(self.action) is actions.Terminate and not self.action.filters and not protected
+        )
         #: Errors met before ``attach`` (started early, the run may apply nothing), said
         #: once attached; None once attached.
         self._held: list[str] | None = []
@@ -580,9 +608,18 @@ class Watcher:
                 return
             # The urgent path's statements as it sends them, one by one.
             LOOK_P.execute(cursor, [own_pid])
-            LOOK_AND_GRAPH_P.execute(
-                cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, CROWD, False]
-            )
+            LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
+            if self._may_end_at_look:
+                try:
+                    LOOK_AND_END_P.execute(
+                        cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, CROWD]
+                    )
+                except Error as exc:
+                    if sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
+                        raise
+                    # No EXECUTE on pg_terminate_backend: the look ends nobody (the action
+                    # says what it cannot do when it runs).
+                    self._may_end_at_look = False
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
         if self.action is not None and not self._stop.is_set():
@@ -715,6 +752,7 @@ class Watcher:
     def _disable_for_pooling(self) -> None:
         """Stop acting for the rest of the run: the pid is not the migration's backend."""
         self.action = None
+        self._may_end_at_look = False
         self.disabled = True
         self.step_aside.waiter = None
         self.command.notice(
@@ -758,15 +796,9 @@ class Watcher:
     @property
     def _ends_at_first_look(self) -> bool:
         """Whether the first look at a statement ends the blockers itself (``FIRST_END``):
-        with ``Terminate`` as it is (not a subclass, no filters), no ``PGMIGRATE_PROTECTED``
-        rules, and a connection that talks to the migrating backend directly."""
-        action = self.action
-        return (
-            type(action) is actions.Terminate
-            and not action.filters
-            and not self.protected
-            and self.direct
-        )
+        see ``_may_end_at_look``, on a connection that talks to the migrating backend
+        directly."""
+        return self._may_end_at_look and self.direct
 
     def _look(
         self, statement: _Statement, *, with_graph: bool = False
@@ -785,16 +817,11 @@ class Watcher:
         with connections[self.using].cursor() as cursor:
             if with_graph:
                 _native_timestamps(cursor)
-                LOOK_AND_GRAPH_P.execute(
-                    cursor,
-                    [
-                        self.backend_pid,
-                        self.backend_pid,
-                        lockgraph.STRONG_MODES,
-                        CROWD,
-                        self._ends_at_first_look,
-                    ],
-                )
+                params = [self.backend_pid, self.backend_pid, lockgraph.STRONG_MODES]
+                if self._ends_at_first_look:
+                    LOOK_AND_END_P.execute(cursor, [*params, CROWD])
+                else:
+                    LOOK_AND_GRAPH_P.execute(cursor, params)
                 rows = cursor.fetchall()
                 names = [column.name for column in cursor.description]
             else:

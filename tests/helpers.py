@@ -53,10 +53,13 @@ class Session:
         *,
         application_name: str = "test-session",
         user: str | None = None,
+        database: str | None = None,
     ):
         settings_dict = dict(connections[using].settings_dict)
         if user is not None:
             settings_dict["USER"] = user
+        if database is not None:
+            settings_dict["NAME"] = database
         settings_dict["OPTIONS"] = {
             **settings_dict.get("OPTIONS", {}),
             "application_name": application_name,
@@ -283,6 +286,10 @@ def slow_autovacuum_on_beta() -> Iterator[int]:
     finally:
         query("ALTER SYSTEM RESET autovacuum_naptime")
         query("SELECT pg_reload_conf()")
+
+
+#: ``Terminate``'s signal statement, as the watcher prepares it (``WatcherStatements``).
+TERMINATE_SIGNAL = "pgmigrate_pg_terminate_backend_checked"
 
 
 class WatcherStatements:

@@ -7,19 +7,30 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from django.db import DatabaseError, connections
 from django.test import override_settings
 
-from pgmigrate import Terminate, watcher
+from pgmigrate import Terminate, lockgraph, watcher
+from pgmigrate.prepared import prepare_all
 from tests.helpers import (
+    TERMINATE_SIGNAL,
+    WAIT_TIMEOUT,
+    MigrateThread,
     Session,
     WatcherStatements,
     applied,
     is_alive,
+    is_waiting_on_lock,
     migrate,
+    query,
+    wait_until,
 )
+from tests.roles import run_in_thread
 from tests.test_observability import events_of
+from tests.test_privileges import APP
+from tests.test_privileges import roles as roles  # a fixture
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
 
 
 @pytest.fixture
@@ -28,9 +39,8 @@ def recorder() -> Iterator[WatcherStatements]:
         yield statements
 
 
-#: ``Terminate``'s signal statement, prepared in the watcher's session (one blocker out of
-#: reach: tests/test_privileges.py, ``test_other_blockers_are_still_ended``).
-SIGNAL = "pgmigrate_pg_terminate_backend_checked"
+#: (One blocker out of reach: tests/test_privileges.py, ``test_other_blockers_are_still_ended``.)
+SIGNAL = TERMINATE_SIGNAL
 
 
 def holding(sessions: list, *names: str, table: str = "tests_beta") -> list[Session]:
@@ -149,3 +159,133 @@ def test_a_wait_for_a_weaker_lock_is_left_to_python(scenario, sessions, recorder
     assert recorder.beyond_warm_up(SIGNAL) == 1, recorder.statements
     assert f"terminated 1 session blocking the migration: pid {writer.pid}" in out
     assert applied() == ["0001_initial", "0002_indexes"]
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=0.5, PGMIGRATE_STEP_ASIDE=False)
+def test_a_backend_whose_activity_is_not_tracked_is_left_alone(scenario, sessions):
+    """With ``track_activities`` off, the backend's state reads ``disabled`` (while it still
+    shows its lock wait): the watcher acts on nothing, and neither does the look."""
+    migrate("tests", "0001", verbosity=0)
+    (blocker,) = holding(sessions, "report")
+    database = connections["default"].settings_dict["NAME"]
+    query(f'ALTER DATABASE "{database}" SET track_activities = off')
+    try:
+        connections["default"].close()  # the migration's next connection has it off
+        run = MigrateThread("tests", "0002")
+        run.join(WAIT_TIMEOUT)
+    finally:
+        query(f'ALTER DATABASE "{database}" RESET track_activities')
+    assert run.error is not None and "lock timeout" in str(run.error)
+    assert blocker.execute("SELECT 1") == [(1,)]  # not ended
+    assert "terminated" not in run.output.getvalue()
+
+
+@pytest.mark.scenario("basic")
+def test_one_parallel_query_is_one_blocker(scenario, sessions, recorder):
+    """``pg_blocking_pids`` names a parallel query's leader once per worker that holds the
+    lock: one session, not a crowd, which the look ends."""
+    migrate("tests", "0001", verbosity=0)
+    query("INSERT INTO tests_beta (name) SELECT 'x' FROM generate_series(1, 20000)")
+    leader = Session(application_name="report")
+    sessions.append(leader)
+    leader.execute(
+        "SET max_parallel_workers_per_gather = 3; SET parallel_setup_cost = 0;"
+        " SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0"
+    )
+    scan, _ = run_in_thread(
+        lambda: leader.execute(
+            "SELECT count(*) FROM tests_beta WHERE pg_sleep(0.0005) IS NOT NULL"
+        )
+    )
+    workers = wait_until(
+        lambda: query(
+            "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE a.leader_pid = %s AND a.pid <> %s AND l.relation = 'tests_beta'::regclass"
+            " HAVING count(*) >= 2",
+            [leader.pid, leader.pid],
+        ),
+        what="the parallel workers hold tests_beta",
+    )
+    assert workers
+
+    out = migrate("tests", "0002")
+
+    scan.join(WAIT_TIMEOUT)
+    assert recorder.beyond_warm_up(SIGNAL) == 0, recorder.statements
+    assert f"terminated 1 session blocking the migration: pid {leader.pid}" in out
+    assert applied() == ["0001_initial", "0002_add_fields"]
+
+
+@pytest.mark.scenario("basic")
+def test_texts_the_client_cannot_read_end_nobody(scenario, sessions):
+    """In a ``SQL_ASCII`` database a session's query may hold bytes that are not the
+    client's encoding: the look fails on them before it ends anyone (it would otherwise end
+    sessions that the failed statement cannot report)."""
+    name = "pgmigrate_test_sql_ascii"
+    query(f"DROP DATABASE IF EXISTS {name}")
+    query(
+        f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+        " TEMPLATE template0"
+    )
+    try:
+        _texts_the_client_cannot_read_end_nobody(sessions, name)
+    finally:
+        for session in sessions:
+            session.close()
+        query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            [name],
+        )
+        query(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _texts_the_client_cannot_read_end_nobody(sessions: list, name: str) -> None:
+    blocker, waiter, looker = (
+        Session(database=name, application_name=role) for role in ("report", "alter", "look")
+    )
+    sessions += [blocker, waiter, looker]
+    waiter.execute("CREATE TABLE t (id int)")
+    blocker.connection.set_autocommit(False)
+    raw = blocker.connection.connection.cursor()
+    raw.execute("SET client_encoding = 'SQL_ASCII'")  # bytes as they are
+    raw.execute(b"LOCK TABLE t IN ACCESS SHARE MODE /* caf\xe9 */")  # a Latin-1 byte
+    alter, outcome = run_in_thread(lambda: waiter.execute("ALTER TABLE t ADD COLUMN c int"))
+    wait_until(lambda: is_waiting_on_lock(waiter.pid), what="the ALTER waits")
+    with looker.connection.cursor() as cursor:
+        prepare_all(cursor, watcher.PREPARED, [])
+        with pytest.raises(DatabaseError, match="invalid byte sequence"):
+            watcher.LOOK_AND_END_P.execute(
+                cursor, [waiter.pid, waiter.pid, lockgraph.STRONG_MODES, watcher.CROWD]
+            )
+    raw.execute("SELECT 1")  # still connected: not ended
+    blocker.release()
+    alter.join(WAIT_TIMEOUT)
+    assert "error" not in outcome
+
+
+@pytest.mark.scenario("basic")
+@override_settings(
+    PGMIGRATE_LOCK_TIMEOUT=30,
+    PGMIGRATE_BLOCKING_ACTION="pgmigrate.Show",
+    PGMIGRATE_STEP_ASIDE=False,
+)
+def test_a_role_that_may_not_run_pg_terminate_backend_is_still_watched(roles, sessions):
+    """PostgreSQL checks the privilege to run a function whether or not a statement calls
+    it: the look that may end blockers is run only where the role may (a DBA who revoked
+    ``pg_terminate_backend`` still gets Show, cancels, stepping aside)."""
+    function = "pg_terminate_backend(integer, bigint)"
+    query(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
+    try:
+        MigrateThread("tests", "0001", database="migrator").finish()
+        app_session = Session(user=APP, application_name="app").hold("tests_beta")
+        sessions.append(app_session)
+        run = MigrateThread("tests", "0002", database="migrator")
+        wait_until(
+            lambda: f"session pid {app_session.pid} blocks the migration" in run.output.getvalue(),
+            what="Show told the blocker",
+        )
+        app_session.release()
+        run.finish()  # and no watcher error
+    finally:
+        query(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC")

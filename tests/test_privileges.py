@@ -10,6 +10,7 @@ from django.db import connections
 from django.test import override_settings
 
 from tests.helpers import (
+    TERMINATE_SIGNAL,
     WATCHER_ERROR,
     MigrateThread,
     Session,
@@ -20,7 +21,6 @@ from tests.helpers import (
     query,
     wait_until,
 )
-from tests.test_first_end import SIGNAL
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "migrator"])
 
@@ -98,7 +98,7 @@ def test_other_blockers_are_still_ended(roles, sessions):
     with recorder.recording():
         _other_blockers_are_still_ended(sessions)
     # Ended by the watcher's signal statement (beyond its warm-up), not by the look.
-    assert recorder.beyond_warm_up(SIGNAL) >= 1, recorder.statements
+    assert recorder.beyond_warm_up(TERMINATE_SIGNAL) >= 1, recorder.statements
 
 
 def _other_blockers_are_still_ended(sessions: list) -> None:
