@@ -80,6 +80,9 @@ WAITING_GAP_INTERVALS = 100
 #: action may not. The sessions that the first look's statement ended itself, ``FIRST_END``,
 #: it ended while they blocked: they are told from that read, however old.)
 READ_ALONG_FRESH = 0.005
+#: A statement that ends while the watcher looks at it waits this long (s) at most for the
+#: look to tell whether it waited on a lock (its lock wait in the run's figures).
+LOOK_TOLD_WITHIN = 0.01
 #: SQLSTATE ``insufficient_privilege``.
 INSUFFICIENT_PRIVILEGE = "42501"
 #: How long ``stop()`` waits for the thread to finish, in seconds.
@@ -413,6 +416,7 @@ class _Statement:
 
     __slots__ = (
         "ended",
+        "look_done",
         "migration",
         "query_start",
         "started",
@@ -434,6 +438,9 @@ class _Statement:
         self.waited = 0.0
         #: Its ``query_start`` in ``pg_stat_activity`` (the server's clock), once seen.
         self.query_start: Any = None
+        #: Set once the watcher's latest look at it has told whether it waits
+        #: (``wait_began``); None: no look yet.
+        self.look_done: Latch | None = None
 
 
 class Watcher:
@@ -473,6 +480,8 @@ class Watcher:
         self._stop = Latch()
         self._ready = threading.Event()
         self._reported_errors: set[str] = set()
+        #: ``_migration_locks``: (the backend's pid, its queryset).
+        self._locks_made: tuple[int, Any] | None = None
         #: Whether the first look may end the blockers itself (``FIRST_END``): with
         #: ``Terminate`` as it is (not a subclass, no filters) and no ``PGMIGRATE_PROTECTED``
         #: rules (judged in Python only), where the role may run ``pg_terminate_backend``.
@@ -532,6 +541,7 @@ class Watcher:
         and say the errors met so far."""
         self.backend_pid = backend_pid
         self.own_pids.add(backend_pid)
+        self._migration_locks()  # made before any wait
         with self._held_lock:
             held, self._held = self._held, None
         for message in held or ():
@@ -566,6 +576,11 @@ class Watcher:
             statement.ended = time.monotonic()
             if self._statement is statement:
                 self._statement = None
+            done = statement.look_done
+            if done is not None:
+                # A look in flight: whether it saw the statement wait (the first look may end
+                # the blockers itself, and the statement go on before the look returns).
+                done.wait(LOOK_TOLD_WITHIN)
             wait_began = statement.wait_began
             if wait_began is not None:
                 statement.waited += statement.ended - wait_began
@@ -670,9 +685,20 @@ class Watcher:
             if self._statement is not statement:
                 return
             look = functools.partial(self._look, statement, with_graph=first_look)
-            looked = self._safely(look, "looking")
-            looked_at = time.monotonic()
-            waiting, pids, read = looked if looked is not None else (False, frozenset[int](), None)
+            told = statement.look_done = Latch()
+            newly_waiting = False
+            try:
+                looked = self._safely(look, "looking")
+                looked_at = time.monotonic()
+                waiting, pids, read = (
+                    looked if looked is not None else (False, frozenset[int](), None)
+                )
+                if waiting and pids is not None and statement.wait_began is None:
+                    # Lock waits start with the statement, unless seen later on.
+                    statement.wait_began = statement.started if first_look else looked_at
+                    newly_waiting = True
+            finally:
+                told.set()  # the statement's end may wait for it (``execute_wrapper``)
             if pids is None and not self.direct:  # our statement runs, not the backend:
                 suspicions += 1  # a proxy?
                 if suspicions >= POOLING_EVIDENCE:
@@ -681,9 +707,7 @@ class Watcher:
             else:
                 suspicions = 0
             if waiting and pids is not None:
-                if statement.wait_began is None:
-                    # Lock waits start with the statement, unless seen later on.
-                    statement.wait_began = statement.started if first_look else time.monotonic()
+                if newly_waiting:
                     gap = self.interval
                     self._event(
                         "blocked",
@@ -854,21 +878,22 @@ class Watcher:
         signal the blockers the watcher already read). Django defers a filter so for its
         related managers (``QuerySet._defer_next_filter``, Django 3.2 and later; where a
         Django lacks it, the filter is simply built at once)."""
-        locks = self._migration_locks._chain()
+        locks = self._migration_locks()._chain()
         locks._defer_next_filter = True
         return locks.filter(blocking_activity_id__in=sorted(pids))
 
-    @functools.cached_property
     def _migration_locks(self) -> Any:
-        """The part of ``blocked_locks`` that is the same every time (made once: building
-        a queryset takes a fraction of a millisecond, while the app waits)."""
+        """The part of ``blocked_locks`` that is the same every time for the backend watched
+        (made once per backend: building a queryset takes a fraction of a millisecond,
+        while the app waits; the warm-up may make one before ``attach``)."""
         from pglock.models import BlockedPGLock
 
-        return (
-            BlockedPGLock.objects.using(self.using)
-            .pid(self.backend_pid)
-            .filter(activity_id=self.backend_pid)
-        )
+        pid = self.backend_pid
+        made = self._locks_made
+        if made is None or made[0] != pid:
+            locks = BlockedPGLock.objects.using(self.using).pid(pid).filter(activity_id=pid)
+            made = self._locks_made = (pid, locks)
+        return made[1]
 
     def _graph_and_sessions(self, pid: int | None = None) -> _GraphRead:
         """The lock graph of the migrating backend (or of session ``pid``), and the

@@ -5,6 +5,7 @@ Python, as for the later looks (its signal statement then runs)."""
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, connections
@@ -289,3 +290,30 @@ def test_a_role_that_may_not_run_pg_terminate_backend_is_still_watched(roles, se
         run.finish()  # and no watcher error
     finally:
         query(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC")
+
+
+@pytest.mark.scenario("basic")
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+def test_the_wait_counts_when_the_statement_ends_before_the_look_returns(
+    scenario, sessions, monkeypatch, caplog
+):
+    """The look that ends the blocker may return after the statement it freed has ended:
+    the statement's end waits for the look to tell that it waited (its lock wait)."""
+    caplog.set_level(logging.INFO, logger="pgmigrate")
+    look = watcher.Watcher._look
+
+    def slow_look(self: watcher.Watcher, statement: Any, **kwargs: Any) -> Any:
+        looked = look(self, statement, **kwargs)
+        if kwargs.get("with_graph") and looked[0]:
+            wait_until(lambda: statement.ended is not None, what="the statement ended")
+        return looked
+
+    monkeypatch.setattr(watcher.Watcher, "_look", slow_look)
+    migrate("tests", "0001", verbosity=0)
+    (blocker,) = holding(sessions, "report")
+
+    out = migrate("tests", "0002")
+
+    assert f"terminated 1 session blocking the migration: pid {blocker.pid}" in out
+    finished = [r for r in events_of(caplog) if r.event == "migration_finished"][-1]
+    assert finished.migration == "tests.0002_add_fields" and finished.lock_wait > 0

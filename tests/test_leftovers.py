@@ -73,6 +73,8 @@ def test_an_index_another_session_builds_is_never_dropped(scenario, sessions):
         lambda: query("SELECT 1 FROM pg_stat_progress_create_index WHERE pid = %s", [builder.pid]),
         what="the other session builds its index",
     )
+    # Its progress shows before the index's catalog entry commits (under load, visibly so).
+    wait_until(lambda: index_state("tests_alpha_busy"), what="the index is in the catalog")
     assert concurrent.prepare(connection, statement(sql)) is False
     assert index_state("tests_alpha_busy") is not None  # left alone
     snapshot.release()

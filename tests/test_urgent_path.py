@@ -140,6 +140,24 @@ def test_blocked_locks_reads_the_blockers_given(scenario, sessions):
     run.finish()
 
 
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
+def test_blocked_locks_made_before_the_watcher_is_attached_are_made_again(scenario, sessions):
+    """The watcher warms its action up while Django plans (before ``attach``): the queryset
+    it made then, for no backend, is not the one actions get for the migrating backend."""
+    blocker, run = blocked_migrate(sessions)
+    observer = Watcher(MigrateCommand(), using="default", action=None, interval=1)
+    observer.blocked_locks([])  # as the warm-up does, before the backend is known
+    observer.attach(run.backend_pid)
+
+    def read() -> list[int]:
+        locks = observer.blocked_locks([blocker.pid])
+        return sorted(set(locks.values_list("blocking_activity_id", flat=True)))
+
+    assert in_a_thread(read) == [blocker.pid]
+    blocker.release()
+    run.finish()
+
+
 PATTERNS = ["nightly-*", "a?c", "[!x]*", "x[ab]z", "*backup*", "literal", "*\n", "[*]"]
 TEXTS = ["nightly-export", "abc", "xaz", "a backup", "literal", "\n", "*"]
 
