@@ -199,19 +199,6 @@ class MigrateCommand(DjangoMigrateCommand):
         run.from_command_line = getattr(self, "_called_from_command_line", False)
         self._watcher: Watcher | None = None
         try:
-            # The watcher connects and prepares its queries while Django loads and plans the
-            # migrations (``_start`` attaches it to the migrating backend); the migration's
-            # connection first, as before (a role allowed one more connection migrates).
-            connections[using].ensure_connection()
-            self._watcher = Watcher(
-                self,
-                using=using,
-                action=run_options.action,
-                interval=run_options.interval,
-                protected=run_options.protected,
-                step_aside=run.retry.aside,
-            )
-            self._watcher.start()
             with contextlib.ExitStack() as stack:
                 # Django's handle checks its arguments, loads the graph and prints the plan
                 # first; pgmigrate's set-up waits until the executor has something to do.
@@ -249,6 +236,20 @@ class MigrateCommand(DjangoMigrateCommand):
                 self._watcher.stop()
             self._finish(events, run_options)
 
+    def _new_watcher(self, run: Run) -> Watcher:
+        """The run's watcher (its thread started: it connects and prepares its queries)."""
+        run_options = run.options
+        self._watcher = watcher = Watcher(
+            self,
+            using=run.using,
+            action=run_options.action,
+            interval=run_options.interval,
+            protected=run_options.protected,
+            step_aside=run.retry.aside,
+        )
+        watcher.start()
+        return watcher
+
     def _start(self, stack: contextlib.ExitStack, run: Run) -> None:
         """pgmigrate's set-up, once the executor has something to apply or settle: the
         backend pid, signal handling, the one-migrate-at-a-time lock, recorded progress, the
@@ -265,8 +266,11 @@ class MigrateCommand(DjangoMigrateCommand):
         self._live = LiveLine(
             self.stdout, lock=self._output_lock, verbosity=self.verbosity, notice=self.notice
         )
-        watcher = self._watcher
-        assert watcher is not None  # started by handle
+        # It connects and prepares its queries while the rest is set up and Django renders
+        # the project state (``Run.watcher_ready``). Not earlier: a migrate with nothing to
+        # apply (and Django's own tests, which mock the executor) opens no connection of
+        # pgmigrate's, and through a pooler the pooling check comes first.
+        watcher = self._new_watcher(run)
         watcher.live_line = self._live
         watcher.direct = pooling.talks_directly(using, backend_pid)
         watcher.attach(backend_pid)

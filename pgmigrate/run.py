@@ -168,7 +168,7 @@ class Run:
         self.from_command_line = False
         #: Waits until the watcher can look at statements (``Watcher.wait_ready``); called
         #: once, right before the first change, so that the watcher connects while Django
-        #: loads and plans the migrations.
+        #: renders the project state.
         self.watcher_ready: Callable[[], None] | None = None
         #: Statements run on the migrating connection (``count_statements``), and their
         #: number when the current transaction or step began.

@@ -664,6 +664,11 @@ class Watcher:
             self.step_aside.waiter = None  # nobody to wait out of the queue any more
             if self._aside is not None:
                 self._aside.done.set()
+            if not self.direct and connection.connection is not None:
+                # Through a pooler, its server connection serves other clients next: none of
+                # the watcher's session state stays on it (plan_cache_mode, its PREPAREs).
+                with contextlib.suppress(Error), connection.cursor() as cursor:
+                    cursor.execute("DISCARD ALL")
             with contextlib.suppress(Error):
                 connection.close()
             del connections[self.using]

@@ -143,9 +143,9 @@ def _migrate_as_migrator(*args: str) -> str:
 
 
 def test_a_role_with_room_for_one_more_connection_migrates(roles):
-    """The watcher connects while Django plans the migrations, but only after the migration's
-    own connection: a role that may open one more connection migrates (unwatched, as it says),
-    and a run with nothing to apply says nothing of the watcher."""
+    """The watcher connects only after the migration's own connection: a role that may open
+    one more connection migrates (unwatched, as it says), and a run with nothing to apply
+    says nothing of the watcher."""
     MigrateThread("tests", "0001", database="migrator").finish()
     connections["migrator"].close()
     query(f"ALTER ROLE {MIGRATOR} CONNECTION LIMIT 1")
