@@ -236,17 +236,21 @@ class MigrateCommand(DjangoMigrateCommand):
                 self._watcher.stop()
             self._finish(events, run_options)
 
-    def _new_watcher(self, run: Run) -> Watcher:
-        """The run's watcher (its thread started: it connects and prepares its queries)."""
+    def _new_watcher(self, run: Run, backend_pid: int) -> Watcher:
+        """The run's watcher of ``backend_pid`` (its thread started: it connects and prepares
+        its queries)."""
         run_options = run.options
         self._watcher = watcher = Watcher(
             self,
             using=run.using,
+            backend_pid=backend_pid,
             action=run_options.action,
             interval=run_options.interval,
             protected=run_options.protected,
             step_aside=run.retry.aside,
+            live_line=self._live,
         )
+        watcher.direct = pooling.talks_directly(run.using, backend_pid)
         watcher.start()
         return watcher
 
@@ -270,10 +274,7 @@ class MigrateCommand(DjangoMigrateCommand):
         # the project state (``Run.watcher_ready``). Not earlier: a migrate with nothing to
         # apply (and Django's own tests, which mock the executor) opens no connection of
         # pgmigrate's, and through a pooler the pooling check comes first.
-        watcher = self._new_watcher(run)
-        watcher.live_line = self._live
-        watcher.direct = pooling.talks_directly(using, backend_pid)
-        watcher.attach(backend_pid)
+        watcher = self._new_watcher(run, backend_pid)
         stack.callback(watcher.stop)
         stack.enter_context(
             interrupts.interruptible(

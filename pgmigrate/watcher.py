@@ -488,10 +488,6 @@ class Watcher:
         self._may_end_at_look = (
             type(self.action) is actions.Terminate and not self.action.filters and not protected
         )
-        #: Errors met before ``attach`` (started early, the run may apply nothing), said
-        #: once attached; None once attached.
-        self._held: list[str] | None = []
-        self._held_lock = threading.Lock()
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
         self._shown: set[Any] = set()
         self._connected_before = False
@@ -531,21 +527,13 @@ class Watcher:
     # Called from the migrating thread -------------------------------------------------
 
     def start(self) -> None:
-        """Start the thread: it connects and prepares its queries (``wait_ready``). It may
-        start before the migrating backend is known (``attach``), to do that while Django
-        loads and plans the migrations."""
+        """Start the thread: it connects and prepares its queries (``wait_ready``)."""
         self._thread.start()
 
     def attach(self, backend_pid: int) -> None:
-        """Watch ``backend_pid`` (before the first statement that ``execute_wrapper`` marks),
-        and say the errors met so far."""
+        """Watch ``backend_pid`` (before the first statement that ``execute_wrapper`` marks)."""
         self.backend_pid = backend_pid
         self.own_pids.add(backend_pid)
-        self._migration_locks()  # made before any wait
-        with self._held_lock:
-            held, self._held = self._held, None
-        for message in held or ():
-            self.command.notice(message, warning=True)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the watcher has connected and prepared its queries (or given up on
@@ -619,7 +607,7 @@ class Watcher:
                     (LEADERS_P, [[]]),
                 ],
             )
-            if self._stop.is_set():  # started early, and the run applies nothing
+            if self._stop.is_set():  # the run ended meanwhile
                 return
             # The urgent path's statements as it sends them, one by one.
             LOOK_P.execute(cursor, [own_pid])
@@ -890,7 +878,7 @@ class Watcher:
     def _migration_locks(self) -> Any:
         """The part of ``blocked_locks`` that is the same every time for the backend watched
         (made once per backend: building a queryset takes a fraction of a millisecond,
-        while the app waits; the warm-up may make one before ``attach``)."""
+        while the app waits; made anew if the watcher is attached to another)."""
         from pglock.models import BlockedPGLock
 
         pid = self.backend_pid
@@ -1640,8 +1628,4 @@ class Watcher:
         if message in self._reported_errors:
             return
         self._reported_errors.add(message)
-        with self._held_lock:
-            if self._held is not None:  # not attached yet: said if the run goes on
-                self._held.append(message)
-                return
         self.command.notice(message, warning=True)
