@@ -6,6 +6,13 @@ session with ``plan_cache_mode = force_generic_plan`` (PostgreSQL docs, ``PREPAR
 are planned once, when the watcher connects, and only executed afterwards. ``EXECUTE``
 takes its parameters as SQL values, which works the same with psycopg 2 and 3 (client-side
 parameters).
+
+The session also runs without JIT compilation (``jit = off``; PostgreSQL docs, "JIT
+Accessibility"): the planner's estimates for ``pg_locks`` and ``pg_stat_get_activity`` (1000
+and 100 rows, whatever the server holds) put these generic plans above ``jit_above_cost``, and
+on a server built with LLVM (Debian's and most distributions' packages) each execution then
+compiled its plan, a second or more while the app waits. Nothing the watcher reads is big
+enough to gain from JIT.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from pgmigrate.errors import sqlstate
 #: SQLSTATE of ``invalid_sql_statement_name``: no such prepared statement in the session.
 NOT_PREPARED = "26000"
 
-#: Set on the watcher's session: prepared statements keep one plan, made when prepared.
-GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+#: Set on the watcher's session: prepared statements keep one plan, made when prepared, and
+#: nothing is JIT-compiled.
+SESSION_SETTINGS = "SET plan_cache_mode = force_generic_plan; SET jit = off"
 
 
 class Prepared:
@@ -67,14 +75,14 @@ class Prepared:
 def prepare_all(
     cursor: Any, statements: Iterable[Prepared], runs: Iterable[tuple[Prepared, list[Any]]]
 ) -> None:
-    """Set ``GENERIC_PLANS``, ``PREPARE`` each of ``statements`` and execute each of ``runs``
+    """Set ``SESSION_SETTINGS``, ``PREPARE`` each of ``statements`` and execute each of ``runs``
     (a statement and its parameters), in one round trip: several statements in one query
     string, with the parameters merged in on the client (Django's cursors for psycopg 3 and
     psycopg 2 both do). Their results are not read."""
     runs = list(runs)
     sql = ";\n".join(
         [
-            GENERIC_PLANS,
+            SESSION_SETTINGS,
             *(statement.prepare_sql(percent="%%") for statement in statements),
             *(statement.call() for statement, _ in runs),
         ]

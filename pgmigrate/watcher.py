@@ -654,7 +654,7 @@ class Watcher:
                 self._aside.done.set()
             if not self.direct and connection.connection is not None:
                 # Through a pooler, its server connection serves other clients next: none of
-                # the watcher's session state stays on it (plan_cache_mode, its PREPAREs).
+                # the watcher's session state stays on it (plan_cache_mode, jit, its PREPAREs).
                 with contextlib.suppress(Error), connection.cursor() as cursor:
                     cursor.execute("DISCARD ALL")
             with contextlib.suppress(Error):

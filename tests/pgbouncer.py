@@ -49,7 +49,7 @@ STATE = (
     "SELECT pg_backend_pid(), current_setting('lock_timeout'),"
     " current_setting('statement_timeout'),"
     " current_setting('client_connection_check_interval', true),"
-    " current_setting('plan_cache_mode'),"
+    " current_setting('plan_cache_mode'), current_setting('jit'),"
     " (SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgmigrate%%'),"
     " (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory')"
 )
@@ -84,17 +84,19 @@ class State:
     lock_timeout: str
     statement_timeout: str
     check_interval: str | None
-    #: The watcher's session settings: its plan cache mode and its prepared statements.
+    #: The watcher's session settings: its plan cache mode, JIT and its prepared statements.
     plan_cache_mode: str
+    jit: str
     prepared: int
     advisory_locks: int
 
-    def settings(self) -> tuple[str, str, str | None, str, int]:
+    def settings(self) -> tuple[str, str, str | None, str, str, int]:
         return (
             self.lock_timeout,
             self.statement_timeout,
             self.check_interval,
             self.plan_cache_mode,
+            self.jit,
             self.prepared,
         )
 

@@ -55,7 +55,7 @@ POOLER_ERROR = re.compile(
 )
 
 
-def fresh_settings(sessions: list) -> tuple[str, str, str | None, str, int]:
+def fresh_settings(sessions: list) -> tuple[str, str, str | None, str, str, int]:
     """The settings pgmigrate changes, as a new direct session has them."""
     session = Session(application_name="fresh")
     sessions.append(session)

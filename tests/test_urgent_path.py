@@ -3,6 +3,7 @@ statement reads the lock graph in the same statement, the protection patterns ar
 before any wait, and the queryset handed to actions is filtered only when read."""
 
 import fnmatch
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -217,6 +218,52 @@ def test_prepare_all_prepares_and_runs_in_one_query():
     assert ran == [("pgmigrate_test_percent", 1, 0), ("pgmigrate_test_plain", 1, 0)]
     assert again == ("b%2",)
     assert setting == ("force_generic_plan?",)
+
+
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
+def test_the_watchers_statements_are_never_jit_compiled(scenario, sessions):
+    """Their generic plans cost more than ``jit_above_cost`` (the estimates of ``pg_locks``
+    and ``pg_stat_get_activity``): on a server with JIT (Debian's packages), each look was
+    compiled, a second or more (the PostgreSQL 15 cell's failures). Here JIT is made as eager
+    as a server can be set (every plan above its thresholds)."""
+    blocker, run = blocked_migrate(sessions)
+    observer = looking_at(run.backend_pid)
+
+    def plans() -> tuple[str, list[Any], Any, bool]:
+        observer._ensure_connected()
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SET jit_above_cost = 0; SET jit_inline_above_cost = 0;"
+                " SET jit_optimize_above_cost = 0"
+            )
+            cursor.execute("SELECT current_setting('jit'), pg_jit_available()")
+            jit, available = cursor.fetchone()
+            explained = []
+            look_and_end = [run.backend_pid, run.backend_pid, [], 0]
+            for prepared, params in [
+                (watcher.LOOK_P, [run.backend_pid]),
+                (LOOK_AND_END_P, look_and_end),
+                (GRAPH_AND_SESSIONS_P, [run.backend_pid, []]),
+            ]:
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + prepared.call(), params)
+                explained.append(cursor.fetchone()[0])
+            # What the same session compiles with JIT on (when the server has JIT).
+            cursor.execute("SET jit = on")
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + LOOK_AND_END_P.call(), look_and_end)
+            with_jit = cursor.fetchone()[0]
+        return jit, explained, with_jit, available
+
+    jit, explained, with_jit, available = in_a_thread(plans)
+    assert jit == "off"
+    for plan in explained:
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        assert "JIT" not in plan[0], plan[0]["JIT"]
+    with_jit = json.loads(with_jit) if isinstance(with_jit, str) else with_jit
+    assert ("JIT" in with_jit[0]) == available  # what the check above would have caught
+
+    blocker.release()
+    run.finish()
+    assert applied() == ["0001_initial", "0002_add_fields"]
 
 
 def _signal_plan(blocker: Session, *, xact_start: bool) -> str:
