@@ -452,6 +452,9 @@ class MigrateCommand(DjangoMigrateCommand):
             self.current_migration = None
             if events is not None:
                 status = "faked" if fake else {"apply_success": "applied"}.get(action, "unapplied")
+                watcher = getattr(self, "_watcher", None)
+                if watcher is not None:
+                    watcher.settle()  # its lock wait, told by a look still in flight
                 events.migration_finished(status)
 
     @contextlib.contextmanager

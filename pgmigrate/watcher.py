@@ -80,8 +80,9 @@ WAITING_GAP_INTERVALS = 100
 #: action may not. The sessions that the first look's statement ended itself, ``FIRST_END``,
 #: it ended while they blocked: they are told from that read, however old.)
 READ_ALONG_FRESH = 0.005
-#: A statement that ends while the watcher looks at it waits this long (s) at most for the
-#: look to tell whether it waited on a lock (its lock wait in the run's figures).
+#: A migration whose last statements ended while the watcher looked at them waits this long
+#: (s) at most, when it finishes, for the look to tell whether they waited on a lock (its
+#: lock wait in the ``migration_finished`` event; ``Watcher.settle``).
 LOOK_TOLD_WITHIN = 0.01
 #: SQLSTATE ``insufficient_privilege``.
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -276,6 +277,8 @@ CANCEL_OWN_P = Prepared("cancel_own", CANCEL_OWN, ("int", "timestamptz"))
 STILL_BLOCKING_P = Prepared("still_blocking", STILL_BLOCKING, ("text[]", "text[]", "text[]"))
 SAME_TRANSACTIONS_P = Prepared("same_transactions", SAME_TRANSACTIONS, ("int[]", "timestamptz[]"))
 LEADERS_P = Prepared("leaders", LEADERS, ("int[]",))
+#: The statements of a statement's first look: ``LOOK_AND_END`` where it may end the blockers.
+FIRST_LOOKS = (LOOK_AND_GRAPH_P, LOOK_AND_END_P)
 PREPARED = (
     LOOK_P,
     LOOK_AND_GRAPH_P,
@@ -476,6 +479,11 @@ class Watcher:
         #: runs is then no evidence of a pooler (the driver may still be sending it).
         self.direct = False
         self._statement: _Statement | None = None
+        #: Guards the statements' lock-wait figures, which both threads update
+        #: (``wait_began``, ``waited``, ``ended``).
+        self._tally = threading.Lock()
+        #: The last statement that ended while a look at it was in flight (``settle``).
+        self._untold: _Statement | None = None
         self._wake = Wakeup()
         self._stop = Latch()
         self._ready = threading.Event()
@@ -561,19 +569,31 @@ class Watcher:
             self.step_aside.note_failure(exc)
             raise
         finally:
-            statement.ended = time.monotonic()
+            ended = time.monotonic()
             if self._statement is statement:
                 self._statement = None
-            done = statement.look_done
-            if done is not None:
-                # A look in flight: whether it saw the statement wait (the first look may end
-                # the blockers itself, and the statement go on before the look returns).
-                done.wait(LOOK_TOLD_WITHIN)
-            wait_began = statement.wait_began
-            if wait_began is not None:
-                statement.waited += statement.ended - wait_began
+            with self._tally:
+                statement.ended = ended
+                wait_began = statement.wait_began
+                if wait_began is not None:
+                    statement.waited += ended - wait_began
+                done = statement.look_done
+                if done is not None and not done.is_set():
+                    # A look in flight: the migration goes on, and the look counts the wait
+                    # it saw (the first look may end the blockers itself, and the statement
+                    # go on before the look returns); ``settle`` waits for it.
+                    self._untold = statement
             if statement.waited:
                 self._add_lock_wait(statement.waited, statement.migration)
+
+    def settle(self, timeout: float = LOOK_TOLD_WITHIN) -> None:
+        """Wait (``timeout`` seconds at most) until a look in flight when a statement ended
+        has told whether that statement waited on a lock, so that its wait is in the
+        figures. Called from the migrating thread when a migration finishes: statements
+        themselves never wait for the watcher."""
+        statement, self._untold = self._untold, None
+        if statement is not None and statement.look_done is not None:
+            statement.look_done.wait(timeout)
 
     # The watcher thread ---------------------------------------------------------------
 
@@ -598,9 +618,13 @@ class Watcher:
         with connections[self.using].cursor() as cursor:
             # One round trip: every PREPARE, and the looks out of the lock queue (the app
             # does not queue behind the migration then).
+            # The first look's statement is one of two (``_look``): the other is prepared
+            # only if needed (planning it takes milliseconds while the migration waits to
+            # start).
+            first_look = LOOK_AND_END_P if self._ends_at_first_look else LOOK_AND_GRAPH_P
             prepare_all(
                 cursor,
-                PREPARED,
+                [p for p in PREPARED if p in (first_look, LOOK_P) or p not in FIRST_LOOKS],
                 [
                     (STILL_BLOCKING_P, [[], [], []]),
                     (SAME_TRANSACTIONS_P, [[], []]),
@@ -611,8 +635,7 @@ class Watcher:
                 return
             # The urgent path's statements as it sends them, one by one.
             LOOK_P.execute(cursor, [own_pid])
-            LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
-            if self._may_end_at_look:
+            if first_look is LOOK_AND_END_P:
                 try:
                     LOOK_AND_END_P.execute(
                         cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, CROWD]
@@ -623,6 +646,9 @@ class Watcher:
                     # No EXECUTE on pg_terminate_backend: the look ends nobody (the action
                     # says what it cannot do when it runs).
                     self._may_end_at_look = False
+                    first_look = LOOK_AND_GRAPH_P  # prepared by its first run
+            if first_look is LOOK_AND_GRAPH_P:
+                LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
         if self.action is not None and not self._stop.is_set():
@@ -686,12 +712,19 @@ class Watcher:
                 waiting, pids, read = (
                     looked if looked is not None else (False, frozenset[int](), None)
                 )
-                if waiting and pids is not None and statement.wait_began is None:
-                    # Lock waits start with the statement, unless seen later on.
-                    statement.wait_began = statement.started if first_look else looked_at
-                    newly_waiting = True
+                late = 0.0
+                with self._tally:
+                    if waiting and pids is not None and statement.wait_began is None:
+                        # Lock waits start with the statement, unless seen later on.
+                        began = statement.started if first_look else looked_at
+                        statement.wait_began = began
+                        newly_waiting = True
+                        if statement.ended is not None:  # it ended while the look ran:
+                            late = statement.ended - began  # its end counted no wait
+                if late > 0:
+                    self._add_lock_wait(late, statement.migration)
             finally:
-                told.set()  # the statement's end may wait for it (``execute_wrapper``)
+                told.set()  # a finishing migration may wait for it (``settle``)
             if pids is None and not self.direct:  # our statement runs, not the backend:
                 suspicions += 1  # a proxy?
                 if suspicions >= POOLING_EVIDENCE:
@@ -729,10 +762,11 @@ class Watcher:
                 gap_limit = self.interval * WAITING_GAP_INTERVALS
             else:
                 acted_on = None
-                wait_began = statement.wait_began
-                if wait_began is not None:
-                    statement.wait_began = None
-                    statement.waited += time.monotonic() - wait_began
+                with self._tally:
+                    wait_began = statement.wait_began
+                    if wait_began is not None and statement.ended is None:
+                        statement.wait_began = None
+                        statement.waited += time.monotonic() - wait_began
                 gap_limit = self.interval * RUNNING_GAP_INTERVALS
             first_look = False
             now = time.monotonic()

@@ -294,20 +294,35 @@ def test_a_role_that_may_not_run_pg_terminate_backend_is_still_watched(roles, se
 
 @pytest.mark.scenario("basic")
 @override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
-def test_the_wait_counts_when_the_statement_ends_before_the_look_returns(
+def test_the_wait_counts_when_the_look_returns_after_the_migration_went_on(
     scenario, sessions, monkeypatch, caplog
 ):
-    """The look that ends the blocker may return after the statement it freed has ended:
-    the statement's end waits for the look to tell that it waited (its lock wait)."""
+    """The look that ends the blocker may return after the statement it freed has ended,
+    and the next one has begun: statements never wait for the watcher (here they would wait
+    for good), and the look counts the wait it saw, before the migration's
+    ``migration_finished`` event tells it (``Watcher.settle``)."""
     caplog.set_level(logging.INFO, logger="pgmigrate")
+    monkeypatch.setattr(watcher, "LOOK_TOLD_WITHIN", 3600.0)
     look = watcher.Watcher._look
+    statements: list[Any] = []
+
+    class Statement(watcher._Statement):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            statements.append(self)
 
     def slow_look(self: watcher.Watcher, statement: Any, **kwargs: Any) -> Any:
         looked = look(self, statement, **kwargs)
         if kwargs.get("with_graph") and looked[0]:
-            wait_until(lambda: statement.ended is not None, what="the statement ended")
+            wait_until(
+                lambda: statement.ended is not None and statements[-1] is not statement,
+                what="the migration's next statement began",
+            )
         return looked
 
+    monkeypatch.setattr(watcher, "_Statement", Statement)
     monkeypatch.setattr(watcher.Watcher, "_look", slow_look)
     migrate("tests", "0001", verbosity=0)
     (blocker,) = holding(sessions, "report")

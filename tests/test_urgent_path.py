@@ -240,8 +240,12 @@ def test_the_watchers_statements_are_never_jit_compiled(scenario, sessions):
             jit, available = cursor.fetchone()
             explained = []
             look_and_end = [run.backend_pid, run.backend_pid, [], 0]
+            # This watcher's first look is LOOK_AND_GRAPH (no action): the other one is not
+            # prepared in its session.
+            LOOK_AND_END_P.prepare(cursor)
             for prepared, params in [
                 (watcher.LOOK_P, [run.backend_pid]),
+                (watcher.LOOK_AND_GRAPH_P, look_and_end[:3]),
                 (LOOK_AND_END_P, look_and_end),
                 (GRAPH_AND_SESSIONS_P, [run.backend_pid, []]),
             ]:
@@ -383,3 +387,32 @@ def test_a_subscriptions_workers_are_always_protected(backend_type: str):
     hidden = {"backend_type": None, "usesysid": 10, "application_name": ""}
     verdict = protection.judge(hidden, {}, visible=False, replication=True)
     assert verdict.reason is not None and "pg_stat_subscription" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("action", "direct", "first_look"),
+    [
+        (actions.Terminate(), True, watcher.LOOK_AND_END_P),
+        (actions.Terminate(), False, watcher.LOOK_AND_GRAPH_P),  # through a pooler
+        (None, True, watcher.LOOK_AND_GRAPH_P),
+    ],
+)
+def test_the_watcher_plans_only_the_first_look_it_sends(action, direct, first_look):
+    """Planning a first look takes milliseconds, while the migration waits for the watcher
+    to be ready: it plans the one its first looks send (``Watcher._look``), not the other."""
+    pid = query("SELECT pg_backend_pid()")[0][0]
+    observer = Watcher(
+        MigrateCommand(), using="default", backend_pid=pid, action=action, interval=1
+    )
+    observer.direct = direct
+
+    def prepared() -> set[str]:
+        observer._ensure_connected()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT name FROM pg_prepared_statements WHERE generic_plans > 0")
+            return {name for (name,) in cursor.fetchall()}
+
+    planned = in_a_thread(prepared)
+    other = ({watcher.LOOK_AND_END_P, watcher.LOOK_AND_GRAPH_P} - {first_look}).pop()
+    assert first_look.name in planned and watcher.LOOK_P.name in planned
+    assert other.name not in planned
