@@ -62,7 +62,21 @@ class Prepared:
         """Run it with ``params``; prepared first if the session lacks it (a new session:
         the watcher prepares its statements when it connects). ``cursor`` is in autocommit,
         where a failed ``EXECUTE`` leaves nothing to roll back."""
-        statement = self.call()
+        self._run(cursor, self.call(), params)
+
+    def bind(self, cursor: Any, params: list[Any]) -> str:
+        """Its ``EXECUTE`` with ``params`` merged in by the driver (``mogrify`` of psycopg 3's
+        client-side cursor and of psycopg 2's), for ``execute_bound``: the same parameters
+        at every run need not be merged again (a fifth of a millisecond of Python for a
+        text array)."""
+        text = cursor.mogrify(self.call(), params)
+        return text.decode() if isinstance(text, bytes) else text
+
+    def execute_bound(self, cursor: Any, bound: str) -> None:
+        """Run ``bound`` (``bind``'s statement), as ``execute`` does."""
+        self._run(cursor, bound, None)
+
+    def _run(self, cursor: Any, statement: str, params: list[Any] | None) -> None:
         try:
             cursor.execute(statement, params)
         except DatabaseError as exc:

@@ -97,6 +97,29 @@ def test_a_look_at_a_backend_that_waits_for_nothing_reads_no_graph(scenario):
         own.close()
 
 
+@override_settings(PGMIGRATE_BLOCKING_ACTION=None, PGMIGRATE_STEP_ASIDE=False)
+def test_the_looks_follow_the_backend_attached(scenario, sessions):
+    """The looks' statements are bound once per backend (``Watcher._bound``): attached to
+    another backend, the watcher looks at that one."""
+    blocker, run = blocked_migrate(sessions)
+    idle = Session()
+    sessions.append(idle)
+    observer = looking_at(idle.pid)
+    statement = watcher._Statement(None, None)
+
+    def look() -> tuple[Any, ...]:
+        before = [observer._look(statement, with_graph=graph) for graph in (True, False)]
+        observer.attach(run.backend_pid)
+        after = [observer._look(statement, with_graph=graph) for graph in (True, False)]
+        return before, after
+
+    before, after = in_a_thread(look)
+    assert before == [(False, None, None)] * 2  # idle: not running a statement
+    assert [looked[:2] for looked in after] == [(True, frozenset({blocker.pid}))] * 2
+    blocker.release()
+    run.finish()
+
+
 @pytest.fixture
 def recorder() -> Iterator[WatcherStatements]:
     with WatcherStatements().recording() as statements:
