@@ -619,11 +619,10 @@ class Watcher:
         protection.compile_patterns(self.protected)
         with connections[self.using].cursor() as cursor:
             # One round trip: every PREPARE, and the looks out of the lock queue (the app
-            # does not queue behind the migration then).
-            # The first look's statement is one of two (``_look``): the other is prepared
-            # only if needed (planning it takes milliseconds while the migration waits to
-            # start).
-            first_look = LOOK_AND_END_P if self._ends_at_first_look else LOOK_AND_GRAPH_P
+            # does not queue behind the migration then). Of the two first-look statements
+            # (``FIRST_LOOKS``), only the one the looks send: planning the other would take
+            # milliseconds while the migration waits to start.
+            first_look = self._first_look
             prepare_all(
                 cursor,
                 [p for p in PREPARED if p in (first_look, LOOK_P) or p not in FIRST_LOOKS],
@@ -648,12 +647,11 @@ class Watcher:
                     # No EXECUTE on pg_terminate_backend: the look ends nobody (the action
                     # says what it cannot do when it runs).
                     self._may_end_at_look = False
-                    first_look = LOOK_AND_GRAPH_P  # prepared by its first run
-            if first_look is LOOK_AND_GRAPH_P:
+            if self._first_look is LOOK_AND_GRAPH_P:  # prepared by its first run if need be
                 LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
-            for look in (LOOK_P, first_look):  # the looks' statements, bound once
+            for look in (LOOK_P, self._first_look):  # the looks' statements, bound once
                 self._bound(cursor, look)
         if self.action is not None and not self._stop.is_set():
             # Actions get the queryset with the blockers attached (``with_blockers``).

@@ -43,6 +43,12 @@ def recorder() -> Iterator[WatcherStatements]:
 #: (One blocker out of reach: tests/test_privileges.py, ``test_other_blockers_are_still_ended``.)
 SIGNAL = TERMINATE_SIGNAL
 
+#: For the tests where the first look at the ``ALTER`` must see it wait: it comes a fifth of
+#: an interval (50 ms here) after the statement starts. With the default 5 ms interval, on a
+#: loaded machine (the CI's cells side by side) the server could take longer than 1 ms to
+#: reach the lock wait: a later look then saw it, and the action ended the blocker.
+FIRST_LOOK_SEES_THE_WAIT = {"PGMIGRATE_BLOCKING_ACTION_INTERVAL": 0.25}
+
 
 def holding(sessions: list, *names: str, table: str = "tests_beta") -> list[Session]:
     held = [Session(application_name=name).hold(table) for name in names]
@@ -51,7 +57,7 @@ def holding(sessions: list, *names: str, table: str = "tests_beta") -> list[Sess
 
 
 @pytest.mark.scenario("basic")
-@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30, **FIRST_LOOK_SEES_THE_WAIT)
 def test_the_look_that_sees_the_wait_ends_the_blocker(scenario, sessions, recorder, caplog):
     caplog.set_level(logging.INFO, logger="pgmigrate")
     migrate("tests", "0001", verbosity=0)
@@ -72,7 +78,7 @@ def test_the_look_that_sees_the_wait_ends_the_blocker(scenario, sessions, record
 
 
 @pytest.mark.scenario("basic")
-@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30, **FIRST_LOOK_SEES_THE_WAIT)
 def test_fewer_than_a_crowd_are_ended_together(scenario, sessions, recorder):
     migrate("tests", "0001", verbosity=0)
     names = [f"worker-{n}" for n in range(watcher.CROWD - 1)]
@@ -87,7 +93,7 @@ def test_fewer_than_a_crowd_are_ended_together(scenario, sessions, recorder):
 
 
 @pytest.mark.scenario("basic")
-@override_settings(PGMIGRATE_LOCK_TIMEOUT=30)
+@override_settings(PGMIGRATE_LOCK_TIMEOUT=30, **FIRST_LOOK_SEES_THE_WAIT)
 def test_what_it_ended_is_told_from_its_own_read_however_late(
     scenario, sessions, recorder, monkeypatch
 ):
@@ -183,6 +189,7 @@ def test_a_backend_whose_activity_is_not_tracked_is_left_alone(scenario, session
 
 
 @pytest.mark.scenario("basic")
+@override_settings(**FIRST_LOOK_SEES_THE_WAIT)
 def test_one_parallel_query_is_one_blocker(scenario, sessions, recorder):
     """``pg_blocking_pids`` names a parallel query's leader once per worker that holds the
     lock: one session, not a crowd, which the look ends."""
