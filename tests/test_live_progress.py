@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from django.test import override_settings
 
 from pgmigrate import actions, live, signals
 from pgmigrate.liveline import ERASE
@@ -294,6 +295,11 @@ def progress_events() -> Iterator[list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("threshold", [live.PROGRESS_AFTER, 0.0], ids=["short", "long"])
+# The first look, and with a threshold of 0 the one progress read that may print a line,
+# 50 ms into the build (a fifth of the interval): with the default 1 ms, on a loaded machine
+# (the CI's cells side by side) it could come before the server ran the statement, and the
+# next line is due seconds after the build has ended.
+@override_settings(PGMIGRATE_BLOCKING_ACTION_INTERVAL=0.25)
 def test_only_long_statements_read_progress(
     scenario: str,
     recorder: WatcherStatements,
