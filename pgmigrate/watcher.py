@@ -292,6 +292,15 @@ PREPARED = (
 )
 
 
+def _look_params(prepared: Prepared, pid: int) -> list[Any]:
+    """The parameters of a look at backend ``pid`` with ``prepared`` (``LOOK_P`` or one of
+    ``FIRST_LOOKS``)."""
+    if prepared is LOOK_P:
+        return [pid]
+    graph = [pid, pid, lockgraph.STRONG_MODES]
+    return [*graph, CROWD] if prepared is LOOK_AND_END_P else graph
+
+
 def _blocker(
     row: dict[str, Any], *, virtualtransaction: str | None, queued: bool, via: int | None = None
 ) -> Blocker:
@@ -625,7 +634,7 @@ class Watcher:
             first_look = self._first_look
             prepare_all(
                 cursor,
-                [p for p in PREPARED if p in (first_look, LOOK_P) or p not in FIRST_LOOKS],
+                [p for p in PREPARED if p is first_look or p not in FIRST_LOOKS],
                 [
                     (STILL_BLOCKING_P, [[], [], []]),
                     (SAME_TRANSACTIONS_P, [[], []]),
@@ -635,12 +644,10 @@ class Watcher:
             if self._stop.is_set():  # the run ended meanwhile
                 return
             # The urgent path's statements as it sends them, one by one.
-            LOOK_P.execute(cursor, [own_pid])
+            LOOK_P.execute(cursor, _look_params(LOOK_P, own_pid))
             if first_look is LOOK_AND_END_P:
                 try:
-                    LOOK_AND_END_P.execute(
-                        cursor, [own_pid, own_pid, lockgraph.STRONG_MODES, CROWD]
-                    )
+                    LOOK_AND_END_P.execute(cursor, _look_params(LOOK_AND_END_P, own_pid))
                 except Error as exc:
                     if sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
                         raise
@@ -648,7 +655,7 @@ class Watcher:
                     # says what it cannot do when it runs).
                     self._may_end_at_look = False
             if self._first_look is LOOK_AND_GRAPH_P:  # prepared by its first run if need be
-                LOOK_AND_GRAPH_P.execute(cursor, [own_pid, own_pid, lockgraph.STRONG_MODES])
+                LOOK_AND_GRAPH_P.execute(cursor, _look_params(LOOK_AND_GRAPH_P, own_pid))
             GRAPH_AND_SESSIONS_P.execute(cursor, [own_pid, lockgraph.STRONG_MODES])
             CANCEL_OWN_P.execute(cursor, [own_pid, None])
             for look in (LOOK_P, self._first_look):  # the looks' statements, bound once
@@ -906,12 +913,7 @@ class Watcher:
         key = (prepared.name, self.backend_pid)
         bound = self._bound_looks.get(key)
         if bound is None:
-            modes = lockgraph.STRONG_MODES
-            params = {
-                LOOK_P: [self.backend_pid],
-                LOOK_AND_GRAPH_P: [self.backend_pid, self.backend_pid, modes],
-                LOOK_AND_END_P: [self.backend_pid, self.backend_pid, modes, CROWD],
-            }[prepared]
+            params = _look_params(prepared, self.backend_pid)
             bound = self._bound_looks[key] = prepared.bind(cursor, params)
         return bound
 
