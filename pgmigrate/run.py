@@ -750,7 +750,10 @@ class Run:
         def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            with self._without_statement_timeout(statement):
+            # The clean-up of an earlier attempt (``DROP INDEX CONCURRENTLY``) is part of the
+            # attempt: its lock timeout counts as the attempt's, not as a statement retried
+            # on its own inside it.
+            with self._without_statement_timeout(statement), self.retry.suspended():
                 if (resumed or attempts > 1) and concurrent.prepare(self.connection, statement):
                     return  # an earlier attempt did it
                 if (
@@ -762,8 +765,7 @@ class Run:
                     and concurrent.untouched(self.connection, statement)
                 ):
                     raise _Untouched  # to be unapplied: nothing of the operation was done
-                with self.retry.suspended():
-                    execute(text, params)
+                execute(text, params)
 
         try:
             with self.guard.deferred(cancellable=True):

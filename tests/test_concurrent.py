@@ -159,6 +159,36 @@ def test_next_migrate_rebuilds_the_invalid_index_a_lock_timeout_left(scenario, s
     assert progress_rows() == []
 
 
+@pytest.mark.scenario("concurrent")
+@override_settings(**SNAPSHOT_WAIT, PGMIGRATE_LOCK_RETRIES=2)
+def test_the_clean_up_of_an_attempt_is_part_of_it(scenario, sessions):
+    """A writer idle in transaction on the table: each build waits for it until the lock
+    timeout, and so does the ``DROP INDEX CONCURRENTLY`` of the next attempt, which cleans up
+    the INVALID index. That drop's lock timeout ends its attempt: 3 attempts in all, not a
+    retry loop of the drop's own inside each (1 + 2 x 3 lock timeouts)."""
+    migrate("tests", "0002")
+    writer = Session(application_name="writer")
+    sessions.append(writer)
+    writer.connection.set_autocommit(False)
+    writer.execute("INSERT INTO tests_alpha (name) VALUES ('w')")
+
+    run = MigrateThread("tests", "0003")
+    with pytest.raises(CommandError) as raised:
+        run.finish()
+    out = run.output.getvalue()
+
+    assert "lock timeout (PGMIGRATE_LOCK_TIMEOUT = 0.2 s, 3 attempts)" in str(raised.value)
+    assert f"{CIC_ALPHA} hit the lock timeout (attempt 2 of 3); retrying" in out
+    assert f"{CIC_ALPHA} hit the lock timeout 3 times; giving up" in out
+    assert "a statement hit the lock timeout" not in out
+    index = index_state("alpha_name_idx")
+    assert index is not None and index[1] is False
+    writer.release()
+    migrate("tests", "0003")
+    assert index_state("alpha_name_idx")[1] is True
+    assert progress_rows() == []
+
+
 @pytest.mark.scenario("reindex")
 @override_settings(**SNAPSHOT_WAIT, PGMIGRATE_LOCK_RETRIES=50)
 def test_retry_of_reindex_concurrently_drops_what_the_attempt_before_left(scenario, sessions):
