@@ -140,7 +140,18 @@ class LockRetry:
         if aside.statement_timeout is not None:
             statement_deadline = aside.statement_started + aside.statement_timeout
         earliest = min((d for d in (deadline, statement_deadline) if d is not None), default=None)
-        gone = self.aside.wait(aside, earliest, self.checkpoint)
+        try:
+            gone = self.aside.wait(aside, earliest, self.checkpoint)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failed out of the queue: the time spent there
+            # is in the figures all the same.
+            self.events.emit(
+                "stepped_back",
+                f"pgmigrate: {name} stopped waiting out of the lock queue: interrupted",
+                waited=round(time.monotonic() - aside.stepped, 6),
+                outcome="interrupted",
+            )
+            raise
         waited = round(time.monotonic() - aside.stepped, 6)
         current = aside.left_over(waited)  # for people: what was still in the way
         if not gone and statement_deadline is not None and earliest == statement_deadline:

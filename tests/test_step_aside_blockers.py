@@ -897,24 +897,29 @@ def test_postgresql_still_cancels_a_blocking_autovacuum(slow_autovacuum, step_as
 @override_settings(PGMIGRATE_PROTECTED=PROTECTED, PGMIGRATE_LOCK_TIMEOUT=3)
 def test_a_busy_protected_session_does_not_starve_the_migration(scenario, sessions, step_aside):
     """A protected worker runs one short transaction on the table after another (each
-    begins in the same round trip as the previous one ends)."""
+    begins in the same round trip as the previous one ends). The migration starts as one
+    begins: it waits for most of its 0.4 s (a start in the last milliseconds of one, on a
+    loaded machine, would find the lock granted before a look saw it wait)."""
     migrate("tests", "0001", verbosity=0)
     worker = Session(application_name="nightly-sync")
     sessions.append(worker)
     worker.connection.set_autocommit(False)
     worker.execute("LOCK TABLE tests_beta IN ACCESS SHARE MODE")
     stop = threading.Event()
+    began = threading.Event()
     transactions = []
 
     def work() -> None:
         while not stop.is_set():
-            worker.execute("SELECT pg_sleep(0.1)")
+            worker.execute("SELECT pg_sleep(0.4)")
             worker.execute("COMMIT; BEGIN; LOCK TABLE tests_beta IN ACCESS SHARE MODE")
             transactions.append(1)
+            began.set()
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
+        assert began.wait(SAFETY_LOCK_TIMEOUT)
         out = migrate("tests", "0002", step_aside=step_aside)
     finally:
         stop.set()
@@ -959,6 +964,9 @@ def test_ctrl_c_while_out_of_the_queue(scenario, sessions):
     assert process.returncode == 130, out
     assert "Traceback" not in out
     assert "migration tests.0002_add_fields interrupted by SIGINT (Ctrl-C)" in out
+    # The time out of the queue is in the summary, though the wait never ended on its own.
+    aside = re.search(r"stepped out of the lock queue 1 time\(s\) for ([\d.]+) s", out)
+    assert aside is not None and float(aside.group(1)) > 0, out
     wait_until(lambda: not is_alive(backend_pid), what="the migrating backend ended")
     assert applied() == ["0001_initial"]
     assert "flag" not in columns("tests_beta")
