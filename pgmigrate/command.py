@@ -121,6 +121,10 @@ def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     return next((e for e in chain(exc) if isinstance(e, KeyboardInterrupt)), None)
 
 
+def _same_migration(one: Any, other: Any) -> bool:
+    return other is not None and (one.app_label, one.name) == (other.app_label, other.name)
+
+
 class MigrateCommand(DjangoMigrateCommand):
     """Django's ``migrate``, made safe for busy PostgreSQL databases.
 
@@ -434,8 +438,12 @@ class MigrateCommand(DjangoMigrateCommand):
     ) -> None:
         events = self.events
         if action in ("apply_start", "unapply_start"):
+            # The same migration again, not finished meanwhile: run again whole (in one
+            # transaction, after a lock timeout or a step out of the lock queue). Its events
+            # and figures go on from its first start.
+            again = _same_migration(migration, self.current_migration)
             self.current_migration = migration
-            if events is not None:
+            if events is not None and not again:
                 events.migration_started(f"{migration.app_label}.{migration.name}")
         with self._output_guard():
             if self._live is not None:

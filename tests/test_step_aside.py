@@ -2,12 +2,14 @@
 migration are ones pgmigrate does not end, the app's queries never queue behind it."""
 
 import logging
+import re
 import threading
 
 import pytest
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+from pgmigrate import signals
 from pgmigrate.watcher import Watcher
 from tests.helpers import (
     MigrateThread,
@@ -142,14 +144,32 @@ def test_in_one_transaction_the_whole_migration_runs_again(scenario, sessions):
     blocker = protected_session(sessions, "tests_beta")
     app = Session(application_name="app")
     sessions.append(app)
-    run = MigrateThread("tests", "0004")
-    wait_until(lambda: stepped(run) == 1, what="migrate stepped aside")
-    assert not is_waiting_on_lock(run.backend_pid)
-    assert "tests_alpha" not in locked_tables(run.backend_pid)
-    app_reads(app, "tests_alpha")
-    blocker.release()
-    out = run.finish()
+    started = []
+
+    def receiver(sender, **fields):
+        started.append(fields["migration"])
+
+    signals.migration_started.connect(receiver)
+    try:
+        run = MigrateThread("tests", "0004")
+        wait_until(lambda: stepped(run) == 1, what="migrate stepped aside")
+        assert not is_waiting_on_lock(run.backend_pid)
+        assert "tests_alpha" not in locked_tables(run.backend_pid)
+        app_reads(app, "tests_alpha")
+        blocker.release()
+        out = run.finish()
+    finally:
+        signals.migration_started.disconnect(receiver)
     assert "running migration tests.0004_two_tables again" in out
+    # One migration, started once: its time counts from then, out of the queue included.
+    assert started == ["tests.0004_two_tables"]
+    figures = re.search(
+        r"tests\.0004_two_tables: applied in ([\d.]+) s.*stepped out of the lock queue "
+        r"1 time\(s\) for ([\d.]+) s",
+        out,
+    )
+    assert figures is not None, out
+    assert float(figures.group(1)) >= float(figures.group(2))
     assert {"first"} <= columns("tests_alpha")
     assert {"second"} <= columns("tests_beta")
     assert applied()[-1] == "0004_two_tables"
