@@ -228,9 +228,16 @@ class BlockingAction:
         quick as the next ones. The default does nothing."""
 
     def validate(self) -> None:
-        """Raise ``ImproperlyConfigured`` if the filters do not fit ``BlockedPGLock``."""
+        """Raise ``ImproperlyConfigured`` if the action has no ``worker`` of its own (the
+        base class, or a subclass that forgot it) or its filters do not fit
+        ``BlockedPGLock``."""
         from pglock.models import BlockedPGLock
 
+        if type(self).worker is BlockingAction.worker:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} does not implement worker(): use one of pgmigrate's "
+                "actions (Terminate, Cancel, Show) or a subclass that implements it."
+            )
         try:
             BlockedPGLock.objects.filter(**self.filters)
         except (FieldError, TypeError, ValueError) as exc:

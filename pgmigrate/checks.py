@@ -153,6 +153,27 @@ def check_retries_need_a_lock_timeout(**kwargs: Any) -> list[checks.CheckMessage
     ]
 
 
+@_while_installed
+def check_retry_delays_in_order(**kwargs: Any) -> list[checks.CheckMessage]:
+    """pgmigrate.W006: the first retry delay is above the cap of the delays."""
+    try:
+        delay, cap = config.lock_retry_delay(), config.lock_retry_max_delay()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if delay <= cap:
+        return []
+    return [
+        checks.Warning(
+            f"PGMIGRATE_LOCK_RETRY_DELAY ({delay:g} s) is above "
+            f"PGMIGRATE_LOCK_RETRY_MAX_DELAY ({cap:g} s), which caps every delay: each retry "
+            f"waits up to {cap:g} s, never {delay:g} s.",
+            hint="Set PGMIGRATE_LOCK_RETRY_DELAY to at most PGMIGRATE_LOCK_RETRY_MAX_DELAY, or "
+            "raise the cap.",
+            id="pgmigrate.W006",
+        )
+    ]
+
+
 def _ask_each_postgresql(databases: list[str] | None, sql: str) -> Iterator[tuple[str, Any]]:
     """``(alias, row)``: the one row ``sql`` returns on each PostgreSQL database of
     ``databases`` that can be asked (one that cannot has nothing to say)."""
@@ -238,6 +259,7 @@ def register() -> None:
         check_migrate_owner,
         check_lock_timeout_leaves_time_to_act,
         check_retries_need_a_lock_timeout,
+        check_retry_delays_in_order,
     ):
         checks.register(check)
     checks.register(check_signal_privilege, checks.Tags.database)

@@ -22,6 +22,12 @@ def test_clean_settings_pass():
         ("PGMIGRATE_BLOCKING_ACTION", "no.such.Action", "pgmigrate.E003", "cannot import"),
         ("PGMIGRATE_BLOCKING_ACTION", "datetime.timedelta", "pgmigrate.E003", "BlockingAction"),
         ("PGMIGRATE_BLOCKING_ACTION", 42, "pgmigrate.E003", "not 42"),
+        (
+            "PGMIGRATE_BLOCKING_ACTION",
+            "pgmigrate.BlockingAction",
+            "pgmigrate.E003",
+            "BlockingAction does not implement worker()",
+        ),
         ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", "fast", "pgmigrate.E004", "number of seconds"),
         ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 0, "pgmigrate.E004", "between 0.001 and 60"),
         ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 61, "pgmigrate.E004", "between"),
@@ -46,6 +52,14 @@ def test_bad_setting(setting, value, check_id, text):
     assert check_id in found, found
     assert setting in found[check_id] or "BlockingAction" in found[check_id]
     assert text in found[check_id]
+
+
+def test_a_first_retry_delay_above_the_cap():
+    found = ids(PGMIGRATE_LOCK_RETRY_DELAY=10, PGMIGRATE_LOCK_RETRY_MAX_DELAY=1)
+    assert "each retry waits up to 1 s, never 10 s" in found["pgmigrate.W006"]
+    assert "pgmigrate.W006" not in ids(
+        PGMIGRATE_LOCK_RETRY_DELAY=1, PGMIGRATE_LOCK_RETRY_MAX_DELAY=1
+    )
 
 
 def test_bad_filter():
