@@ -79,6 +79,9 @@ class Aside:
     #: What the watcher's last look found still in the way (virtual transactions; None:
     #: not looked yet).
     still: set[Any] | None = None
+    #: One of the sessions is the migrating thread's own (``pgmigrate.own``): its
+    #: transaction cannot end while the unit waits, so the unit stops (``SelfDeadlock``).
+    deadlock: bool = False
 
     def left_over(self, waited: float = 0.0) -> Aside:
         """This step-aside with only what the last look found still in the way (all of it

@@ -17,7 +17,7 @@ from django.core.management.commands import migrate as django_migrate
 from django.db import Error, OperationalError, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from pgmigrate import interrupts, options, pooling
+from pgmigrate import interrupts, options, own, pooling
 from pgmigrate.aside import StepAside
 from pgmigrate.errors import (
     PartialMigrationError,
@@ -280,6 +280,8 @@ class MigrateCommand(DjangoMigrateCommand):
         # pgmigrate's, and through a pooler the pooling check comes first.
         watcher = self._new_watcher(run, backend_pid)
         stack.callback(watcher.stop)
+        # The process's other sessions are never ended (``pgmigrate.own``).
+        stack.enter_context(own.tracking(watcher.process_sessions, using))
         stack.enter_context(
             interrupts.interruptible(
                 run.guard, functools.partial(interrupts.cancel_backend, using, backend_pid)

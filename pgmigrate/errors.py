@@ -37,6 +37,16 @@ class SteppedAside(OperationalError):
     sqlstate = QUERY_CANCELED
 
 
+class SelfDeadlock(OperationalError):
+    """The migration's statement waited for a lock that a session opened by the migrating
+    thread itself holds (another alias of the same database, used by the migration's
+    code): that transaction cannot end before the statement returns (``pgmigrate.own``).
+    PostgreSQL cannot see this deadlock (it is in the client); it carries PostgreSQL's
+    ``deadlock_detected`` SQLSTATE, and is not retried."""
+
+    sqlstate = "40P01"
+
+
 class LockWaitTimeout(OperationalError):
     """The lock timeout passed while pgmigrate waited out of the lock queue for sessions it
     does not end (``pgmigrate.aside``). It carries PostgreSQL's ``lock_not_available``
@@ -100,7 +110,9 @@ def is_connection_lost(exc: BaseException | None, using: str) -> bool:
     if exc is None:
         return False
     if sqlstate(exc) in CONNECTION_ENDED:
-        return True
+        # Another connection's end (another alias, used by the migration's code) leaves
+        # ``using`` as it was.
+        return _driver_connection_closed(using)
     if any(isinstance(error, InterfaceError) for error in chain(exc)):
         return True
     if sqlstate(exc) is not None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from django.db import Error, connections
 
+from pgmigrate import own
+
 #: Signals that end ``migrate``.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -151,6 +153,7 @@ class _Relay(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        own.pgmigrate_thread()  # the connection that cancels the backend is pgmigrate's
         while not self.stopping.is_set():
             ready, _, _ = select.select([self.read_fd], [], [], 0.2)
             if not ready:

@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 from pgmigrate import sql as sql_kinds
 from pgmigrate.aside import StepAside
 from pgmigrate.db import in_server_transaction
-from pgmigrate.errors import LockWaitTimeout, StatementTimeoutAside, is_lock_timeout
+from pgmigrate.errors import (
+    LockWaitTimeout,
+    SelfDeadlock,
+    StatementTimeoutAside,
+    is_lock_timeout,
+)
 
 T = TypeVar("T")
 
@@ -133,6 +138,13 @@ class LockRetry:
         if aside is None:
             return None
         name = what() if callable(what) else what
+        if aside.deadlock:  # never out of the queue: the unit stops
+            raise SelfDeadlock(
+                f"{name} waited for {aside.target}, held by a connection that the migration's "
+                f"own code opened ({aside.describe()}): that transaction cannot end before the "
+                "statement returns (a deadlock). End it before the schema change, or do both "
+                "on the schema editor's connection."
+            ) from exc
         deadline = None
         if self.lock_timeout is not None:
             deadline = aside.waiting_since + max(0.0, self.lock_timeout - spent)

@@ -31,7 +31,7 @@ import pgactivity
 from django.conf import settings
 from django.db import Error, connections
 
-from pgmigrate import actions, config, live, lockgraph, protection
+from pgmigrate import actions, config, live, lockgraph, own, protection
 from pgmigrate.actions import Blocker, with_blockers
 from pgmigrate.aside import Aside, StepAside
 from pgmigrate.db import RUNNING_STATES
@@ -54,6 +54,10 @@ APPLICATION_NAME = "pgmigrate"
 UNPLACED = "parallel query whose workers' leader PostgreSQL hides (leader_pid)"
 #: Why the migration waits for a session it stepped aside for while the action ends it.
 ENDING = "being ended"
+#: Why a session of the migrate process itself is left alone (``pgmigrate.own``); one that
+#: the migrating thread opened waits for the migration in turn (``Aside.deadlock``).
+OWN = "a connection of this migrate process"
+OWN_THREAD = "a connection of the migration's own code (a deadlock)"
 #: Sessions the action ended that still block this long after (s) are stepped aside for.
 ENDING_GRACE = 0.25
 #: When ``Terminate`` ends at least this many sessions at once, the statement that ends them
@@ -481,6 +485,10 @@ class Watcher:
         self.lock_timeout = lock_timeout
         #: pids never to act on: the migrating backend and the watcher's own connection.
         self.own_pids: set[int] = set()
+        #: The process's other sessions (``pgmigrate.own``): left alone when they block.
+        self.process_sessions = own.OwnSessions()
+        #: The migration's database (``current_database()``), once the watcher connected.
+        self._database: str | None = None
         #: Set when pgmigrate concluded that it cannot watch this connection (a proxy).
         self.disabled = False
         #: The migrating connection talks to ``backend_pid`` directly (no pooler in
@@ -627,6 +635,9 @@ class Watcher:
         the app waits behind the migration. The watcher's own backend waits on nothing."""
         protection.compile_patterns(self.protected)
         with connections[self.using].cursor() as cursor:
+            # Whether the process's other sessions may block it (``_ends_at_first_look``).
+            cursor.execute("SELECT current_database()")
+            self._database = cursor.fetchone()[0]
             # One round trip: every PREPARE, and the looks out of the lock queue (the app
             # does not queue behind the migration then). Of the two first-look statements
             # (``FIRST_LOOKS``), only the one the looks send: planning the other would take
@@ -665,6 +676,7 @@ class Watcher:
             self.action.warm_up(with_blockers(self.blocked_locks([]), []), self.using)
 
     def _run(self) -> None:
+        own.pgmigrate_thread()  # its connection is in own_pids
         connection = type(connections[self.using])(self._settings_dict, self.using)
         connections[self.using] = connection
         try:
@@ -857,8 +869,11 @@ class Watcher:
     def _ends_at_first_look(self) -> bool:
         """Whether the first look at a statement ends the blockers itself (``FIRST_END``):
         see ``_may_end_at_look``, on a connection that talks to the migrating backend
-        directly."""
-        return self._may_end_at_look and self.direct
+        directly, while the process has no other session on the migration's database
+        (``pgmigrate.own``: the statement would not know them)."""
+        return (
+            self._may_end_at_look and self.direct and not self.process_sessions.on(self._database)
+        )
 
     def _look(
         self, statement: _Statement, *, with_graph: bool = False
@@ -1119,6 +1134,13 @@ class Watcher:
                     queued=pid not in holders,
                     via=found.via.get(pid),
                 )
+                if self.process_sessions.holds(pid, row["backend_start"]):
+                    staying.append(f"pid {pid} (this migrate process's own)")
+                    mine = self.process_sessions.of_migrating_thread(pid, row["backend_start"])
+                    left[blocker] = OWN_THREAD if mine else OWN
+                    if acting:
+                        self._leave(row, blocker, left[blocker], self._own_message)
+                    continue
                 kind, verdict = protection.standing(row, self.protected)
                 if kind is Standing.AUTOVACUUM:
                     staying.append(f"pid {pid} (autovacuum)")
@@ -1294,7 +1316,7 @@ class Watcher:
         if self._keeps_its_place(left, statement):
             return False
         aside = self._leave_queue(graph, left, statement, lock_vxids or {})
-        if aside is not None:
+        if aside is not None and not aside.deadlock:  # a deadlock stops the unit: said so
             self._say_aside(aside)
         return True
 
@@ -1343,11 +1365,13 @@ class Watcher:
         the sessions ``left`` (with why each is not ended) or prepared transactions block it
         and its wait holds the app's queries back; the retry unit waits for them and runs
         it again. The ``Aside`` handed to it, or None if it stays in the queue."""
-        if not (left or graph.prepared) or not graph.blocks_app:
+        deadlock = OWN_THREAD in left.values()
+        if not (left or graph.prepared) or not (graph.blocks_app or deadlock):
             return None
         if statement.query_start is None or self._statement is not statement:
             return None
         aside = self._new_aside(graph, left, statement, lock_vxids)
+        aside.deadlock = deadlock
         if not self.step_aside.request(aside):
             return None  # not in a unit that can run again (or stepping aside is off)
         try:
@@ -1564,6 +1588,21 @@ class Watcher:
         return (
             f"pgmigrate: {self._who(blocker)} blocks the migration but is protected "
             f"({reason}); it is left alone and {self._outcome()}.\n"
+            f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
+        )
+
+    def _own_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
+        if reason == OWN_THREAD:
+            return (
+                f"pgmigrate: {self._who(blocker)} blocks the migration but is a connection "
+                "that the migration's own code opened (another alias of the same database): "
+                "its transaction cannot end before the migration's statement returns, a "
+                "deadlock. pgmigrate never ends its own sessions: it stops the migration."
+            )
+        return (
+            f"pgmigrate: {self._who(blocker)} blocks the migration but is a connection of "
+            "this migrate process (a thread of the migration's code, say): pgmigrate never "
+            f"ends its own sessions, so it is left alone and {self._outcome()}.\n"
             f"    to end it yourself: SELECT pg_terminate_backend({blocker.pid});"
         )
 

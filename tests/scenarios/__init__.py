@@ -25,6 +25,9 @@ class InitialMigration(migrations.Migration):
 #: What the RunPython functions of the ``runpython`` scenario saw.
 RUNPYTHON_SEEN: dict = {}
 
+#: The ``own_sessions`` scenario: the pid of the session its code opened, and how it ended.
+OWN_SESSIONS: dict = {}
+
 #: The ``resume`` scenario's checkpoint that fails (1, 2 or 3), or None.
 RESUME_FAIL_AT: dict = {"checkpoint": None}
 
