@@ -1593,11 +1593,14 @@ class Watcher:
 
     def _own_message(self, row: dict[str, Any], blocker: Blocker, reason: str) -> str:
         if reason == OWN_THREAD:
+            # Stopped where the statement may be cancelled (``Aside.deadlock``); elsewhere
+            # (stepping aside off, a statement no unit runs again) it stays in the queue.
+            then = "it stops the migration" if self.step_aside.ready else self._outcome()
             return (
                 f"pgmigrate: {self._who(blocker)} blocks the migration but is a connection "
                 "that the migration's own code opened (another alias of the same database): "
                 "its transaction cannot end before the migration's statement returns, a "
-                "deadlock. pgmigrate never ends its own sessions: it stops the migration."
+                f"deadlock. pgmigrate never ends its own sessions: {then}."
             )
         return (
             f"pgmigrate: {self._who(blocker)} blocks the migration but is a connection of "

@@ -3,6 +3,7 @@ migration; one that the migrating thread opened is a deadlock, stopped at once."
 
 import pytest
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from tests.helpers import (
     MigrateThread,
@@ -42,9 +43,27 @@ def test_a_session_of_the_migrations_own_code_is_a_deadlock(scenario, seen):
     assert "SelfDeadlock" in str(raised.value)
     assert "held by a connection that the migration's own code opened" in str(raised.value)
     assert f"session pid {seen['pid']} " in out and "a deadlock" in out
+    assert "pgmigrate never ends its own sessions: it stops the migration." in out
     assert "terminated" not in out and "stepped out of the lock queue" not in out
     assert seen["rolled_back"] is True  # its session was not ended
     assert "own" not in columns("tests_alpha")
+    assert applied() == ["0001_initial"]
+
+
+@pytest.mark.scenario("own_sessions")
+@override_settings(PGMIGRATE_STEP_ASIDE=False, PGMIGRATE_LOCK_TIMEOUT=0.5)
+def test_a_deadlock_in_the_queue_ends_at_the_lock_timeout(scenario, seen):
+    """Not stepping out of the lock queue, the migration cannot stop the statement: the lock
+    timeout decides, and the message says so."""
+    migrate("tests", "0001", verbosity=0)
+    run = MigrateThread("tests", "0002")
+    with pytest.raises(CommandError) as raised:
+        run.finish()
+    out = run.output.getvalue()
+
+    assert "waited for a lock longer than the lock timeout" in str(raised.value)
+    assert "a deadlock. pgmigrate never ends its own sessions: the lock timeout (0.5 s)" in out
+    assert seen["rolled_back"] is True
     assert applied() == ["0001_initial"]
 
 
