@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pgactivity
 from django.conf import settings
 from django.db import Error, connections
 
@@ -92,6 +91,9 @@ LOOK_TOLD_WITHIN = 0.01
 INSUFFICIENT_PRIVILEGE = "42501"
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
+#: Read once the watcher connects: its own backend (one of ``own_pids``) and the migration's
+#: database (whether the process's other sessions may block it, ``_ends_at_first_look``).
+CONNECTED = "SELECT pg_backend_pid(), current_database()"
 #: How long ``wait_ready()`` waits for the watcher to connect and prepare, at most (s).
 READY_TIMEOUT = 2.0
 
@@ -621,7 +623,9 @@ class Watcher:
         if connections[self.using].connection is not None:
             return
         connections[self.using].ensure_connection()
-        own_pid = pgactivity.pid(using=self.using)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(CONNECTED)
+            own_pid, self._database = cursor.fetchone()
         self.own_pids.add(own_pid)
         self._warm_up(own_pid)
         if self._connected_before:
@@ -635,9 +639,6 @@ class Watcher:
         the app waits behind the migration. The watcher's own backend waits on nothing."""
         protection.compile_patterns(self.protected)
         with connections[self.using].cursor() as cursor:
-            # Whether the process's other sessions may block it (``_ends_at_first_look``).
-            cursor.execute("SELECT current_database()")
-            self._database = cursor.fetchone()[0]
             # One round trip: every PREPARE, and the looks out of the lock queue (the app
             # does not queue behind the migration then). Of the two first-look statements
             # (``FIRST_LOOKS``), only the one the looks send: planning the other would take

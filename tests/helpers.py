@@ -18,6 +18,8 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from pgmigrate.watcher import CONNECTED
+
 #: The repository's root (where manage.py is).
 ROOT = Path(__file__).resolve().parent.parent
 #: How long a test waits for a condition before failing (a safety net, not a speed target).
@@ -314,7 +316,7 @@ class WatcherStatements:
 
     def beyond_warm_up(self, name: str) -> int:
         """``executed(name)`` but for the once per watcher connection of its warm-up."""
-        return self.executed(name) - self.statements.count("SELECT pg_backend_pid()")
+        return self.executed(name) - self.statements.count(CONNECTED)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[WatcherStatements]:

@@ -29,19 +29,24 @@ def seen():
     SEEN.clear()
 
 
+def same_thread_fails() -> tuple[str, str]:
+    """Apply ``0002_same_thread``, which fails: its error and what migrate printed."""
+    migrate("tests", "0001", verbosity=0)
+    run = MigrateThread("tests", "0002")
+    with pytest.raises(CommandError) as raised:
+        run.finish()
+    return str(raised.value), run.output.getvalue()
+
+
 @pytest.mark.scenario("own_sessions")
 def test_a_session_of_the_migrations_own_code_is_a_deadlock(scenario, seen):
     """It is neither ended (the code rolls its transaction back itself) nor waited for
     (out of the lock queue, the operation would run again into the same wait): the
     migration stops with the reason."""
-    migrate("tests", "0001", verbosity=0)
-    run = MigrateThread("tests", "0002")
-    with pytest.raises(CommandError) as raised:
-        run.finish()
-    out = run.output.getvalue()
+    error, out = same_thread_fails()
 
-    assert "SelfDeadlock" in str(raised.value)
-    assert "held by a connection that the migration's own code opened" in str(raised.value)
+    assert "SelfDeadlock" in error
+    assert "held by a connection that the migration's own code opened" in error
     assert f"session pid {seen['pid']} " in out and "a deadlock" in out
     assert "pgmigrate never ends its own sessions: it stops the migration." in out
     assert "terminated" not in out and "stepped out of the lock queue" not in out
@@ -55,13 +60,9 @@ def test_a_session_of_the_migrations_own_code_is_a_deadlock(scenario, seen):
 def test_a_deadlock_in_the_queue_ends_at_the_lock_timeout(scenario, seen):
     """Not stepping out of the lock queue, the migration cannot stop the statement: the lock
     timeout decides, and the message says so."""
-    migrate("tests", "0001", verbosity=0)
-    run = MigrateThread("tests", "0002")
-    with pytest.raises(CommandError) as raised:
-        run.finish()
-    out = run.output.getvalue()
+    error, out = same_thread_fails()
 
-    assert "waited for a lock longer than the lock timeout" in str(raised.value)
+    assert "waited for a lock longer than the lock timeout" in error
     assert "a deadlock. pgmigrate never ends its own sessions: the lock timeout (0.5 s)" in out
     assert seen["rolled_back"] is True
     assert applied() == ["0001_initial"]

@@ -15,7 +15,7 @@ from django.test import override_settings
 from pgmigrate import actions, protection, watcher
 from pgmigrate.command import MigrateCommand
 from pgmigrate.prepared import Prepared, prepare_all
-from pgmigrate.watcher import GRAPH_AND_SESSIONS_P, LOOK_AND_END_P, Watcher
+from pgmigrate.watcher import CONNECTED, GRAPH_AND_SESSIONS_P, LOOK_AND_END_P, Watcher
 from tests.helpers import (
     Session,
     WatcherStatements,
@@ -135,7 +135,7 @@ def test_the_action_runs_on_the_graph_the_first_look_read(scenario, sessions, re
     assert applied() == ["0001_initial", "0002_add_fields"]
     # Once each when a watcher connected (the runs to 0001 and to 0002 warm up their
     # statements); then only the look read the graph.
-    connected = recorder.statements.count("SELECT pg_backend_pid()")
+    connected = recorder.statements.count(CONNECTED)
     assert connected == 2, recorder.statements
     assert recorder.executed(GRAPH_AND_SESSIONS_P.name) == connected, recorder.statements
     # (The default action's first look is the one that may end the blockers itself.)
