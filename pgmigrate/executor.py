@@ -23,6 +23,7 @@ from django.db.migrations.exceptions import IrreversibleError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
+from pgmigrate import planned
 from pgmigrate.db import atomic
 from pgmigrate.errors import PartialMigrationError, migrate_error
 from pgmigrate.progress import BACKWARDS, FORWARDS, Key
@@ -137,10 +138,26 @@ class PGMigrateExecutor(MigrationExecutor):
                 "pgmigrate: another migrate changed the applied migrations before this one "
                 "started; planning again"
             )
-            self.loader.build_graph()
-            plan = replanned = self.migration_plan(self._targets)
+            plan = replanned = self._replan(plan)
         # Django passes fake=False when the plan is empty.
         self.settle_half_applied(self._targets, plan, fake=self._fake or run.options.fake)
+        return replanned
+
+    def _replan(self, plan: Any) -> Any:
+        """The plan for the targets, made again on the migrations as applied now. The
+        migrations are those loaded before: the migrations of ``plan`` keep what Django's
+        ``pre_migrate`` receivers made of them, and those it did not have get contenttypes'
+        ``RenameContentType`` too (``planned``)."""
+        loaded = dict(self.loader.graph.nodes)
+        self.loader.build_graph()
+        planned.keep_loaded(loaded, self.loader.graph.nodes)
+        replanned = self.migration_plan(self._targets)
+        planned.prepare_added(
+            plan,
+            replanned,
+            lambda: self._create_project_state(with_applied_migrations=True).apps,
+            self.connection.alias,
+        )
         return replanned
 
     def _changed_direction(self) -> None:

@@ -14,10 +14,16 @@ operations of the run that wrote it: a later run takes those (``ProgressRecorder
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from django.apps import apps
 from django.db.migrations.operations.base import Operation
+
+Key = tuple[str, str]
+
+#: contenttypes' first migration: the receiver starts inserting after it in a plan.
+CONTENTTYPES_INITIAL = ("contenttypes", "0001_initial")
 
 
 def variants(migration: Any, using: str) -> list[list[Operation]]:
@@ -38,3 +44,39 @@ def variants(migration: Any, using: str) -> list[list[Operation]]:
         if len(planned.operations) != len(own):
             found.append(planned.operations)
     return found
+
+
+def _key(migration: Any) -> Key:
+    return migration.app_label, migration.name
+
+
+def keep_loaded(loaded: dict[Key, Any], nodes: dict[Key, Any]) -> None:
+    """After the migration graph is loaded again, put the migrations ``loaded`` before
+    (``MigrationGraph.nodes``) back into the new graph's ``nodes``, in place of the new
+    copies of their files: Django's ``pre_migrate`` receivers changed those of its plan
+    (contenttypes inserted its ``RenameContentType``), and Django applies the migrations
+    of its full plan, made before, forwards."""
+    for key, migration in loaded.items():
+        if key in nodes:
+            nodes[key] = migration
+
+
+def prepare_added(plan: Any, replanned: Any, state_apps: Callable[[], Any], using: str) -> None:
+    """Give the migrations of ``replanned`` that were not in ``plan`` what Django's
+    ``pre_migrate`` gives a planned migration: contenttypes' receiver, run on them as it
+    runs on a plan (``state_apps()``: the apps of the applied migrations' state, as in
+    Django's ``migrate``; contenttypes' first migration, if planned, counts where it is)."""
+    planned = {_key(migration) for migration, _ in plan}
+    added = [
+        (migration, backwards)
+        for migration, backwards in replanned
+        if _key(migration) not in planned or _key(migration) == CONTENTTYPES_INITIAL
+    ]
+    if not any(_key(migration) != CONTENTTYPES_INITIAL for migration, _ in added):
+        return
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.management import (
+            inject_rename_contenttypes_operations,
+        )
+
+        inject_rename_contenttypes_operations(plan=added, apps=state_apps(), using=using)

@@ -8,7 +8,7 @@ from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.test import override_settings
 
-from tests.helpers import query
+from tests.helpers import migrate, query
 
 POSTGRES_ALIASES = ("default", "other")
 
@@ -44,6 +44,17 @@ def scenario(request: pytest.FixtureRequest, transactional_db: None) -> Iterator
         yield name
     for using in POSTGRES_ALIASES:
         _reset_tests_app(using)
+
+
+@pytest.fixture
+def contenttypes(scenario: str) -> Iterator[None]:
+    """django.contrib.contenttypes installed and migrated, as in most projects."""
+    apps = ["django.contrib.contenttypes", "pgactivity", "pglock", "pgmigrate", "tests"]
+    with override_settings(INSTALLED_APPS=apps):
+        migrate("contenttypes")
+        yield
+        migrate("contenttypes", "zero")
+    query("DELETE FROM django_migrations WHERE app = 'contenttypes'")
 
 
 @pytest.fixture

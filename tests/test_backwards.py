@@ -228,17 +228,6 @@ def test_a_statement_list_stopped_while_unapplied_is_finished_before_it_is_appli
     assert progress_rows() == []
 
 
-@pytest.fixture
-def contenttypes(scenario):
-    """django.contrib.contenttypes installed and migrated, as in most projects."""
-    apps = ["django.contrib.contenttypes", "pgactivity", "pglock", "pgmigrate", "tests"]
-    with override_settings(INSTALLED_APPS=apps):
-        migrate("contenttypes")
-        yield
-        migrate("contenttypes", "zero")
-    query("DELETE FROM django_migrations WHERE app = 'contenttypes'")
-
-
 @pytest.mark.scenario("rename_model")
 def test_a_half_unapplied_migration_keeps_the_operations_contenttypes_adds(contenttypes, sessions):
     """Django's contenttypes app inserts a RenameContentType after each RenameModel of the
