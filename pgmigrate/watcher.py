@@ -91,9 +91,13 @@ LOOK_TOLD_WITHIN = 0.01
 INSUFFICIENT_PRIVILEGE = "42501"
 #: How long ``stop()`` waits for the thread to finish, in seconds.
 STOP_TIMEOUT = 5.0
-#: Read once the watcher connects: its own backend (one of ``own_pids``) and the migration's
-#: database (whether the process's other sessions may block it, ``_ends_at_first_look``).
-CONNECTED = "SELECT pg_backend_pid(), current_database()"
+#: Read once the watcher connects: its own backend (one of ``own_pids``), the migration's
+#: database (whether the process's other sessions may block it, ``_ends_at_first_look``),
+#: whether it sees the migrating backend's state (``_say_blind``) and its roles.
+CONNECTED = (
+    "SELECT pg_backend_pid(), current_database(),"
+    " (SELECT state IS NOT NULL FROM pg_stat_get_activity(%s)), session_user, current_user"
+)
 #: How long ``wait_ready()`` waits for the watcher to connect and prepare, at most (s).
 READY_TIMEOUT = 2.0
 
@@ -520,6 +524,8 @@ class Watcher:
         #: What the watcher said it leaves alone (sessions, prepared transactions): once each.
         self._shown: set[Any] = set()
         self._connected_before = False
+        #: Whether it said that it cannot see the migrating backend (``_say_blind``).
+        self._blind_said = False
         #: Stepping out of the lock queue (``pgmigrate.aside``): the wait the migrating
         #: thread handed over, and what was last said about it.
         self.step_aside = step_aside or StepAside(enabled=False)
@@ -624,13 +630,39 @@ class Watcher:
             return
         connections[self.using].ensure_connection()
         with connections[self.using].cursor() as cursor:
-            cursor.execute(CONNECTED)
-            own_pid, self._database = cursor.fetchone()
+            cursor.execute(CONNECTED, [self.backend_pid])
+            own_pid, self._database, sees, session_user, current_user = cursor.fetchone()
         self.own_pids.add(own_pid)
+        if sees is False:
+            self._say_blind(session_user, current_user)
         self._warm_up(own_pid)
         if self._connected_before:
             self.command.notice("pgmigrate: the watcher reconnected to the database")
         self._connected_before = True
+
+    def _say_blind(self, session_user: str, current_user: str) -> None:
+        """Say (once) that the watcher's role cannot see the migrating backend's state in
+        ``pg_stat_activity``: PostgreSQL shows it only to roles with the privileges of the
+        role that logged in (its session user) or of ``pg_read_all_stats`` ("Viewing
+        Statistics", PostgreSQL docs 27.2.2). A ``SET ROLE`` at connection time (Django's
+        ``assume_role``, ``-c role=...``) to a role the login role is a member of hides it."""
+        if self._blind_said:
+            return
+        self._blind_said = True
+        login = (
+            f" (the role that logged in is {session_user!r})"
+            if session_user != current_user
+            else ""
+        )
+        self.command.notice(
+            f"pgmigrate: the watcher cannot see the migrating backend (pid {self.backend_pid}) "
+            f"in pg_stat_activity: its role {current_user!r} has the privileges neither of "
+            f"the backend's session user{login} nor of pg_read_all_stats. pgmigrate cannot "
+            "tell when the migration waits on a lock, so it ends, shows and steps aside from "
+            "no blocker (a lock timeout still applies). Remedy: GRANT pg_read_all_stats TO "
+            f"{_quoted(current_user)}; (as a superuser), or log in as {current_user!r}.",
+            warning=True,
+        )
 
     def _warm_up(self, own_pid: int) -> None:
         """Run each query of the urgent path once, on nothing: the first run of a query in a

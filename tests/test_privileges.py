@@ -159,3 +159,48 @@ def test_a_role_with_room_for_one_more_connection_migrates(roles):
         assert applied("migrator") == ["0001_initial", "0002_add_fields"]
     finally:
         query(f"ALTER ROLE {MIGRATOR} CONNECTION LIMIT -1")
+
+
+DEPLOYER = "pgm_deployer"
+
+
+@pytest.fixture
+def assumed_role(roles) -> Iterator[None]:
+    """The "migrator" alias logs in as another role, a member of the migrating role, and
+    switches to the migrating role when it connects (``-c role=...``, as Django's
+    ``assume_role`` does with a ``SET ROLE``)."""
+    _create_role(DEPLOYER)
+    query(f"GRANT {MIGRATOR} TO {DEPLOYER}")
+    settings = connections["migrator"].settings_dict
+    saved = {"USER": settings["USER"], "OPTIONS": settings.get("OPTIONS", {})}
+    connections["migrator"].close()
+    settings["USER"] = DEPLOYER
+    settings["OPTIONS"] = {**saved["OPTIONS"], "options": f"-c role={MIGRATOR}"}
+    try:
+        yield
+    finally:
+        connections["migrator"].close()
+        settings.update(saved)
+        _drop_role(DEPLOYER)
+
+
+BLIND = "pgmigrate: the watcher cannot see the migrating backend"
+
+
+def test_a_watcher_that_cannot_see_the_migration_says_so(assumed_role, sessions):
+    """The role the connection switches to lacks the privileges of the role that logged in:
+    PostgreSQL hides the migrating backend's state from it, so the watcher cannot see the
+    migration wait. It says so and why; with pg_read_all_stats it sees, and says nothing."""
+    out = _migrate_as_migrator("tests", "0001")
+    assert out.count(BLIND) == 1, out
+    assert f"its role '{MIGRATOR}'" in out and f"logged in is '{DEPLOYER}'" in out
+    assert f'GRANT pg_read_all_stats TO "{MIGRATOR}"' in out
+    query(f"GRANT pg_read_all_stats TO {MIGRATOR}")
+    out = _migrate_as_migrator("tests", "0002")
+    assert BLIND not in out, out
+    assert applied("migrator") == ["0001_initial", "0002_add_fields"]
+
+
+def test_a_watcher_that_sees_the_migration_says_nothing(roles):
+    out = _migrate_as_migrator("tests", "0001")
+    assert BLIND not in out, out
