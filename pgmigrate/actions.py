@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.core.exceptions import FieldError, ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
+from pgmigrate.db import atomic
 from pgmigrate.errors import sqlstate
 from pgmigrate.prepared import Prepared, prepare_all
 from pgmigrate.text import printable
@@ -229,8 +232,9 @@ class BlockingAction:
 
     def validate(self) -> None:
         """Raise ``ImproperlyConfigured`` if the action has no ``worker`` of its own (the
-        base class, or a subclass that forgot it) or its filters do not fit
-        ``BlockedPGLock``."""
+        base class, or a subclass that forgot it), its filters do not fit
+        ``BlockedPGLock`` (as far as Django can tell: ``filters_error`` asks PostgreSQL), or
+        it cannot be copied as pgmigrate copies it at the start of each run."""
         from pglock.models import BlockedPGLock
 
         if type(self).worker is BlockingAction.worker:
@@ -240,8 +244,19 @@ class BlockingAction:
             )
         try:
             BlockedPGLock.objects.filter(**self.filters)
-        except (FieldError, TypeError, ValueError) as exc:
-            raise ImproperlyConfigured(f"{self!r} has an invalid filter: {exc}") from exc
+        except (FieldError, ValidationError, TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"{self!r} has an invalid filter: {_error_text(exc)}"
+            ) from exc
+        try:
+            copy.deepcopy(self)  # as the watcher does at the start of each run
+        except Exception as exc:
+            raise ImproperlyConfigured(
+                f"{self!r} cannot be copied ({_error_text(exc)}), and pgmigrate copies the "
+                "action at the start of each run: create what cannot be copied (a lock, a "
+                "connection, a client) when the action first runs, in warm_up() or worker(), "
+                "or give the class a __deepcopy__()."
+            ) from exc
 
     def __repr__(self) -> str:
         filters = ", ".join(f"{key}={value!r}" for key, value in self.filters.items())
@@ -252,6 +267,46 @@ class BlockingAction:
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(sorted(self.filters))))
+
+
+def _error_text(exc: BaseException) -> str:
+    """An exception's message for an error line (a ``ValidationError``'s messages without
+    the brackets of its ``str``)."""
+    if isinstance(exc, ValidationError):
+        return printable(" ".join(str(message) for message in exc.messages))
+    return printable(str(exc).strip() or type(exc).__name__)
+
+
+def filters_error(action: BlockingAction, using: str) -> str | None:
+    """What goes wrong when ``action``'s filters run on database ``using``, or None.
+
+    The filtered queryset is read once as the watcher hands it to actions (django-pglock's
+    ``BlockedPGLock`` of the migrating backend, for the blockers it saw) and as the built-in
+    actions read it (``blockers``), for backend pid 0, which does not exist: the query reads
+    no session, but PostgreSQL parses and plans it, which is where a value that does not fit
+    its field (``interval >= integer``, ``'abc'`` for an interval) or an invalid regular
+    expression fails. Otherwise that error would come only once a session blocks the
+    migration, and the blocker would be left alone. Runs in a savepoint when the connection
+    is in a transaction. None also when the action has no filters, or the database cannot
+    be asked (a connection that fails has nothing to say here)."""
+    from pglock.models import BlockedPGLock
+
+    filters = getattr(action, "filters", None)
+    if not filters:
+        return None
+    locks = BlockedPGLock.objects.using(using).pid(0).filter(activity_id=0)
+    locks = locks.filter(blocking_activity_id__in=[0]).filter(**filters)
+    try:
+        with atomic(using):
+            blockers(locks)
+    except DatabaseError as exc:
+        if sqlstate(exc) is None:
+            return None  # not PostgreSQL's verdict on the query: the connection failed
+        lines = str(exc).strip().splitlines()  # its first line: the others quote the SQL
+        return printable(lines[0] if lines else type(exc).__name__)
+    except (FieldError, ValidationError, TypeError, ValueError) as exc:
+        return _error_text(exc)
+    return None
 
 
 def signal_failure_hint(exc: BaseException, using: str) -> str:
@@ -782,21 +837,54 @@ class Show(BlockingAction):
         return [blocker.pid for blocker in new]
 
 
+def import_path(path: str, *, setting: str) -> Any:
+    """The object the dotted path ``path`` names (``"pgmigrate.Show"``), imported.
+
+    Raises ``ImproperlyConfigured``, naming ``setting``, when it does not import, or is no
+    full dotted path: one with an empty part (``".Show"``, ``"."``, ``"a..b"``) would be a
+    relative import, which Python refuses with a ``ValueError`` or ``TypeError``."""
+    if "." in path and not all(path.split(".")):
+        raise ImproperlyConfigured(
+            f"{setting}: {path!r} is not a full dotted path: it has an empty part (a "
+            "relative path cannot be imported); give the path from the top-level package."
+        )
+    try:
+        return import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{setting}: cannot import {path!r}: {exc}") from exc
+
+
+def _instantiate(cls: type[BlockingAction], setting: str) -> BlockingAction:
+    """An instance of the action class ``cls``, made without arguments as pgmigrate makes a
+    class given as the action; ``ImproperlyConfigured`` if its constructor needs some."""
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as exc:
+        raise ImproperlyConfigured(
+            f"{setting}: the class {cls.__name__} cannot be made without arguments "
+            f"({printable(exc)}): a class given as the action must take no arguments; give an "
+            f"instance instead, e.g. {cls.__name__}(...)."
+        ) from exc
+    except ValueError:
+        pass  # no signature to tell: make it and see
+    return cls()
+
+
 def resolve(value: object, *, setting: str) -> BlockingAction | None:
     """Turn a setting value (class, instance, dotted path or None) into an action."""
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            value = import_string(value)
-        except ImportError as exc:
-            raise ImproperlyConfigured(f"{setting}: cannot import {value!r}: {exc}") from exc
+        value = import_path(value, setting=setting)
     if isinstance(value, type) and issubclass(value, BlockingAction):
-        value = value()
+        value = _instantiate(value, setting)
     if not isinstance(value, BlockingAction):
         raise ImproperlyConfigured(
             f"{setting} must be None, a pgmigrate.BlockingAction subclass or instance, or a "
             f"dotted path to one, not {value!r}."
         )
-    value.validate()
+    try:
+        value.validate()
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"{setting}: {exc}") from exc
     return value

@@ -252,6 +252,76 @@ def check_protected_columns_visible(
     return found
 
 
+@_while_installed
+def check_action_filters_run(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """pgmigrate.E019: the blocking action's filters fail when PostgreSQL runs them."""
+    from django.db import connections
+
+    from pgmigrate import actions
+
+    if not databases or not _dependencies_installed():
+        return []
+    try:
+        action = config.blocking_action()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    if action is None or not getattr(action, "filters", None):
+        return []
+    found: list[checks.CheckMessage] = []
+    for using in databases:
+        if connections[using].vendor != "postgresql":
+            continue
+        error = actions.filters_error(action, using)
+        if error is None:
+            continue
+        found.append(
+            checks.Error(
+                f"PGMIGRATE_BLOCKING_ACTION {action!r}: its filters fail on database "
+                f"{using!r}: {error}. pgmigrate runs them only once a session blocks the "
+                "migration: the blocker would be left alone.",
+                hint="Give each filter a value of its field's type (a datetime.timedelta "
+                "for a duration such as blocking_activity__duration, a datetime for "
+                "backend_start) and a valid PostgreSQL regular expression to __regex.",
+                id="pgmigrate.E019",
+            )
+        )
+    return found
+
+
+@_while_installed
+def check_own_backend_visible(
+    databases: list[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """pgmigrate.W007: the migrating role cannot see its own connection's backend in
+    ``pg_stat_activity`` (a connection that switches roles as it connects)."""
+    found: list[checks.CheckMessage] = []
+    for using, (role, login, sees) in _ask_each_postgresql(
+        databases,
+        "SELECT quote_ident(current_user), session_user, "
+        "pg_has_role(current_user, session_user, 'USAGE') "
+        "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')",
+    ):
+        if sees:
+            continue
+        role = role if role.startswith('"') else f'"{role}"'
+        found.append(
+            checks.Warning(
+                f"The connection of database {using!r} logs in as {login!r} and then runs as "
+                f"the role {role}, which has the privileges neither of {login!r} nor of "
+                "pg_read_all_stats: PostgreSQL hides the state of the migrating backend from "
+                "it, so pgmigrate cannot tell when the migration waits on a lock and ends, "
+                "shows and steps aside from no blocker.",
+                hint=f"GRANT pg_read_all_stats TO {role}; (as a superuser), or log in as "
+                f"{role} instead of switching to it (DATABASES OPTIONS assume_role, or "
+                "-c role=...).",
+                id="pgmigrate.W007",
+            )
+        )
+    return found
+
+
 def register() -> None:
     for check in (
         check_required_apps,
@@ -264,3 +334,5 @@ def register() -> None:
         checks.register(check)
     checks.register(check_signal_privilege, checks.Tags.database)
     checks.register(check_protected_columns_visible, checks.Tags.database)
+    checks.register(check_action_filters_run, checks.Tags.database)
+    checks.register(check_own_backend_visible, checks.Tags.database)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 from pgmigrate import actions, protection
 
@@ -31,6 +30,9 @@ MIN_LOCK_TIMEOUT = 0.001
 #: Largest lock or statement timeout PostgreSQL accepts, in seconds: 2147483647 milliseconds
 #: (its integer range), about 24.8 days.
 MAX_TIMEOUT = 2147483.647
+#: Largest ``PGMIGRATE_LOCK_RETRIES`` (and ``--lock-retries``): 2**63 - 1, PostgreSQL's
+#: bigint range and ``sys.maxsize`` on 64-bit Pythons; retried without end, for all purposes.
+MAX_LOCK_RETRIES = 2**63 - 1
 #: Largest delay between lock-timeout retries, in seconds (one hour).
 MAX_RETRY_DELAY = 3600.0
 #: Default of ``PGMIGRATE_LOCK_PLAN_THRESHOLD``, in bytes (10 MiB).
@@ -44,7 +46,8 @@ def _shown(value: object) -> str:
     try:
         text = repr(value)
     except ValueError:
-        return f"a {type(value).__name__} too large to show"
+        kind = type(value).__name__
+        return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} too large to show"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -219,10 +222,14 @@ def concurrent_migrate() -> str:
     return value
 
 
-def _count(name: str, default: int) -> int:
+def _count(name: str, default: int, maximum: int | None = None) -> int:
     value = getattr(settings, name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {_shown(value)}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number from 0 to {maximum}, not {_shown(value)}."
+        )
     return value
 
 
@@ -236,7 +243,7 @@ def lock_retries() -> int:
     """``PGMIGRATE_LOCK_RETRIES``: how often what hit the lock timeout is retried (default 0):
     the operation's transaction (a statement alone when it runs outside a transaction, in an
     ``atomic = False`` migration); with ``PGMIGRATE_ATOMIC`` the whole migration."""
-    return _count("PGMIGRATE_LOCK_RETRIES", 0)
+    return _count("PGMIGRATE_LOCK_RETRIES", 0, MAX_LOCK_RETRIES)
 
 
 #: Default first delay between lock-timeout retries, and the cap of the growing delay.
@@ -287,17 +294,22 @@ def statement_timeout_exempt() -> tuple[type, ...]:
     value = getattr(settings, name, DEFAULT_STATEMENT_TIMEOUT_EXEMPT)
     if isinstance(value, (str, type)) or not isinstance(value, (list, tuple)):
         raise ImproperlyConfigured(f"{name} must be a list of operation classes or paths.")
+    from django.db.migrations.operations.base import Operation
+
     classes: list[type] = []
     for item in value:
         if isinstance(item, str):
             try:
-                item = import_string(item)
-            except ImportError as exc:
+                item = actions.import_path(item, setting=name)
+            except ImproperlyConfigured:
                 if item in DEFAULT_STATEMENT_TIMEOUT_EXEMPT:
                     continue  # e.g. django.contrib.postgres is not importable
-                raise ImproperlyConfigured(f"{name}: cannot import {item!r}: {exc}") from exc
-        if not isinstance(item, type):
-            raise ImproperlyConfigured(f"{name}: {item!r} is not an operation class.")
+                raise
+        if not isinstance(item, type) or not issubclass(item, Operation):
+            raise ImproperlyConfigured(
+                f"{name}: {_shown(item)} is not an operation class (a subclass of "
+                "django.db.migrations.operations.base.Operation, such as RunPython)."
+            )
         classes.append(item)
     return tuple(classes)
 
@@ -400,7 +412,11 @@ def lock_plan_allow() -> dict[str, frozenset[str]]:
             raise ImproperlyConfigured(
                 f"{name}[{migration!r}] must be a list of rule IDs, not {_shown(rule_ids)}."
             )
-        unknown = [rule_id for rule_id in rule_ids if rule_id not in plan_rules.RULES]
+        unknown = [
+            rule_id
+            for rule_id in rule_ids
+            if not isinstance(rule_id, str) or rule_id not in plan_rules.RULES
+        ]
         if unknown:
             raise ImproperlyConfigured(
                 f"{name}[{migration!r}]: {_shown(unknown[0])} is not a rule of the lock plan "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import decimal
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,20 +74,24 @@ class RunOptions:
         if options.get("lock_retries") is not None:
             overrides["lock_retries"] = _retries(options["lock_retries"])
         if options.get("step_aside") is not None:
-            overrides["step_aside"] = bool(options["step_aside"])
+            overrides["step_aside"] = _flag("--step-aside", options["step_aside"])
         if options.get("statement_timeout") is not None:
             timeout = _timeout("--statement-timeout", options["statement_timeout"])
             overrides["statement_timeout"] = timeout
-        report_path = options.get("pgmigrate_report")
-        if report_path:
+        restart = _flag("--pgmigrate-restart", options.get("pgmigrate_restart"))
+        report_path = _report_path(options.get("pgmigrate_report"))
+        if report_path is not None:
             events.check_report_path(report_path)
         try:
             settings = cls.from_settings()
         except ImproperlyConfigured as exc:  # the checks were skipped (--skip-checks)
             raise CommandError(f"pgmigrate: {printable(exc)}") from exc
+        if options.get("skip_checks") and options.get("database"):
+            # pgmigrate.E019, which the checks skipped would have reported.
+            _check_filters(overrides.get("action", settings.action), options["database"])
         return replace(
             settings,
-            restart=bool(options.get("pgmigrate_restart")),
+            restart=restart,
             fake=bool(options.get("fake")),
             report_path=report_path,
             overrides=overrides,
@@ -105,6 +111,46 @@ def _timeout(option: str, value: object) -> float | None:
         raise CommandError(f"{option}: {printable(exc)}") from None
 
 
+def _flag(option: str, value: object) -> bool:
+    """A yes/no option's value: True or False (None, not given: False). ``call_command``
+    passes any value as it is: ``step_aside="no"`` would be true."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise CommandError(f"{option}: must be True or False, not {printable(repr(value))}")
+
+
+def _report_path(value: object) -> str | None:
+    """``--pgmigrate-report``: the report's path as a string (None: no report)."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise CommandError(
+            "pgmigrate: --pgmigrate-report: the report's path must be a string or a path "
+            f"(pathlib.Path), not {printable(repr(value))}. Nothing was migrated."
+        )
+    if not value:
+        raise CommandError(
+            "pgmigrate: --pgmigrate-report: the path is empty: give the file to write the "
+            "report to, or leave the option out for no report. Nothing was migrated."
+        )
+    return value
+
+
+def _check_filters(action: actions.BlockingAction | None, using: str) -> None:
+    """Raise ``CommandError`` if the filters of ``action`` fail on database ``using``
+    (``actions.filters_error``): the blockers would be left alone."""
+    if action is None:
+        return
+    error = actions.filters_error(action, using)
+    if error is not None:
+        raise CommandError(
+            f"pgmigrate: the filters of the blocking action {printable(repr(action))} fail on "
+            f"database {using!r}: {error}. Nothing was migrated."
+        )
+
+
 def _retries(value: object) -> int:
     """``--lock-retries``: a whole number >= 0 (an int, or its digits)."""
     if isinstance(value, str):
@@ -114,6 +160,8 @@ def _retries(value: object) -> int:
             raise CommandError(f"--lock-retries: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CommandError(f"--lock-retries: not a whole number >= 0: {value!r}")
+    if value > config.MAX_LOCK_RETRIES:
+        raise CommandError(f"--lock-retries: must be at most {config.MAX_LOCK_RETRIES}")
     return value
 
 
@@ -135,14 +183,15 @@ NO_TIMEOUT_WORDS = ("none", "off")
 def seconds_or_none(text: str) -> float:
     """argparse type of ``--lock-timeout``/``--statement-timeout``: seconds (float, from
     0.001 to ``config.MAX_TIMEOUT``), or ``0``/``none``/``off`` for no timeout
-    (``NO_TIMEOUT``)."""
+    (``NO_TIMEOUT``). A positive value below 1 ms is refused, also one that only rounds to a
+    float zero (``1e-400``): PostgreSQL counts whole milliseconds, 0 meaning no timeout."""
     if text.strip().lower() in NO_TIMEOUT_WORDS:
         return NO_TIMEOUT
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value == 0:
+    if value == 0 and _is_zero(text):
         return NO_TIMEOUT
     if not config.MIN_LOCK_TIMEOUT <= value <= config.MAX_TIMEOUT:  # NaN and inf too
         raise argparse.ArgumentTypeError(
@@ -152,14 +201,26 @@ def seconds_or_none(text: str) -> float:
     return value
 
 
+def _is_zero(text: str) -> bool:
+    """Whether the number ``text`` is zero as written (``1e-400`` is not: it only rounds to
+    a float zero, and a positive timeout must not become no timeout)."""
+    try:
+        return decimal.Decimal(text.strip().replace("_", "")) == 0
+    except decimal.InvalidOperation:
+        return False
+
+
 def whole_number(text: str) -> int:
-    """argparse type: a whole number >= 0."""
+    """argparse type: a whole number >= 0 (``--lock-retries``: at most
+    ``config.MAX_LOCK_RETRIES``)."""
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    if value > config.MAX_LOCK_RETRIES:
+        raise argparse.ArgumentTypeError(f"must be at most {config.MAX_LOCK_RETRIES}: {text!r}")
     return value
 
 

@@ -5,6 +5,7 @@ dependency app, a server that is down, a read-only database."""
 import datetime as dt
 import json
 import math
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +34,30 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "othe
 
 NAN, INF = math.nan, math.inf
 
+
+class NeedsArgs(pgmigrate.BlockingAction):
+    """An action whose constructor needs an argument: pgmigrate cannot make it from its class."""
+
+    def __init__(self, page, **filters):
+        super().__init__(**filters)
+        self.page = page
+
+    def worker(self, cmd, blocked_locks):
+        return []
+
+
+class WithLock(pgmigrate.Terminate):
+    """An action holding what ``copy.deepcopy`` (done by the watcher on each run) refuses."""
+
+    def __init__(self, **filters):
+        super().__init__(**filters)
+        self.lock = threading.Lock()
+
+
+#: Filters that Django accepts but PostgreSQL refuses (``manage.py check --database`` and
+#: the settings: ``PGMIGRATE_TEST_ACTION=tests.test_bad_input.INTEGER_DURATION``).
+INTEGER_DURATION = pgmigrate.Terminate(blocking_activity__duration__gte=5)
+
 #: Values that are wrong for every duration setting (None is wrong for some).
 BAD_DURATIONS = ["5s", True, [1], -1, NAN, INF, -INF, 1e12, 10**400, 10**5000]
 
@@ -41,13 +66,41 @@ BAD_SETTINGS = [
     (
         "PGMIGRATE_BLOCKING_ACTION",
         "pgmigrate.E003",
-        ["kill", "", "no.such.Action", "datetime.timedelta", 42, NAN, ["show"], pgmigrate],
+        [
+            "kill",
+            "",
+            "no.such.Action",
+            "datetime.timedelta",
+            42,
+            NAN,
+            ["show"],
+            pgmigrate,
+            ".Show",
+            ".",
+            "..x",
+            "pgmigrate.",
+            NeedsArgs,
+            "tests.test_bad_input.NeedsArgs",
+            WithLock,
+            WithLock(),
+            pgmigrate.Terminate(blocking_activity__backend_start__gte="abc"),
+            pgmigrate.Show(blocking_activity__pid__in=["x"]),
+        ],
     ),
     ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", "pgmigrate.E004", [*BAD_DURATIONS, None, 0, 60.5]),
     (
         "PGMIGRATE_LOCK_TIMEOUT",
         "pgmigrate.E005",
-        [*BAD_DURATIONS, 0, 0.0009, 2147483.648, dt.timedelta(days=25), dt.timedelta.max],
+        [
+            *BAD_DURATIONS,
+            0,
+            0.0009,
+            1e-400,
+            dt.timedelta(microseconds=999),
+            2147483.648,
+            dt.timedelta(days=25),
+            dt.timedelta.max,
+        ],
     ),
     ("PGMIGRATE_PATCH_MIGRATE", "pgmigrate.E006", ["yes", 1, 0, None, NAN]),
     ("PGMIGRATE_ATOMIC", "pgmigrate.E007", ["true", 1, None, NAN]),
@@ -60,21 +113,33 @@ BAD_SETTINGS = [
     (
         "PGMIGRATE_LOCK_RETRIES",
         "pgmigrate.E010",
-        [-1, 1.5, "3", True, None, NAN, INF, -INF, 1e12],
+        [-1, 1.5, "3", True, None, NAN, INF, -INF, 1e12, 2**63, 10**400, 10**5000],
     ),
     ("PGMIGRATE_LOCK_RETRY_DELAY", "pgmigrate.E011", [*BAD_DURATIONS, None, 0, 3601]),
     ("PGMIGRATE_LOCK_RETRY_MAX_DELAY", "pgmigrate.E011", [*BAD_DURATIONS, None, 0, 3601]),
     (
         "PGMIGRATE_STATEMENT_TIMEOUT",
         "pgmigrate.E012",
-        [*BAD_DURATIONS, 0, 2147483.648, dt.timedelta(days=25)],
+        [
+            *BAD_DURATIONS,
+            0,
+            0.0001,
+            dt.timedelta(microseconds=999),
+            2147483.648,
+            dt.timedelta(days=25),
+        ],
     ),
     (
         "PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT",
         "pgmigrate.E013",
-        ["RunPython", None, NAN, ["no.Such"], [42], [NAN]],
+        ["RunPython", None, NAN, ["no.Such"], [42], [NAN], [".RunPython"], ["."], [int]],
     ),
     ("PGMIGRATE_LOG_QUERIES", "pgmigrate.E014", ["no", 1, None, NAN]),
+    (
+        "PGMIGRATE_LOCK_PLAN_ALLOW",
+        "pgmigrate.E018",
+        [{"tests.0002_add_fields": [["pgmigrate.L001"]]}, {"tests.0002_add_fields": [{}]}],
+    ),
 ]
 
 
@@ -115,6 +180,7 @@ def test_bad_setting_value_is_a_check_error(setting, check_id, value):
         ("PGMIGRATE_LOCK_TIMEOUT", 0.001),
         ("PGMIGRATE_STATEMENT_TIMEOUT", 2147483),
         ("PGMIGRATE_LOCK_RETRIES", 10**12),
+        ("PGMIGRATE_LOCK_RETRIES", 2**63 - 1),
         ("PGMIGRATE_LOCK_RETRY_DELAY", 3600),
         ("PGMIGRATE_LOCK_RETRY_MAX_DELAY", dt.timedelta(hours=1)),
         ("PGMIGRATE_BLOCKING_ACTION_INTERVAL", 60),
@@ -163,11 +229,20 @@ def test_retries_without_a_lock_timeout_warn():
 
 #: (option, bad values): each must give an argparse or CommandError message.
 BAD_OPTIONS = [
-    ("--lock-timeout", ["nan", "NaN", "inf", "-inf", "1e12", "2147483.648", "-1", "0.0001", "5s"]),
-    ("--statement-timeout", ["nan", "infinity", "-inf", "1e12", "-0.5", "", "ten"]),
-    ("--lock-retries", ["-1", "1.5", "nan", "inf", "1e12", "", "three"]),
-    ("--blocking-action", ["kill", "", "no.such.Action", "datetime.timedelta", "pgmigrate"]),
-    ("--pgmigrate-report", ["/nonexistent-pgmigrate-dir/report.json", str(ROOT)]),
+    (
+        "--lock-timeout",
+        ["nan", "NaN", "inf", "-inf", "1e12", "2147483.648", "-1", "0.0001", "5s", "1e-400"],
+    ),
+    (
+        "--statement-timeout",
+        ["nan", "infinity", "-inf", "1e12", "-0.5", "", "ten", "0.0001", "1e-400", "-1e-400"],
+    ),
+    ("--lock-retries", ["-1", "1.5", "nan", "inf", "1e12", "", "three", str(2**63)]),
+    (
+        "--blocking-action",
+        ["kill", "", "no.such.Action", "datetime.timedelta", "pgmigrate", ".show", ".", "..x"],
+    ),
+    ("--pgmigrate-report", ["/nonexistent-pgmigrate-dir/report.json", str(ROOT), ""]),
 ]
 
 
@@ -203,6 +278,15 @@ def test_bad_option_value_is_a_command_error(scenario, option, value):
         ("lock_retries", "many"),
         ("blocking_action", 42),
         ("blocking_action", "kill"),
+        ("blocking_action", ".Show"),
+        pytest.param("lock_retries", 10**5000, id="lock_retries-huge"),
+        ("lock_retries", 2**63),
+        ("step_aside", "no"),
+        ("step_aside", 1),
+        ("pgmigrate_restart", "no"),
+        ("pgmigrate_report", 123456),
+        ("pgmigrate_report", b"report.json"),
+        ("pgmigrate_report", ""),
     ],
 )
 def test_bad_keyword_of_call_command_is_a_command_error(scenario, option, value):
@@ -271,6 +355,8 @@ def test_server_lock_timeout_makes_retries_useful():
         (["--statement-timeout", "1e12"], "error: argument --statement-timeout: must be at"),
         (["--lock-retries", "inf"], "error: argument --lock-retries: not a whole number"),
         (["--blocking-action", "kill"], "CommandError: --blocking-action: 'kill' is not an"),
+        (["--blocking-action", ".show"], "CommandError: --blocking-action: '.show' is not a f"),
+        (["--lock-timeout", "1e-400"], "error: argument --lock-timeout: must be at least 0.001"),
         (["--pgmigrate-report", "/nonexistent-dir/r.json"], "CommandError: pgmigrate: --pgm"),
     ],
 )
@@ -288,6 +374,11 @@ def test_bad_options_on_the_command_line(scenario, args, expected):
         ({"PGMIGRATE_LOCK_TIMEOUT": NAN}, "pgmigrate.E005"),
         ({"PGMIGRATE_STATEMENT_TIMEOUT": 1e10}, "pgmigrate.E012"),
         ({"PGMIGRATE_LOCK_RETRY_DELAY": INF}, "pgmigrate.E011"),
+        ({"PGMIGRATE_BLOCKING_ACTION": ".Show"}, "pgmigrate.E003"),
+        ({"PGMIGRATE_BLOCKING_ACTION": "tests.test_bad_input.NeedsArgs"}, "pgmigrate.E003"),
+        ({"PGMIGRATE_BLOCKING_ACTION": "tests.test_bad_input.WithLock"}, "pgmigrate.E003"),
+        ({"PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT": [".RunPython"]}, "pgmigrate.E013"),
+        ({"PGMIGRATE_LOCK_RETRIES": 2**63}, "pgmigrate.E010"),
     ],
 )
 def test_bad_settings_on_the_command_line(scenario, settings, check_id):
@@ -301,6 +392,140 @@ def test_bad_settings_on_the_command_line(scenario, settings, check_id):
     assert applied() == []
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (NeedsArgs, "the class NeedsArgs cannot be made without arguments (missing a required"),
+        (WithLock, "WithLock() cannot be copied (cannot pickle '_thread.lock' object)"),
+        (".Show", "'.Show' is not a full dotted path: it has an empty part"),
+        (
+            pgmigrate.Terminate(blocking_activity__backend_start__gte="abc"),
+            "has an invalid filter: \u201cabc\u201d value has an invalid format",
+        ),
+    ],
+)
+def test_unusable_action_says_why(value, text):
+    found = check_messages(PGMIGRATE_BLOCKING_ACTION=value)
+    assert found["pgmigrate.E003"].startswith("PGMIGRATE_BLOCKING_ACTION: "), found
+    assert text in found["pgmigrate.E003"], found
+
+
+def test_action_that_cannot_be_copied_stops_migrate_before_anything(scenario):
+    """The watcher copies the action at the start of each run: it failed there, mid-run."""
+    bad = override_settings(PGMIGRATE_BLOCKING_ACTION=WithLock())
+    with bad, pytest.raises(CommandError, match=r"pgmigrate: PGMIGRATE_BLOCKING_ACTION: WithL"):
+        migrate("tests")
+    assert applied() == []
+
+
+def test_statement_timeout_exempt_takes_operation_classes_only():
+    found = check_messages(PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT=[int])
+    assert "<class 'int'> is not an operation class (a subclass of" in found["pgmigrate.E013"]
+    assert "pgmigrate.E013" not in check_messages(
+        PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT=["django.db.migrations.operations.RunSQL"]
+    )
+
+
+def test_lock_plan_allow_with_a_list_for_a_rule_id(scenario):
+    allow = {"tests.0002_add_fields": [["pgmigrate.L001"]]}
+    found = check_messages(PGMIGRATE_LOCK_PLAN_ALLOW=allow)
+    assert "['pgmigrate.L001'] is not a rule of the lock plan" in found["pgmigrate.E018"]
+    bad = override_settings(PGMIGRATE_LOCK_PLAN_ALLOW=allow)
+    with bad, pytest.raises(CommandError, match=r"pgmigrate: PGMIGRATE_LOCK_PLAN_ALLOW\["):
+        migrate("tests", "--lock-plan", skip_checks=True)
+
+
+def test_huge_lock_retries_are_refused_not_printed():
+    """W004 printed the value: an int of 5000 digits has no ``str``."""
+    found = check_messages(PGMIGRATE_LOCK_RETRIES=10**5000)
+    assert found["pgmigrate.E010"] == (
+        "PGMIGRATE_LOCK_RETRIES must be a whole number from 0 to 9223372036854775807, not an "
+        "int too large to show."
+    )
+    assert "pgmigrate.W004" not in found
+
+
+# Action filters that only PostgreSQL refuses ----------------------------------------------
+
+#: Filters that Django builds but PostgreSQL refuses, and what it says.
+FILTERS_POSTGRESQL_REFUSES = [
+    ({"blocking_activity__duration__gte": 5}, "operator does not exist: interval >= integer"),
+    ({"wait_duration__gte": 3}, "operator does not exist: interval >= integer"),
+    ({"blocking_activity__duration__gte": "abc"}, 'invalid input syntax for type interval: "abc"'),
+    ({"blocking_activity__application_name__regex": "("}, "invalid regular expression"),
+    ({"blocking_activity__query__iregex": "a{2,1}"}, "invalid regular expression"),
+]
+
+
+def database_check_messages(**settings):
+    """The pgmigrate messages of ``manage.py check --database default`` under ``settings``."""
+    with override_settings(**settings):
+        found = checks.run_checks(databases=["default"], tags=[checks.Tags.database])
+    return {message.id: message.msg for message in found if message.id.startswith("pgmigrate")}
+
+
+@pytest.mark.parametrize(
+    ("filters", "text"),
+    [pytest.param(f, t, id=next(iter(f))) for f, t in FILTERS_POSTGRESQL_REFUSES],
+)
+def test_filter_postgresql_refuses_is_a_database_check_error(filters, text):
+    action = pgmigrate.Terminate(**filters)
+    assert "pgmigrate.E003" not in check_messages(PGMIGRATE_BLOCKING_ACTION=action)
+    found = database_check_messages(PGMIGRATE_BLOCKING_ACTION=action)
+    assert list(found) == ["pgmigrate.E019"], found
+    message = found["pgmigrate.E019"]
+    assert message.startswith(f"PGMIGRATE_BLOCKING_ACTION {action!r}: its filters fail on ")
+    assert f"database 'default': {text}" in message
+    assert "LINE 1" not in message  # the error's first line, not the SQL it quotes
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pgmigrate.Terminate(blocking_activity__duration__gte=dt.timedelta(seconds=5)),
+        pgmigrate.Cancel(blocking_activity__application_name__regex="^(web|worker)-"),
+        pgmigrate.Show(blocking_activity__state="idle in transaction", mode="ACCESS_SHARE"),
+        pgmigrate.Terminate(),
+        None,
+    ],
+)
+def test_filters_postgresql_accepts_pass_the_database_check(action):
+    assert database_check_messages(PGMIGRATE_BLOCKING_ACTION=action) == {}
+
+
+def test_filter_postgresql_refuses_stops_migrate_without_checks(scenario):
+    """``call_command`` and ``--skip-checks`` skip the checks: migrate runs the filter
+    once before applying anything (without it, the filter failed only once a session
+    blocked the migration, and the blocker was left alone)."""
+    bad = override_settings(PGMIGRATE_BLOCKING_ACTION=INTEGER_DURATION)
+    with bad, pytest.raises(CommandError) as caught:
+        migrate("tests")
+    assert str(caught.value) == (
+        f"pgmigrate: the filters of the blocking action {INTEGER_DURATION!r} fail on database "
+        "'default': operator does not exist: interval >= integer. Nothing was migrated."
+    )
+    assert applied() == []
+    # and a good filter runs
+    action = pgmigrate.Terminate(blocking_activity__duration__gte=dt.timedelta(seconds=5))
+    with override_settings(PGMIGRATE_BLOCKING_ACTION=action):
+        migrate("tests", "0001", verbosity=0)
+    assert applied() == ["0001_initial"]
+
+
+def test_filter_postgresql_refuses_on_the_command_line(scenario):
+    action = {"PGMIGRATE_TEST_ACTION": "tests.test_bad_input.INTEGER_DURATION"}
+    result = manage("check", "--database", "default", **action)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "(pgmigrate.E019) PGMIGRATE_BLOCKING_ACTION Terminate(" in result.stderr
+    for skip in ([], ["--skip-checks"]):
+        result = manage("migrate", "tests", *skip, **action)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        expected = "CommandError: pgmigrate: the filters of" if skip else "pgmigrate.E019"
+        assert expected in result.stderr
+    assert applied() == []
+
+
 # The report path ------------------------------------------------------------------------
 
 
@@ -310,6 +535,12 @@ def test_unwritable_report_path_stops_before_migrating(scenario, tmp_path):
         migrate("tests", pgmigrate_report=str(path))
     assert applied() == []
     assert not path.parent.exists()
+
+
+def test_report_path_may_be_a_path_object(scenario, tmp_path):
+    path = tmp_path / "report.json"
+    migrate("tests", "0001", verbosity=0, pgmigrate_report=path)
+    assert json.loads(path.read_text())
 
 
 def test_report_path_check_leaves_files_as_they_were(tmp_path):

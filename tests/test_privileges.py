@@ -204,3 +204,20 @@ def test_a_watcher_that_cannot_see_the_migration_says_so(assumed_role, sessions)
 def test_a_watcher_that_sees_the_migration_says_nothing(roles):
     out = _migrate_as_migrator("tests", "0001")
     assert BLIND not in out, out
+
+
+def test_a_role_that_cannot_see_its_own_backend_is_warned_of(assumed_role):
+    """pgmigrate.W007, with the remedy; none once the role has pg_read_all_stats, nor for a
+    connection that logs in as the migrating role."""
+    found = [m for m in checks.run_checks(databases=["migrator"]) if m.id == "pgmigrate.W007"]
+    assert len(found) == 1, found
+    assert f"logs in as '{DEPLOYER}'" in found[0].msg
+    assert f'GRANT pg_read_all_stats TO "{MIGRATOR}"' in found[0].hint
+    query(f"GRANT pg_read_all_stats TO {MIGRATOR}")
+    assert not [m for m in checks.run_checks(databases=["migrator"]) if m.id == "pgmigrate.W007"]
+
+
+def test_a_role_that_logs_in_itself_is_not_warned_of(roles):
+    for using in ("migrator", "default"):
+        found = checks.run_checks(databases=[using])
+        assert not [m for m in found if m.id == "pgmigrate.W007"], using
