@@ -33,10 +33,6 @@ SETTING_CHECKS: list[tuple[str, Callable[[], Any]]] = [
     ("pgmigrate.E018", config.lock_plan_allow),
 ]
 
-#: Time the watcher needs to act once a statement waits, beyond its first look (measured in
-#: milliseconds by ``make bench``; this leaves a wide margin).
-ACT_MARGIN = 0.05
-
 
 def _while_installed(check: Callable[..., list[checks.CheckMessage]]) -> Any:
     """``check``, silent while pgmigrate is not in ``INSTALLED_APPS`` (Django's check
@@ -117,14 +113,14 @@ def check_lock_timeout_leaves_time_to_act(**kwargs: Any) -> list[checks.CheckMes
         interval = config.blocking_action_interval()
     except ImproperlyConfigured:
         return []  # reported by check_settings
-    needed = interval * config.FIRST_LOOK + ACT_MARGIN
+    needed = config.time_to_act(interval)
     if timeout is None or action is None or timeout >= needed:
         return []
     return [
         checks.Warning(
             f"PGMIGRATE_LOCK_TIMEOUT ({timeout:g} s) is shorter than the watcher needs to act "
             f"on blockers (about {needed:g} s: a fifth of PGMIGRATE_BLOCKING_ACTION_INTERVAL plus "
-            f"{ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
+            f"{config.ACT_MARGIN:g} s), so statements will time out before {action!r} can help.",
             hint=f"Use a lock timeout of at least {needed:g} s, or a shorter interval.",
             id="pgmigrate.W002",
         )

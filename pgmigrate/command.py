@@ -292,9 +292,12 @@ class MigrateCommand(DjangoMigrateCommand):
         )
         self._prepare_progress(run.progress, run_options)
         lock_timeout = options.effective_lock_timeout(run_options, connection)
-        retries_notice = options.retries_without_timeout(run_options, lock_timeout)
-        if retries_notice:
-            self.notice(retries_notice, warning=True)
+        for warning in (
+            options.too_short_to_act(run_options, lock_timeout),
+            options.retries_without_timeout(run_options, lock_timeout),
+        ):
+            if warning:
+                self.notice(warning, warning=True)
         stack.enter_context(connection.execute_wrapper(run.retry.statement_wrapper(connection)))
         stack.enter_context(connection.execute_wrapper(watcher.execute_wrapper))
         stack.enter_context(connection.execute_wrapper(run.guard.execute_wrapper))

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 DEFAULT_BLOCKING_ACTION_INTERVAL = 0.005
 #: The watcher's first look at a statement comes this fraction of an interval after it starts.
 FIRST_LOOK = 0.2
+#: Time the watcher needs to act once a statement waits, beyond its first look (measured in
+#: milliseconds by ``make bench``; this leaves a wide margin), in seconds.
+ACT_MARGIN = 0.05
 #: Bounds accepted for ``PGMIGRATE_BLOCKING_ACTION_INTERVAL``, in seconds.
 MIN_INTERVAL, MAX_INTERVAL = 0.001, 60.0
 #: Smallest lock timeout PostgreSQL can express (it counts milliseconds).
@@ -39,6 +42,13 @@ MAX_RETRY_DELAY = 3600.0
 DEFAULT_LOCK_PLAN_THRESHOLD = 10 * 1024**2
 
 _UNSET: Any = object()
+
+
+def time_to_act(interval: float) -> float:
+    """Seconds a lock timeout must leave the watcher to act on blockers, with
+    ``PGMIGRATE_BLOCKING_ACTION_INTERVAL`` ``interval`` (seconds): its first look, plus
+    ``ACT_MARGIN`` (``pgmigrate.W002``)."""
+    return interval * FIRST_LOOK + ACT_MARGIN
 
 
 def _shown(value: object) -> str:

@@ -317,6 +317,29 @@ def _server_timeout(connection: Any, name: str) -> float | None:
     return timeout.total_seconds() or None
 
 
+def too_short_to_act(run_options: RunOptions, lock_timeout: float | None) -> str | None:
+    """What to tell the user when the lock timeout leaves the watcher no time to act on
+    blockers (``pgmigrate.W002`` at run time): for ``--lock-timeout`` and for the server's
+    ``lock_timeout``, which the check does not see; None otherwise (the setting: W002 said
+    it). ``lock_timeout`` is ``effective_lock_timeout``'s (seconds; None: none)."""
+    action = run_options.action
+    needed = config.time_to_act(run_options.interval)
+    if lock_timeout is None or action is None or lock_timeout >= needed:
+        return None
+    if "lock_timeout" in run_options.overrides:
+        source = f"--lock-timeout {lock_timeout:g}"
+    elif run_options.lock_timeout is None:
+        source = f"the server's lock_timeout ({lock_timeout:g} s)"
+    else:
+        return None
+    return (
+        f"pgmigrate: {source} is shorter than the watcher needs to act on blockers (about "
+        f"{needed:g} s: a fifth of the blocking action's interval plus {config.ACT_MARGIN:g} s), "
+        f"so a blocked statement times out before {action!r} can help, and a blocker it ends "
+        f"is ended for nothing. Use a lock timeout of at least {needed:g} s."
+    )
+
+
 def retries_without_timeout(run_options: RunOptions, lock_timeout: float | None) -> str | None:
     """What to tell the user when lock retries are asked for but no lock timeout can make a
     statement give up (none set by pgmigrate, and the server's ``lock_timeout`` is 0):

@@ -331,6 +331,31 @@ def test_retries_without_a_lock_timeout_are_noticed_at_run_time(scenario):
     assert "has no effect" not in out
 
 
+def test_a_lock_timeout_too_short_to_act_is_noticed_at_run_time(scenario):
+    """pgmigrate.W002 at run time, for the lock timeouts the check cannot see: the option
+    and the server's. The setting's is the check's (said once, before migrate)."""
+    short = "is shorter than the watcher needs to act on blockers"
+    out = migrate("tests", "0001", "--lock-timeout", "0.002")
+    assert f"pgmigrate: --lock-timeout 0.002 {short}" in out
+    migrate("tests", "zero", verbosity=0)
+    with override_settings(PGMIGRATE_LOCK_TIMEOUT=None):
+        query("ALTER ROLE CURRENT_USER SET lock_timeout = '2ms'")
+        connections["default"].close()
+        try:
+            out = migrate("tests", "0001")
+        finally:
+            query("ALTER ROLE CURRENT_USER RESET lock_timeout")
+            connections["default"].close()
+    assert f"pgmigrate: the server's lock_timeout (0.002 s) {short}" in out
+    migrate("tests", "zero", verbosity=0)
+    with override_settings(PGMIGRATE_LOCK_TIMEOUT=0.002):
+        assert short not in migrate("tests", "0001", skip_checks=True)
+    migrate("tests", "zero", verbosity=0)
+    assert short not in migrate("tests", "0001", "--lock-timeout", "1")
+    migrate("tests", "zero", verbosity=0)
+    assert short not in migrate("tests", "0001", "--lock-timeout", "0.002", blocking_action="none")
+
+
 def test_server_lock_timeout_makes_retries_useful():
     connection = connections["default"]
     run_options = options.RunOptions.from_command({"lock_retries": 2})
