@@ -867,7 +867,13 @@ def _instantiate(cls: type[BlockingAction], setting: str) -> BlockingAction:
         ) from exc
     except ValueError:
         pass  # no signature to tell: make it and see
-    return cls()
+    try:
+        return cls()
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"{setting}: making the action {cls.__name__}() failed: "
+            f"{type(exc).__name__}: {_error_text(exc)}"
+        ) from exc
 
 
 def resolve(value: object, *, setting: str) -> BlockingAction | None:

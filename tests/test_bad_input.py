@@ -35,6 +35,13 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "othe
 NAN, INF = math.nan, math.inf
 
 
+class FailsToStart(pgmigrate.BlockingAction):
+    """An action whose constructor raises."""
+
+    def __init__(self, **filters):
+        raise RuntimeError("no configuration for this action")
+
+
 class NeedsArgs(pgmigrate.BlockingAction):
     """An action whose constructor needs an argument: pgmigrate cannot make it from its class."""
 
@@ -402,6 +409,7 @@ def test_bad_options_on_the_command_line(scenario, args, expected):
         ({"PGMIGRATE_BLOCKING_ACTION": ".Show"}, "pgmigrate.E003"),
         ({"PGMIGRATE_BLOCKING_ACTION": "tests.test_bad_input.NeedsArgs"}, "pgmigrate.E003"),
         ({"PGMIGRATE_BLOCKING_ACTION": "tests.test_bad_input.WithLock"}, "pgmigrate.E003"),
+        ({"PGMIGRATE_BLOCKING_ACTION": "tests.test_bad_input.FailsToStart"}, "pgmigrate.E003"),
         ({"PGMIGRATE_STATEMENT_TIMEOUT_EXEMPT": [".RunPython"]}, "pgmigrate.E013"),
         ({"PGMIGRATE_LOCK_RETRIES": 2**63}, "pgmigrate.E010"),
     ],
@@ -421,6 +429,10 @@ def test_bad_settings_on_the_command_line(scenario, settings, check_id):
     ("value", "text"),
     [
         (NeedsArgs, "the class NeedsArgs cannot be made without arguments (missing a required"),
+        (
+            "tests.test_bad_input.FailsToStart",
+            "making the action FailsToStart() failed: RuntimeError: no configuration for this",
+        ),
         (WithLock, "WithLock() cannot be copied (cannot pickle '_thread.lock' object)"),
         (".Show", "'.Show' is not a full dotted path: it has an empty part"),
         (
