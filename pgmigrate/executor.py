@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import django
 from django.core.management.base import CommandError
 from django.db import transaction
-from django.db.migrations.exceptions import IrreversibleError
+from django.db.migrations.exceptions import IrreversibleError, NodeNotFoundError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
@@ -80,7 +80,8 @@ class PGMigrateExecutor(MigrationExecutor):
             if replanned is not None:
                 if any(backwards for _, backwards in replanned):
                     self._changed_direction()
-                plan, state = replanned, self._create_project_state(with_applied_migrations=True)
+                plan, full_plan = replanned, self._full_plan()
+                state = self._create_project_state(with_applied_migrations=True)
             if not plan:
                 return state
         return super()._migrate_all_forwards(
@@ -94,8 +95,14 @@ class PGMigrateExecutor(MigrationExecutor):
                 self._changed_direction()
             if not replanned:
                 return self._create_project_state(with_applied_migrations=True)
-            plan = replanned
+            plan, full_plan = replanned, self._full_plan()
         return super()._migrate_all_backwards(plan, full_plan, fake=fake)
+
+    def _full_plan(self) -> Any:
+        """Every migration of the graph in order, as Django's ``migrate`` makes it before
+        the plan runs (it walks this list to apply the plan's migrations and to build the
+        states to unapply them): made again with the plan."""
+        return self.migration_plan(self.loader.graph.leaf_nodes(), clean_start=True)
 
     def check_replacements(self) -> None:
         run = self.run
@@ -138,22 +145,34 @@ class PGMigrateExecutor(MigrationExecutor):
                 "pgmigrate: another migrate changed the applied migrations before this one "
                 "started; planning again"
             )
-            plan = replanned = self._replan(plan)
+            plan = replanned = self._replan()
         # Django passes fake=False when the plan is empty.
         self.settle_half_applied(self._targets, plan, fake=self._fake or run.options.fake)
         return replanned
 
-    def _replan(self, plan: Any) -> Any:
+    def _replan(self) -> Any:
         """The plan for the targets, made again on the migrations as applied now. The
-        migrations are those loaded before: the migrations of ``plan`` keep what Django's
-        ``pre_migrate`` receivers made of them, and those it did not have get contenttypes'
-        ``RenameContentType`` too (``planned``)."""
+        migrations are those loaded before where the new graph has them (what Django's
+        ``pre_migrate`` receivers made of them stays), and contenttypes'
+        ``RenameContentType`` operations are those Django would give the new plan
+        (``planned``).
+
+        Raises:
+            CommandError: A target is no migration of the graph now (a squashed migration
+                replaces it, the applied migrations having changed).
+        """
         loaded = dict(self.loader.graph.nodes)
         self.loader.build_graph()
         planned.keep_loaded(loaded, self.loader.graph.nodes)
-        replanned = self.migration_plan(self._targets)
-        planned.prepare_added(
-            plan,
+        try:
+            replanned = self.migration_plan(self._targets)
+        except NodeNotFoundError as exc:
+            raise CommandError(
+                "pgmigrate: another migrate changed the applied migrations before this one "
+                f"started, and the plan cannot be made again: {exc}. Nothing was applied; "
+                "name the squashed migration that replaces it, or run migrate again."
+            ) from exc
+        planned.rename_content_types(
             replanned,
             lambda: self._create_project_state(with_applied_migrations=True).apps,
             self.connection.alias,

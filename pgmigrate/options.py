@@ -86,8 +86,8 @@ class RunOptions:
             settings = cls.from_settings()
         except ImproperlyConfigured as exc:  # the checks were skipped (--skip-checks)
             raise CommandError(f"pgmigrate: {printable(exc)}") from exc
-        if options.get("skip_checks") and options.get("database"):
-            # pgmigrate.E019, which the checks skipped would have reported.
+        if options.get("database") and ("action" in overrides or options.get("skip_checks")):
+            # pgmigrate.E019, which the checks see for the setting only, or skipped.
             _check_filters(overrides.get("action", settings.action), options["database"])
         return replace(
             settings,

@@ -22,9 +22,6 @@ from django.db.migrations.operations.base import Operation
 
 Key = tuple[str, str]
 
-#: contenttypes' first migration: the receiver starts inserting after it in a plan.
-CONTENTTYPES_INITIAL = ("contenttypes", "0001_initial")
-
 
 def variants(migration: Any, using: str) -> list[list[Operation]]:
     """The operation lists a run may have given ``migration``: its file's own (the class's
@@ -53,30 +50,34 @@ def _key(migration: Any) -> Key:
 def keep_loaded(loaded: dict[Key, Any], nodes: dict[Key, Any]) -> None:
     """After the migration graph is loaded again, put the migrations ``loaded`` before
     (``MigrationGraph.nodes``) back into the new graph's ``nodes``, in place of the new
-    copies of their files: Django's ``pre_migrate`` receivers changed those of its plan
-    (contenttypes inserted its ``RenameContentType``), and Django applies the migrations
-    of its full plan, made before, forwards."""
+    copies of their files: Django's ``pre_migrate`` receivers may have changed those of its
+    plan."""
     for key, migration in loaded.items():
         if key in nodes:
             nodes[key] = migration
 
 
-def prepare_added(plan: Any, replanned: Any, state_apps: Callable[[], Any], using: str) -> None:
-    """Give the migrations of ``replanned`` that were not in ``plan`` what Django's
-    ``pre_migrate`` gives a planned migration: contenttypes' receiver, run on them as it
-    runs on a plan (``state_apps()``: the apps of the applied migrations' state, as in
-    Django's ``migrate``; contenttypes' first migration, if planned, counts where it is)."""
-    planned = {_key(migration) for migration, _ in plan}
-    added = [
-        (migration, backwards)
-        for migration, backwards in replanned
-        if _key(migration) not in planned or _key(migration) == CONTENTTYPES_INITIAL
-    ]
-    if not any(_key(migration) != CONTENTTYPES_INITIAL for migration, _ in added):
+def rename_content_types(replanned: Any, state_apps: Callable[[], Any], using: str) -> None:
+    """Give the migrations of ``replanned`` (a plan made again, after another ``migrate``
+    changed the applied migrations) contenttypes' ``RenameContentType`` operations as
+    Django's ``pre_migrate`` would give them on that plan: those the first plan inserted are
+    taken out (the ``ContentType`` model may be gone since), and contenttypes' receiver runs
+    on the new plan, with ``state_apps()`` (the apps of the applied migrations' state, as in
+    Django's ``migrate``) telling whether ``ContentType`` is there now."""
+    if not apps.is_installed("django.contrib.contenttypes"):
         return
-    if apps.is_installed("django.contrib.contenttypes"):
-        from django.contrib.contenttypes.management import (
-            inject_rename_contenttypes_operations,
-        )
+    from django.contrib.contenttypes.management import (
+        RenameContentType,
+        inject_rename_contenttypes_operations,
+    )
 
-        inject_rename_contenttypes_operations(plan=added, apps=state_apps(), using=using)
+    for migration, _ in replanned:
+        own = type(migration).operations
+        migration.operations = [
+            operation
+            for operation in migration.operations
+            if not isinstance(operation, RenameContentType)
+            or any(operation is mine for mine in own)
+        ]
+    if replanned:
+        inject_rename_contenttypes_operations(plan=replanned, apps=state_apps(), using=using)

@@ -563,6 +563,21 @@ def test_filter_postgresql_refuses_on_the_command_line(scenario):
     assert applied() == []
 
 
+def test_filter_postgresql_refuses_in_the_blocking_action_option(scenario):
+    """``--blocking-action``: the checks see only the setting; migrate runs the option's
+    filters before it applies anything."""
+    result = manage(
+        "migrate", "tests", "--blocking-action", "tests.test_bad_input.INTEGER_DURATION"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CommandError: pgmigrate: the filters of the blocking action Terminate(" in (
+        result.stderr
+    )
+    assert "interval >= integer" in result.stderr
+    assert applied() == []
+
+
 # The report path ------------------------------------------------------------------------
 
 

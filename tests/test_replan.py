@@ -1,7 +1,7 @@
-"""A ``migrate`` that waited for another one plans again (``PGMigrateExecutor._replan``): its
-migrations keep what Django's ``pre_migrate`` gave them, and those only the new plan has get
-it too (contenttypes' ``RenameContentType`` after a ``RenameModel``), as they would had it
-planned after the other one."""
+"""A ``migrate`` that waited for another one plans again (``PGMigrateExecutor._replan``), as
+Django would have planned after the other one: with the graph as it is now (a squashed
+migration in place of those it replaces, or the other way round) and contenttypes'
+``RenameContentType`` after each ``RenameModel`` where ``ContentType`` is there now."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 import pglock
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import override_settings
 
 from pgmigrate.command import DjangoMigrateCommand
 from pgmigrate.migrate_lock import LOCK_NAME
-from tests.helpers import MigrateThread, Session, applied, query, wait_until
+from tests.helpers import MigrateThread, Session, applied, columns, migrate, query, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other"])
 
@@ -106,3 +107,100 @@ def test_a_migration_of_both_plans_renames_its_content_type_once(gamma, sessions
     _after_another_migrate(another_app_applied, "tests", sessions=sessions)
     assert applied() == ["0001_initial", "0002_rename", "0003_note"]
     assert _tests_content_types() == ["delta"]
+
+
+def _plain_django(*args: str) -> Callable[[], None]:
+    """The other migrate: Django's own command (it does not take the migrate lock)."""
+    return lambda: call_command(DjangoMigrateCommand(), *args, verbosity=0)
+
+
+def _only_the_first_of_the_squashed_applied() -> None:
+    """Of 0001 and 0002, which 0001_squashed_0002 replaces, only 0001 applied: the graph
+    then has those two, not the squashed migration."""
+    MigrateThread("tests", "0001_squashed_0002").finish()
+    query("ALTER TABLE tests_beta DROP COLUMN flag")
+    query(
+        "DELETE FROM django_migrations WHERE app = 'tests'"
+        " AND name IN ('0002_flag', '0001_squashed_0002')"
+    )
+
+
+ALL_SQUASH_REPLAN = ["0001_initial", "0001_squashed_0002", "0002_flag", "0003_note"]
+
+
+@pytest.mark.scenario("squash_replan")
+def test_a_plan_made_again_applies_the_squashed_migration_the_graph_now_has(scenario, sessions):
+    """Planned with 0002 (0001 applied), then the other migrate unapplies 0001: the graph
+    now has the squashed migration, which the plan made again applies, then 0003."""
+    _only_the_first_of_the_squashed_applied()
+    out = _after_another_migrate(_plain_django("tests", "zero"), "tests", sessions=sessions)
+    assert "Applying tests.0001_squashed_0002... OK" in out
+    assert applied() == ALL_SQUASH_REPLAN
+    assert "flag" in columns("tests_beta") and "note" in columns("tests_alpha")
+    migrate("tests")  # the history is Django's: nothing left to do, no error
+
+
+@pytest.mark.scenario("squash_replan")
+def test_a_plan_made_again_unapplies_the_squashed_migration_the_graph_now_has(scenario, sessions):
+    """Planned to unapply 0001, then the other migrate applies the rest: the plan made
+    again unapplies 0003 and the squashed migration."""
+    _only_the_first_of_the_squashed_applied()
+    _after_another_migrate(_plain_django("tests"), "tests", "zero", sessions=sessions)
+    assert applied() == []
+    assert query("SELECT to_regclass('tests_alpha')") == [(None,)]
+
+
+@pytest.mark.scenario("squash_replan")
+def test_a_target_the_graph_no_longer_has_is_a_command_error(scenario, sessions):
+    """Planned to 0002 (a node while only 0001 is applied), then the other migrate unapplies
+    0001: the squashed migration replaces 0002 in the graph, so there is no plan to it."""
+    _only_the_first_of_the_squashed_applied()
+    other = Session(application_name="other-migrate")
+    sessions.append(other)
+    lock_id = pglock.advisory(LOCK_NAME).int_lock_id
+    other.execute("SELECT pg_advisory_lock(%s)", [lock_id])
+    run = MigrateThread("tests", "0002_flag")
+    wait_until(
+        lambda: "another migrate is running" in run.output.getvalue(),
+        what="migrate waits for the other one",
+    )
+    _plain_django("tests", "zero")()
+    other.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
+    with pytest.raises(CommandError, match=r"the plan cannot be made again: .*0002_flag"):
+        run.finish()
+    assert applied() == []
+
+
+@pytest.mark.scenario("rename_replan")
+def test_content_types_made_meanwhile_are_renamed(contenttypes, sessions):
+    """Planned while contenttypes was not migrated (no RenameContentType), then the other
+    migrate migrates it: the RenameModel renames the content type, as Django planning now
+    would."""
+    with override_settings(INSTALLED_APPS=CONTENTTYPE_APPS):
+        _plain_django("contenttypes", "zero")()
+        MigrateThread("tests", "0001").finish()
+
+        def contenttypes_migrated() -> None:
+            _plain_django("contenttypes")()
+            query("INSERT INTO django_content_type (app_label, model) VALUES ('tests', 'gamma')")
+
+        try:
+            _after_another_migrate(contenttypes_migrated, "tests", sessions=sessions)
+            assert applied() == ["0001_initial", "0002_rename", "0003_note"]
+            assert "delta" in _tests_content_types()
+            assert "gamma" not in _tests_content_types()
+        finally:
+            query("DELETE FROM django_content_type WHERE app_label = 'tests'")
+
+
+@pytest.mark.scenario("rename_replan")
+def test_content_types_gone_meanwhile_are_not_renamed(gamma, sessions):
+    """Planned with RenameContentType, then the other migrate unapplies contenttypes: the
+    plan made again has none, as Django planning now would, and applies."""
+    MigrateThread("tests", "0001").finish()
+    try:
+        _after_another_migrate(_plain_django("contenttypes", "zero"), "tests", sessions=sessions)
+        assert applied() == ["0001_initial", "0002_rename", "0003_note"]
+    finally:
+        with override_settings(INSTALLED_APPS=CONTENTTYPE_APPS):
+            migrate("contenttypes", verbosity=0)
