@@ -424,6 +424,8 @@ _SQL: dict[str, list[str]] = {
     "materialized_view": [
         f"CREATE MATERIALIZED VIEW {APP}_stats AS SELECT author_id, pages FROM {B}",
         f"CREATE INDEX {APP}_stats_pages ON {APP}_stats (pages)",
+        # A materialized view is read as a table is: its own rows, no query run.
+        f"SELECT pages FROM {APP}_stats WHERE pages > 3",
         f"REFRESH MATERIALIZED VIEW {APP}_stats",
         f"DROP MATERIALIZED VIEW {APP}_stats",
     ],
@@ -928,6 +930,10 @@ _UNKNOWN = [
     "WITH one AS (SELECT 1), one AS (SELECT 2) SELECT 1",
     f"WITH a AS (SELECT * FROM b), b AS (SELECT id FROM {B}) SELECT * FROM a",
     f"WITH m AS (MERGE INTO {B} USING {A} ON false WHEN MATCHED THEN DELETE RETURNING 1) SELECT 1",
+    f"SELECT 1 FROM {APP}_nope",
+    f"INSERT INTO {APP}_stats (pages) VALUES (1)",
+    f"ALTER TABLE {B} ALTER COLUMN title TYPE text",
+    f"ALTER TABLE {B} DROP COLUMN pages",
 ]
 
 
@@ -954,6 +960,51 @@ def test_what_it_cannot_classify_is_unknown(sql: str, schema: ProjectState) -> N
     assert not effect.known
     assert effect.notes, "an unknown statement says why"
     assert effect.locks == ()
+
+
+@pytest.fixture
+def views(schema: ProjectState) -> None:
+    """A view of the books, a view of it, a materialized view of each kind."""
+    rows(f"CREATE VIEW {APP}_titles AS SELECT id, title, pages FROM {B}")
+    rows(f"CREATE VIEW {APP}_short_titles AS SELECT id FROM {APP}_titles")
+    rows(f"CREATE MATERIALIZED VIEW {APP}_stats AS SELECT pages FROM {B}")
+    rows(f"CREATE MATERIALIZED VIEW {APP}_via_titles AS SELECT id FROM {APP}_titles")
+
+
+#: Statements that lock more than the relations they name, each with one PostgreSQL locks
+#: beyond them: the tables of the views they read or write (and the sequence of an INSERT's
+#: default), the views a dropped column takes with it.
+_BEYOND = {
+    "select_view_of_view": (f"SELECT id FROM {APP}_short_titles", BOOK),
+    "update_view": (f"UPDATE {APP}_titles SET title = 'x' WHERE id < 3", BOOK),
+    "insert_view": (f"INSERT INTO {APP}_titles (title, pages) VALUES ('x', 1)", f"{BOOK}_id_seq"),
+    "delete_view": (f"DELETE FROM {APP}_titles WHERE id < 3", BOOK),
+    "create_table_as_view": (f"CREATE TABLE {APP}_copy AS SELECT id FROM {APP}_titles", BOOK),
+    "refresh_of_a_view": (f"REFRESH MATERIALIZED VIEW {APP}_via_titles", BOOK),
+    "drop_column_views_use": (f"ALTER TABLE {B} DROP COLUMN pages CASCADE", f"public.{APP}_stats"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BEYOND))
+def test_what_views_make_it_lock_is_unknown(name: str, views: None) -> None:
+    """The plan never lists only the view (or only the table): its locks are unknown."""
+    statement, beyond = _BEYOND[name]
+    effect, observed = observe(statement)
+    assert beyond in observed.locks, observed.locks
+    assert not effect.known, effect
+    assert effect.locks == () and effect.notes
+
+
+def test_a_column_no_view_uses_is_dropped_as_before(views: None) -> None:
+    effect, observed = observe(f"ALTER TABLE {B} DROP COLUMN code CASCADE")
+    assert not disagreements(effect, observed)
+    effect, observed = observe(f"ALTER TABLE {B} DROP COLUMN title CASCADE")
+    assert f"public.{APP}_short_titles" in observed.gone
+    assert not effect.known
+    assert effect.notes == (
+        f"the column is used by public.{APP}_titles: CASCADE drops it too (ACCESS EXCLUSIVE"
+        " on each, and on the views that use it)",
+    )
 
 
 def test_a_parse_tree_of_an_unexpected_shape_is_unknown() -> None:

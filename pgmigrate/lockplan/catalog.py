@@ -365,6 +365,22 @@ class Catalog:
         )
         return tuple(view for (oid,) in rows if (view := self.by_oid(oid)))
 
+    def column_views(self, table: Relation, column: str) -> tuple[Relation, ...]:
+        """The relations whose rules (a view's or materialized view's query, ``pg_rewrite``)
+        use column ``column`` of ``table`` (``pg_depend`` on the column): ``DROP COLUMN
+        ... CASCADE`` drops them; a change of its type fails."""
+        rows = self._rows(
+            "SELECT DISTINCT r.ev_class::int8 FROM pg_catalog.pg_depend d"
+            " JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+            " JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid"
+            "  AND a.attnum = d.refobjsubid"
+            " WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass"
+            " AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = %s"
+            " AND a.attname = %s AND r.ev_class <> %s ORDER BY 1",
+            (table.oid, column, table.oid),
+        )
+        return tuple(view for (oid,) in rows if (view := self.by_oid(oid)))
+
     def view_tables(self, view: Relation) -> tuple[Relation, ...]:
         """The relations the query of (materialized) view ``view`` reads (``pg_rewrite``)."""
         rows = self._rows(

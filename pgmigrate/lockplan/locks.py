@@ -94,6 +94,14 @@ def search_path_after(sql: str, catalog: Catalog) -> Catalog:
     return seen
 
 
+#: What a statement may take from the catalog about a column, or change of it
+#: (``StatementEffect.assumes``, ``alters``), for ``schema.table.column``.
+_EXISTS = "column {}"
+_TYPE = "the type of {}"
+_NULLABLE = "whether {} is NOT NULL"
+_COLUMN = (_EXISTS, _TYPE, _NULLABLE)
+
+
 class _Effect:
     """What one statement does, gathered while its parse tree is read."""
 
@@ -108,6 +116,8 @@ class _Effect:
         self.waits_for_snapshots = False
         self.transactional = True
         self.changes: set[Change] = set()
+        self.assumes: list[str] = []
+        self.alters: list[str] = []
 
     def lock(self, relation: Relation | None, mode: LockMode) -> None:
         """Record ``mode`` on ``relation`` (kept if stronger than what it has)."""
@@ -128,6 +138,12 @@ class _Effect:
     def add(self, names: list[str], name: str) -> None:
         if name not in names:
             names.append(name)
+
+    def column(self, names: list[str], table: Relation, column: str, *aspects: str) -> None:
+        """Add ``aspects`` (``_EXISTS``, ``_TYPE``, ``_NULLABLE``) of ``table.column`` to
+        ``names`` (``assumes``, ``alters``)."""
+        for aspect in aspects:
+            self.add(names, aspect.format(f"{table.qualified}.{column}"))
 
     def rewrite(self, table: Relation) -> None:
         """The table and all its indexes are written anew (and read in full)."""
@@ -151,6 +167,21 @@ class _Effect:
             transactional=self.transactional,
             notes=tuple(self.notes),
             changes=frozenset(self.changes),
+            assumes=tuple(self.assumes),
+            alters=tuple(self.alters),
+        )
+
+    def unknown(self, sql: str, *notes: str) -> StatementEffect:
+        """The effect of a statement it cannot classify: no lock, ``notes`` say why. What it
+        alters still counts for the statements after it."""
+        return StatementEffect(
+            sql=sql,
+            kind=self.kind,
+            known=False,
+            transactional=self.transactional,
+            waits_for_snapshots=self.waits_for_snapshots,
+            notes=notes,
+            alters=tuple(self.alters),
         )
 
 
@@ -165,26 +196,13 @@ def _classify(sql: str, node: Node, catalog: Catalog) -> StatementEffect:
     try:
         handler(effect, copy.deepcopy(body))  # the handlers may change it; the tree is shared
     except Unknown as reason:
-        return StatementEffect(
-            sql=sql,
-            kind=effect.kind,
-            known=False,
-            notes=(*effect.notes, str(reason), *reason.after),
-        )
+        return effect.unknown(sql, *effect.notes, str(reason), *reason.after)
     except SearchPathLost as reason:
-        return StatementEffect(
-            sql=sql,
-            kind=effect.kind,
-            known=False,
-            notes=(f"an earlier statement may have changed search_path: {reason}",),
-        )
+        return effect.unknown(sql, f"an earlier statement may have changed search_path: {reason}")
     except (KeyError, IndexError, TypeError, ValueError) as error:
         # A parse tree of a shape it does not expect (another pglast version...).
-        return StatementEffect(
-            sql=sql,
-            kind=effect.kind,
-            known=False,
-            notes=(f"its parse tree is not as expected ({type(error).__name__}: {error})",),
+        return effect.unknown(
+            sql, f"its parse tree is not as expected ({type(error).__name__}: {error})"
         )
     return effect.build(sql)
 
@@ -282,6 +300,11 @@ def _qualified(effect: _Effect, range_var: Node) -> str:
     if schema is None:
         raise Unknown("no schema of search_path exists: nothing can be created")
     return f"{schema}.{range_var['relname']}"
+
+
+def _listed(relations: Iterable[Relation]) -> str:
+    """``schema.a, schema.b``: the names of ``relations``."""
+    return ", ".join(relation.qualified for relation in relations)
 
 
 def _object_word(objtype: str) -> str:
@@ -413,15 +436,22 @@ def _drop(effect: _Effect, body: Node) -> None:
     effect.kind = f"DROP {_object_word(remove)}"
     if remove not in _DROPPED_KINDS:
         raise Unknown(f"{effect.kind} is not modelled")
+    concurrent = bool(body.get("concurrent"))
+    if concurrent:
+        # Never in a transaction block, whether the index exists or not (ExecDropStmt).
+        effect.kind = "DROP INDEX CONCURRENTLY"
+        effect.transactional = False
     for target in body.get("objects", []):
         kind = _DROPPED_KINDS[remove]
         relation = _resolve(effect, _range_var(_names(target)), kind)
         if not relation.oid:
             if body.get("missing_ok"):
+                # Nothing to drop, unless an earlier statement of the plan creates it.
+                effect.add(effect.assumes, relation.qualified)
                 continue
             raise Unknown(f"what depends on {relation.qualified} is not in the catalog yet")
         if remove == "OBJECT_INDEX":
-            _drop_index(effect, relation, concurrent=bool(body.get("concurrent")))
+            _drop_index(effect, relation, concurrent=concurrent)
             continue
         effect.lock(relation, _AE)
         if remove in ("OBJECT_VIEW", "OBJECT_MATVIEW"):
@@ -456,8 +486,6 @@ _DROPPED_KINDS = {
 def _drop_index(effect: _Effect, index: Relation, *, concurrent: bool) -> None:
     table = effect.catalog.index_table(index)
     if concurrent:
-        effect.kind = "DROP INDEX CONCURRENTLY"
-        effect.transactional = False
         effect.waits_for_snapshots = True
         # index.c, index_drop: SHARE UPDATE EXCLUSIVE on both while it waits out the
         # transactions that may use the index, then ACCESS EXCLUSIVE on the index.
@@ -501,6 +529,9 @@ def _rename(effect: _Effect, body: Node) -> None:
     if "relation" not in body:
         raise Unknown(f"{effect.kind} is not modelled")
     relation = _resolve(effect, body["relation"])
+    if rename == "OBJECT_COLUMN":
+        effect.column(effect.alters, relation, body["subname"], *_COLUMN)
+        effect.column(effect.alters, relation, body["newname"], *_COLUMN)
     if rename == "OBJECT_INDEX" or (
         rename in ("OBJECT_TABLE", "OBJECT_SEQUENCE", "OBJECT_VIEW")
         and relation.kind in (RelationKind.INDEX, RelationKind.PARTITIONED_INDEX)
@@ -693,6 +724,7 @@ def _refresh(effect: _Effect, body: Node) -> None:
     # opens the indexes of the tables it reads); the indexes are built from the new rows.
     effect.rewrite(view)
     for table in effect.catalog.view_tables(view):
+        _not_a_view(table, "reads")
         effect.lock(table, LockMode.ACCESS_SHARE)
         effect.lock_all(effect.catalog.indexes(table), LockMode.ACCESS_SHARE)
         effect.add(effect.scans, table.qualified)
@@ -770,10 +802,11 @@ def _alter_table(effect: _Effect, body: Node) -> None:
         raise Unknown(f"{effect.kind} is not modelled")
     table = _resolve(effect, body["relation"])
     if not table.oid and body.get("missing_ok"):
+        effect.add(effect.assumes, table.qualified)
         effect.notes.clear()
         effect.note(
-            f"{table.qualified} is not in the catalog: IF EXISTS makes it do nothing (unless"
-            " an earlier pending statement creates it, a table no other session sees)"
+            f"{table.qualified} is not in the catalog: IF EXISTS makes it do nothing (the"
+            " plan says unknown if an earlier statement of it creates the table)"
         )
         return
     labels: list[str] = []
@@ -784,6 +817,8 @@ def _alter_table(effect: _Effect, body: Node) -> None:
         if plain is not None:
             labels.append(plain[0])
             effect.lock(table, plain[1])
+            if subtype == "AT_DropNotNull":  # a later SET NOT NULL checks the rows again
+                effect.column(effect.alters, table, command["name"], _NULLABLE)
             continue
         handler = _SUBCOMMANDS.get(subtype)
         if handler is None:
@@ -803,6 +838,7 @@ def _column_of(effect: _Effect, table: Relation, name: str) -> Column:
 def _add_column(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
     column = command["def"]["ColumnDef"]
+    effect.column(effect.alters, table, column["colname"], *_COLUMN)
     constraints = [c["Constraint"] for c in column.get("constraints", [])]
     contypes = {constraint["contype"] for constraint in constraints}
     if not _serial(column):
@@ -893,8 +929,12 @@ def _volatile(effect: _Effect, expression: Node) -> bool:
 def _drop_column(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
     name = command["name"]
+    effect.column(effect.alters, table, name, *_COLUMN)
     if not table.oid:
         raise Unknown(f"{table.qualified} is not in the catalog yet")
+    # The column, its indexes and views as the catalog shows them.
+    effect.add(effect.assumes, table.qualified)
+    effect.column(effect.assumes, table, name, _EXISTS)
     if effect.catalog.column(table, name) is None:
         if command.get("missing_ok"):
             return "DROP COLUMN"
@@ -902,6 +942,18 @@ def _drop_column(effect: _Effect, table: Relation, command: Node) -> str:
     contypes = effect.catalog.column_constraints(table, name)
     if "f" in contypes:
         raise Unknown("a foreign key uses the column: it is dropped with it")
+    views = effect.catalog.column_views(table, name)
+    if views:
+        them = "it" if len(views) == 1 else "them"
+        raise Unknown(
+            f"the column is used by {_listed(views)}: "
+            + (
+                f"CASCADE drops {them} too (ACCESS EXCLUSIVE on each, and on the views that"
+                f" use {them})"
+                if command.get("behavior") == "DROP_CASCADE"
+                else "it fails without CASCADE"
+            )
+        )
     effect.lock_all(effect.catalog.column_indexes(table, name), _AE)
     effect.lock(effect.catalog.column_sequence(table, name), _AE)
     effect.note("the column is only marked dropped: no rewrite")
@@ -912,7 +964,10 @@ def _set_not_null(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
     effect.changes.add(Change.SET_NOT_NULL)
     name = command["name"]
+    effect.column(effect.alters, table, name, _NULLABLE)
     column = _column_of(effect, table, name)
+    effect.add(effect.assumes, table.qualified)
+    effect.column(effect.assumes, table, name, _NULLABLE)
     if column.not_null:
         effect.note(f"{name} is already NOT NULL")
     elif effect.catalog.not_null_proven(table, name):
@@ -935,7 +990,16 @@ def _alter_column_type(effect: _Effect, table: Relation, command: Node) -> str:
     effect.lock(table, _AE)
     effect.changes.add(Change.ALTER_COLUMN_TYPE)
     name = command["name"]
+    effect.column(effect.alters, table, name, _TYPE)
     column = _column_of(effect, table, name)
+    # Judged by the type the catalog shows: an earlier statement of the plan may change it.
+    effect.add(effect.assumes, table.qualified)
+    effect.column(effect.assumes, table, name, _TYPE)
+    views = effect.catalog.column_views(table, name)
+    if views:
+        raise Unknown(
+            f"the column is used by {_listed(views)}: PostgreSQL refuses to change its type"
+        )
     definition = command["def"]["ColumnDef"]
     type_name = definition["typeName"]
     names = _string_list(type_name["names"])
@@ -1226,6 +1290,7 @@ def _write(effect: _Effect, body: Node, verb: str) -> None:
         raise Unknown("reads other tables or calls functions: not modelled")
     if not table.oid:
         raise Unknown(f"{table.qualified} is not in the catalog yet")
+    _not_a_view(table, "writes")
     if effect.catalog.has_user_triggers(table):
         raise Unknown("its triggers may lock other tables")
     effect.lock(table, LockMode.ROW_EXCLUSIVE)
@@ -1294,10 +1359,29 @@ def _select(effect: _Effect, body: Node) -> None:
         if not range_var.get("schemaname") and range_var["relname"] in queries:
             continue  # a WITH query's name hides a table's
         relation = _resolve(effect, range_var)
+        if not relation.oid:
+            raise Unknown(
+                f"{relation.qualified} is not in the catalog yet: if it is a view, the tables"
+                " of its query are read too"
+            )
+        _not_a_view(relation, "reads")
         effect.lock(relation, LockMode.ACCESS_SHARE)
         effect.lock_all(effect.catalog.indexes(relation), LockMode.ACCESS_SHARE)
         effect.add(effect.scans, relation.qualified)
     effect.note("reads the tables in full unless an index serves its WHERE (the planner's choice)")
+
+
+def _not_a_view(relation: Relation, verb: str) -> None:
+    """Raise ``Unknown`` for a view: a query that ``verb`` (reads, writes) it locks the
+    relations of the view's query too (views of views, joins, their sequences), which are not
+    modelled; a materialized view is only written by ``REFRESH``."""
+    if relation.kind is RelationKind.VIEW:
+        raise Unknown(
+            f"it {verb} view {relation.qualified}: the locks it takes on the relations of"
+            " the view's query are not modelled"
+        )
+    if relation.kind is RelationKind.MATERIALIZED_VIEW and verb == "writes":
+        raise Unknown(f"{relation.qualified} is a materialized view: writing it fails")
 
 
 def _with_queries(effect: _Effect, body: Node) -> set[str]:

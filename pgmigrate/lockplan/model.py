@@ -180,6 +180,14 @@ class StatementEffect:
     notes: tuple[str, ...] = field(default=())
     #: What it changes where the safer way depends on it (empty when unknown).
     changes: frozenset[Change] = frozenset()
+    #: What it was judged on as the catalog shows it now, which an earlier statement of the
+    #: plan may have changed: relations (``schema.name``, e.g. taken as absent by ``IF
+    #: EXISTS``) and what it took of columns (``the type of schema.table.column``...).
+    assumes: tuple[str, ...] = ()
+    #: What it changes of columns, in the words of ``assumes`` (added, dropped or renamed:
+    #: all of it; a new type; NOT NULL set or dropped): later statements cannot judge
+    #: that from the catalog.
+    alters: tuple[str, ...] = ()
 
     @property
     def strongest(self) -> LockMode | None:

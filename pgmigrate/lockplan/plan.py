@@ -210,6 +210,9 @@ class Planner:
         self.created: set[str] = set()
         #: Existing relations renamed earlier in the plan: new name -> name in the catalog.
         self.renamed: dict[str, str] = {}
+        #: Columns added, dropped, renamed or changed earlier in the plan
+        #: (``StatementEffect.alters``).
+        self.altered: set[str] = set()
 
     def plan(self, executor: Any, migrations: Sequence[Any]) -> LockPlan:
         """The lock plan of ``migrations`` (``pending``'s pairs), from ``executor``'s
@@ -222,11 +225,12 @@ class Planner:
         planned: list[PlannedMigration] = []
         for migration, _ in migrations:
             saved = self._saved(progress, migration)
-            # PGMIGRATE_ATOMIC's one transaction, unless an earlier run left the migration
-            # half applied: it resumes (``PGMigrateExecutor._one_transaction``).
+            # Django's one transaction (PGMIGRATE_ATOMIC, or operations that leave session
+            # state for later ones), unless an earlier run left the migration half applied:
+            # it resumes (``PGMigrateExecutor._one_transaction``).
             one = bool(
                 migration.atomic
-                and config.atomic()
+                and (config.atomic() or steps.leaves_session_state(migration, True))
                 and progress.get(migration.app_label, migration.name) is None
             )
             item, state = self._migration(migration, state, saved, one_transaction=one)
@@ -390,6 +394,14 @@ class Planner:
         for statement in found:
             effect = statement.effect
             assert effect is not None
+            changed = [
+                name
+                for name in effect.assumes
+                if name in self.created or name in self.renamed or name in self.altered
+            ]
+            if effect.known and changed:
+                effect = statement.effect = _judged_before(effect, changed)
+            self.altered.update(effect.alters)
             for name in [*effect.creates, *(lock.relation for lock in effect.locks)]:
                 if name in self.created:
                     statement.sizes[name] = sizes.new_relation(name)
@@ -481,6 +493,27 @@ def _unwritable(description: str, exc: Exception) -> PlannedStatement:
         notes=(f"Django could not write its SQL before the earlier migrations run: {reason}",),
     )
     return PlannedStatement(text, effect)
+
+
+def _judged_before(effect: StatementEffect, changed: list[str]) -> StatementEffect:
+    """``effect`` made unknown: it was judged on ``changed`` (relations, columns) as the
+    catalog shows them now, but an earlier statement of the plan creates, renames or
+    changes them first. A ``DROP INDEX CONCURRENTLY`` of an index the plan creates waits
+    for older transactions, as for any index."""
+    return dataclasses.replace(
+        effect,
+        known=False,
+        locks=(),
+        creates=(),
+        rewrites=(),
+        scans=(),
+        changes=frozenset(),
+        waits_for_snapshots=effect.kind == "DROP INDEX CONCURRENTLY",
+        notes=(
+            f"an earlier statement of the plan creates, renames or changes {', '.join(changed)}:"
+            " the catalog shows it as it is before, what this statement does then is unknown",
+        ),
+    )
 
 
 def _not_sql(description: str) -> PlannedStatement:
