@@ -23,7 +23,7 @@ from django.db.migrations.exceptions import IrreversibleError, NodeNotFoundError
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
-from pgmigrate import planned
+from pgmigrate import planned, steps
 from pgmigrate.db import atomic
 from pgmigrate.errors import PartialMigrationError, migrate_error
 from pgmigrate.progress import BACKWARDS, FORWARDS, Key
@@ -318,14 +318,16 @@ class PGMigrateExecutor(MigrationExecutor):
         runner.atomic = atomic
         return runner
 
-    def _one_transaction(self, migration: Migration) -> bool:
-        """``PGMIGRATE_ATOMIC`` and an atomic migration: Django's one transaction (unless an
-        earlier run, without ``PGMIGRATE_ATOMIC``, left it half applied: it resumes)."""
+    def _one_transaction(self, migration: Migration, *, forwards: bool) -> bool:
+        """An atomic migration runs in Django's one transaction with ``PGMIGRATE_ATOMIC``,
+        or when an operation leaves session state for later ones (``steps.
+        leaves_session_state``: a resume in a new session would lose it); unless an earlier
+        run left it half applied: it resumes."""
         run = self.run
         return bool(
             run is not None
-            and run.options.atomic
             and migration.atomic
+            and (run.options.atomic or steps.leaves_session_state(migration, forwards))
             and run.progress.get(migration.app_label, migration.name) is None
         )
 
@@ -342,7 +344,7 @@ class PGMigrateExecutor(MigrationExecutor):
                 "ProjectState",
                 super().apply_migration(state, migration, fake=fake, fake_initial=fake_initial),
             )
-        one_transaction = self._one_transaction(migration)
+        one_transaction = self._one_transaction(migration, forwards=True)
         runner = self._runner(migration, run.apply_operations, atomic=one_transaction)
         if run.progress.get(migration.app_label, migration.name) is not None:
             # Half applied by an earlier run: Django's --fake-initial would see its tables
@@ -443,7 +445,9 @@ class PGMigrateExecutor(MigrationExecutor):
         if not fake:  # as Django's Migration.unapply, before anything changes
             run.check_reversible(migration, len(migration.operations))
         # No operation to count down: unrecorded in one transaction, without progress.
-        one_transaction = self._one_transaction(migration) or not migration.operations
+        one_transaction = (
+            self._one_transaction(migration, forwards=False) or not migration.operations
+        )
         runner = self._runner(migration, run.unapply_operations, atomic=one_transaction)
         if not fake:
             run.wait_for_watcher()  # not while an interrupt would wait

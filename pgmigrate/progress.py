@@ -32,8 +32,22 @@ from pgmigrate.db import atomic
 TABLE = "pgmigrate_progress"
 FORWARDS, BACKWARDS = "forwards", "backwards"
 
-CREATE_TABLE = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+#: The schema of ``TABLE`` (quoted) as the search path finds it when a run starts, else the
+#: schema a table would be created in; both NULL when the search path names no schema.
+WHERE = (
+    "SELECT quote_ident(coalesce(("
+    "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = to_regclass(%s)), current_schema())), to_regclass(%s) IS NOT NULL"
+)
+
+
+def create_table(table: str = TABLE) -> str:
+    """The ``CREATE TABLE`` of ``table`` (``TABLE``, schema-qualified or not)."""
+    return _CREATE_TABLE.format(table=table)
+
+
+_CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {table} ("
     " app varchar(255) NOT NULL,"
     " name varchar(255) NOT NULL,"
     " done integer NOT NULL,"
@@ -49,8 +63,9 @@ CREATE_TABLE = (
 _COLUMNS = (
     "app, name, done, total, fingerprint, direction, statements, inflight, statements_digest"
 )
+CREATE_TABLE = create_table()
 _UPSERT = (
-    f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO {{table}} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (app, name) DO UPDATE SET done = EXCLUDED.done, total = EXCLUDED.total,"
     " fingerprint = EXCLUDED.fingerprint, direction = EXCLUDED.direction,"
     " statements = EXCLUDED.statements, inflight = EXCLUDED.inflight,"
@@ -225,6 +240,10 @@ class ProgressRecorder:
         self._may_create: bool | None = None
         self._fingerprints: dict[tuple[int, int], str] = {}
         self._texts: dict[int, list[str]] = {}
+        #: ``TABLE`` qualified by its schema, fixed by the first ``load`` (before anything
+        #: is applied): a migration that changes ``search_path`` (``RunSQL("SET
+        #: search_path = ...")``) must not move the records, written in its transactions.
+        self.table: str | None = None
 
     def fingerprint(self, migration: Any, done: int) -> str:
         """``fingerprint(migration, done)``; each operation is serialized once per migration
@@ -267,11 +286,16 @@ class ProgressRecorder:
         """All recorded progress (none if the table does not exist)."""
         known: dict[Key, Progress] = {}
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [TABLE])
-            self._table_exists = cursor.fetchone()[0]
+            if self.table is None:
+                cursor.execute(WHERE, [TABLE, TABLE])
+                schema, self._table_exists = cursor.fetchone()
+                self.table = f"{schema}.{TABLE}" if schema else TABLE
+            else:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [self.table])
+                self._table_exists = cursor.fetchone()[0]
             if self._table_exists:
                 try:
-                    cursor.execute(f"SELECT {_COLUMNS} FROM {TABLE}")
+                    cursor.execute(f"SELECT {_COLUMNS} FROM {self.table}")
                 except ProgrammingError as exc:
                     raise CommandError(
                         f"pgmigrate: cannot read its table {TABLE}: {str(exc).strip()}. Grant "
@@ -315,7 +339,7 @@ class ProgressRecorder:
     def _create_table(self) -> None:
         try:
             with atomic(self.connection.alias), self.connection.cursor() as cursor:
-                cursor.execute(CREATE_TABLE)
+                cursor.execute(create_table(self._table))
         except ProgrammingError as exc:
             raise CommandError(self._cannot_create(str(exc))) from exc
 
@@ -345,7 +369,7 @@ class ProgressRecorder:
             self._create_table()
         with self.connection.cursor() as cursor:
             cursor.execute(
-                _UPSERT,
+                _UPSERT.format(table=self._table),
                 [
                     *key,
                     progress.done,
@@ -372,7 +396,9 @@ class ProgressRecorder:
             return
         with self.connection.cursor() as cursor:
             for app, name in keys:
-                cursor.execute(f"DELETE FROM {TABLE} WHERE app = %s AND name = %s", [app, name])
+                cursor.execute(
+                    f"DELETE FROM {self._table} WHERE app = %s AND name = %s", [app, name]
+                )
         for key in keys:
             self._on_commit(key, None)
 
@@ -381,6 +407,13 @@ class ProgressRecorder:
         keys = list(self.load())
         self.forget(keys)
         return len(keys)
+
+    @property
+    def _table(self) -> str:
+        """``table``, once loaded."""
+        self.known  # noqa: B018 (the first load fixes it)
+        assert self.table is not None
+        return self.table
 
     def _on_commit(self, key: Key, progress: Progress | None) -> None:
         """Update the cache once the write is committed (never for a rolled-back one)."""

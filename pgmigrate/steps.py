@@ -301,6 +301,19 @@ def _statements(operation: Operation, forwards: bool) -> list[sql.Statement]:
     ]
 
 
+def leaves_session_state(migration: Migration, forwards: bool) -> bool:
+    """Whether an operation of ``migration`` leaves state in the session for the operations
+    that run after it (``RunSQL("SET search_path = ...")``, a temporary table): resumed in a
+    new session, those would run without it. Django runs such an atomic migration in one
+    transaction, so pgmigrate does too (``PGMigrateExecutor._one_transaction``)."""
+    operations = migration.operations[:-1] if forwards else migration.operations[1:]
+    return any(
+        statement.keeps_session_state
+        for operation in operations
+        for statement in _statements(operation, forwards)
+    )
+
+
 def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
     """How pgmigrate runs ``operation`` of ``migration``.
 

@@ -17,6 +17,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
 
+from pgmigrate import progress
 from pgmigrate.command import DjangoMigrateCommand, MigrateCommand
 from pgmigrate.migrate_lock import LOCK_NAME
 from tests.helpers import Session, applied, migrate, pgmigrate_sessions
@@ -103,8 +104,8 @@ def test_a_migrate_with_nothing_to_do_settles_what_the_target_leaves_out(scenari
     django_out, django_seen, _ = run(DjangoMigrateCommand, "tests", "0001")
     assert out == django_out
     extra = [sql for sql in seen if sql not in django_seen]
-    assert extra[0] == "SELECT to_regclass(%s) IS NOT NULL"
-    assert all("FROM pgmigrate_progress" in sql for sql in extra[1:]), extra
+    assert extra[0] == progress.WHERE
+    assert all("pgmigrate_progress" in sql for sql in extra[1:]), extra
     assert len(extra) <= 2
 
 

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from pgmigrate import progress
 from tests.helpers import Session, applied, columns, migrate, query
-from tests.scenarios import FINGERPRINT, RESUME_FAIL_AT
+from tests.scenarios import FINGERPRINT, RESUME_FAIL_AT, SEARCH_PATH
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "other"]),
@@ -321,3 +321,58 @@ def test_fingerprint_of_code_the_migration_writer_cannot_serialize():
     assert " at 0x" not in text
     assert progress.fingerprint(first) == progress.fingerprint(again)
     assert progress.fingerprint(first) != progress.fingerprint(other)
+
+
+@pytest.fixture
+def other_schema() -> Iterator[None]:
+    """A schema ``tests_sp`` with a table ``tests_sp_t``."""
+    query("CREATE SCHEMA tests_sp")
+    query("CREATE TABLE tests_sp.tests_sp_t (id integer)")
+    try:
+        yield
+    finally:
+        query("DROP SCHEMA tests_sp CASCADE")
+
+
+@pytest.fixture
+def search_path_fails() -> Iterator[dict]:
+    yield SEARCH_PATH
+    SEARCH_PATH["fail"] = False
+
+
+@pytest.mark.scenario("search_path")
+def test_a_migration_that_switches_search_path_runs_in_one_transaction(
+    scenario, other_schema, search_path_fails
+):
+    """An operation that leaves session state (SET search_path) for the next ones: the
+    migration runs in one transaction, as Django runs it, so a failure rolls it all back and
+    the next run starts again with the SET (resumed in a new session, the next operations
+    ran without it: 'relation "tests_sp_t" does not exist' at every run)."""
+    migrate("tests", "0001")
+    search_path_fails["fail"] = True
+    with pytest.raises(CommandError, match="the check fails on purpose"):
+        migrate("tests", "0002")
+    assert applied() == ["0001_initial"]
+    assert "extra" not in columns("tests_sp_t")
+    assert progress_rows() == []
+    search_path_fails["fail"] = False
+    migrate("tests", "0002")
+    assert applied() == ["0001_initial", "0002_elsewhere"]
+    assert {"extra", "more"} <= columns("tests_sp_t")
+    migrate("tests", "0001")
+    assert not {"extra", "more"} & columns("tests_sp_t")
+
+
+@pytest.mark.scenario("search_path")
+def test_progress_is_recorded_where_the_run_began(scenario, other_schema):
+    """Outside a transaction, each operation's progress row goes to pgmigrate_progress of
+    the schema the run began with, whatever search_path the operations leave (they failed
+    with 'relation "pgmigrate_progress" does not exist' at every run, where Django applies
+    the migration)."""
+    migrate("tests")
+    assert applied() == ["0001_initial", "0002_elsewhere", "0003_outside"]
+    assert "third" in columns("tests_sp_t")
+    assert query("SELECT to_regclass('tests_sp.pgmigrate_progress')") == [(None,)]
+    assert progress_rows() == []
+    migrate("tests", "0002")
+    assert "third" not in columns("tests_sp_t")

@@ -93,3 +93,13 @@ def rename_resume_check(apps, schema_editor):
     """The ``rename_resume`` scenario's last operation."""
     if RENAME_RESUME["fail"]:
         raise RuntimeError("the last operation fails on purpose")
+
+
+#: The ``search_path`` scenario: whether its check operation fails.
+SEARCH_PATH: dict = {"fail": False}
+
+
+def search_path_check(apps, schema_editor):
+    """The ``search_path`` scenario's operation between its two changes of another schema."""
+    if SEARCH_PATH["fail"]:
+        raise RuntimeError("the check fails on purpose")
