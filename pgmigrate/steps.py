@@ -326,6 +326,13 @@ def mode(migration: Migration, operation: Operation, forwards: bool) -> Mode:
     An operation that mixes both kinds runs as Django runs it.
     """
     if migration.atomic or operation.atomic:
+        if any(
+            statement.kind is sql.Kind.TRANSACTION_CONTROL
+            for statement in _statements(operation, forwards)
+        ):
+            # Its COMMIT would end the transaction it runs in (Django's, or pgmigrate's
+            # with its progress record): as Django without one, run again on the next run.
+            return Mode.AUTOCOMMIT
         return Mode.TRANSACTION
     found = list(leaves(operation))
     if any(isinstance(leaf, RunPython) and not leaf.atomic for leaf in found):

@@ -376,3 +376,22 @@ def test_progress_is_recorded_where_the_run_began(scenario, other_schema):
     assert progress_rows() == []
     migrate("tests", "0002")
     assert "third" not in columns("tests_sp_t")
+
+
+@pytest.mark.scenario("commit_in_runsql")
+def test_an_operation_that_commits_is_counted_as_applied(scenario, search_path_fails):
+    """A RunSQL of an atomic migration that runs COMMIT ends the transaction it would run
+    in (here shared with the irreversible operations around it): it runs as Django runs it
+    without one, and the report says what is applied; the next run goes on after it (it
+    said "Nothing of it was applied", and failed on "column a already exists")."""
+    migrate("tests", "0001")
+    search_path_fails["fail"] = True
+    with pytest.raises(CommandError) as raised:
+        migrate("tests")
+    report = str(raised.value)
+    assert "Nothing of it was applied" not in report, report
+    assert {"a", "b"} <= columns("tests_alpha")
+    search_path_fails["fail"] = False
+    migrate("tests")
+    assert applied() == ["0001_initial", "0002_commit"]
+    assert progress_rows() == []

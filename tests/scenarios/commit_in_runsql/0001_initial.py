@@ -1,0 +1,3 @@
+from tests.scenarios import InitialMigration as Migration
+
+__all__ = ["Migration"]
