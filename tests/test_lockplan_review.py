@@ -123,8 +123,8 @@ def test_reading_or_writing_through_a_view_is_unknown(
 def test_removing_a_field_a_materialized_view_uses_is_unknown(
     viewed: dict[str, Any], sessions: list
 ) -> None:
-    """RemoveField (``DROP COLUMN ... CASCADE``) drops the materialized view too, under
-    ACCESS EXCLUSIVE: its readers wait, not only beta's."""
+    """``DROP COLUMN ... CASCADE`` (RemoveField's SQL up to Django 5.2) drops the
+    materialized view too, under ACCESS EXCLUSIVE: its readers wait, not only beta's."""
     remove = _statement(viewed, "0003_first", 6, "DROP COLUMN")
     _unknown(remove, "the column is used by public.tests_beta_names: CASCADE drops it too")
     session = Session()
