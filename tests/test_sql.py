@@ -278,7 +278,6 @@ def test_mode_in_a_migration_that_is_not_atomic(operation, expected):
     [
         ADD_FIELD,
         migrations.RunSQL(["UPDATE tests_alpha SET name = ''", "SELECT 1"]),
-        migrations.RunSQL(["BEGIN", "COMMIT"]),
         migrations.RunPython(noop),
         migrations.RunPython(noop, atomic=False),
         wrapped(migrations.RunSQL(CIC), depth=2),
@@ -288,6 +287,14 @@ def test_mode_in_a_migration_that_is_not_atomic(operation, expected):
 @pytest.mark.parametrize("forwards", [True, False], ids=["forwards", "backwards"])
 def test_every_operation_of_an_atomic_migration_has_a_transaction(operation, forwards):
     assert mode(migration(operation), operation, forwards=forwards) is Mode.TRANSACTION
+
+
+def test_sql_that_ends_transactions_runs_without_one_in_an_atomic_migration():
+    """Its COMMIT would end the transaction it runs in, and what shares it: as Django
+    without a transaction (``Mode.AUTOCOMMIT``), in the direction whose SQL has it."""
+    operation = migrations.RunSQL(["BEGIN", "UPDATE tests_alpha SET name = ''", "COMMIT"])
+    assert mode(migration(operation), operation, forwards=True) is Mode.AUTOCOMMIT
+    assert mode(migration(operation), operation, forwards=False) is Mode.TRANSACTION
 
 
 def test_mode_reads_the_sql_of_the_direction():
