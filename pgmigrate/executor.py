@@ -319,16 +319,14 @@ class PGMigrateExecutor(MigrationExecutor):
         return runner
 
     def _one_transaction(self, migration: Migration, *, forwards: bool) -> bool:
-        """An atomic migration runs in Django's one transaction with ``PGMIGRATE_ATOMIC``,
-        or when an operation leaves session state for later ones (``steps.
-        leaves_session_state``: a resume in a new session would lose it); unless an earlier
-        run left it half applied: it resumes."""
+        """Whether ``migration`` runs in Django's one transaction (``steps.
+        in_one_transaction``)."""
         run = self.run
-        return bool(
-            run is not None
-            and migration.atomic
-            and (run.options.atomic or steps.leaves_session_state(migration, forwards))
-            and run.progress.get(migration.app_label, migration.name) is None
+        return run is not None and steps.in_one_transaction(
+            migration,
+            forwards,
+            atomic_setting=run.options.atomic,
+            half_applied=run.progress.get(migration.app_label, migration.name) is not None,
         )
 
     def apply_migration(

@@ -43,10 +43,6 @@ def variants(migration: Any, using: str) -> list[list[Operation]]:
     return found
 
 
-def _key(migration: Any) -> Key:
-    return migration.app_label, migration.name
-
-
 def keep_loaded(loaded: dict[Key, Any], nodes: dict[Key, Any]) -> None:
     """After the migration graph is loaded again, put the migrations ``loaded`` before
     (``MigrationGraph.nodes``) back into the new graph's ``nodes``, in place of the new

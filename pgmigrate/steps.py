@@ -305,12 +305,26 @@ def leaves_session_state(migration: Migration, forwards: bool) -> bool:
     """Whether an operation of ``migration`` leaves state in the session for the operations
     that run after it (``RunSQL("SET search_path = ...")``, a temporary table): resumed in a
     new session, those would run without it. Django runs such an atomic migration in one
-    transaction, so pgmigrate does too (``PGMigrateExecutor._one_transaction``)."""
+    transaction, so pgmigrate does too (``in_one_transaction``)."""
     operations = migration.operations[:-1] if forwards else migration.operations[1:]
     return any(
         statement.keeps_session_state
         for operation in operations
         for statement in _statements(operation, forwards)
+    )
+
+
+def in_one_transaction(
+    migration: Migration, forwards: bool, *, atomic_setting: bool, half_applied: bool
+) -> bool:
+    """Whether ``migration`` runs in Django's one transaction: an atomic migration with
+    ``PGMIGRATE_ATOMIC`` (``atomic_setting``) or whose operations leave session state for
+    later ones (``leaves_session_state``), unless an earlier run left it half applied
+    (``half_applied``: it resumes)."""
+    return bool(
+        migration.atomic
+        and (atomic_setting or leaves_session_state(migration, forwards))
+        and not half_applied
     )
 
 

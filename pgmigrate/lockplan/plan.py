@@ -225,13 +225,12 @@ class Planner:
         planned: list[PlannedMigration] = []
         for migration, _ in migrations:
             saved = self._saved(progress, migration)
-            # Django's one transaction (PGMIGRATE_ATOMIC, or operations that leave session
-            # state for later ones), unless an earlier run left the migration half applied:
-            # it resumes (``PGMigrateExecutor._one_transaction``).
-            one = bool(
-                migration.atomic
-                and (config.atomic() or steps.leaves_session_state(migration, True))
-                and progress.get(migration.app_label, migration.name) is None
+            # As migrate runs it (``PGMigrateExecutor._one_transaction``).
+            one = steps.in_one_transaction(
+                migration,
+                True,
+                atomic_setting=config.atomic(),
+                half_applied=progress.get(migration.app_label, migration.name) is not None,
             )
             item, state = self._migration(migration, state, saved, one_transaction=one)
             planned.append(item)
